@@ -1,0 +1,1 @@
+//! IC simulator.
