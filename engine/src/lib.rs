@@ -1,1 +1,18 @@
-//! icjournal engine.
+//! icjournal engine: durable journaling of a canister's failable steps — ledger transfers,
+//! host-local steps, sagas — with recovery of unknown outcomes and a manual-review queue.
+//!
+//! See `API.md` next to this crate for the entry points, and BRIEF §2 for the invariants
+//! (I1 at most once, I2 nothing lost, I3 lock, I4 results final, I5 durable, I6 bounded work,
+//! I7 isolation) every module upholds.
+
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod runtime;
+pub mod types;
+
+pub use config::Config;
+pub use error::{JournalError, OpenError};
+pub use metrics::{encode_prometheus, Metrics, RecoveryPath};
+pub use runtime::{CallError, CallResult, FakeRuntime, IcRuntime, PendingCall, Runtime, Wait};
+pub use types::*;

@@ -1,0 +1,234 @@
+//! Deterministic runtime for native tests.
+//!
+//! Every `call` suspends (an await boundary = a message boundary on the IC) until the test
+//! driver answers it with `respond`. Time only moves when the test says so. Timers and spawned
+//! tasks are queued and run when the driver asks. Nothing here is random.
+
+use super::{CallResult, LocalFuture, Runtime, Wait};
+use candid::Principal;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+/// A call the code under test made and that awaits an answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingCall {
+    pub id: u64,
+    pub callee: Principal,
+    pub method: String,
+    pub wait: Wait,
+    pub arg: Vec<u8>,
+}
+
+type Slot = Rc<RefCell<Option<CallResult>>>;
+
+#[derive(Default)]
+struct Inner {
+    now: Cell<u64>,
+    self_id: Cell<Option<Principal>>,
+    caller: Cell<Option<Principal>>,
+    instructions: Cell<u64>,
+    next_call: Cell<u64>,
+    pending: RefCell<BTreeMap<u64, (PendingCall, Slot)>>,
+    timers: RefCell<Vec<(u64, u64, LocalFuture<()>)>>,
+    next_timer: Cell<u64>,
+    spawned: RefCell<Vec<LocalFuture<()>>>,
+}
+
+/// Cheap to clone; clones share state.
+#[derive(Clone, Default)]
+pub struct FakeRuntime {
+    inner: Rc<Inner>,
+}
+
+impl FakeRuntime {
+    pub fn new(self_id: Principal, now: u64) -> Self {
+        let rt = FakeRuntime::default();
+        rt.inner.self_id.set(Some(self_id));
+        rt.inner.now.set(now);
+        rt
+    }
+
+    pub fn set_now(&self, now: u64) {
+        self.inner.now.set(now);
+    }
+
+    pub fn advance(&self, ns: u64) {
+        self.inner.now.set(self.inner.now.get().saturating_add(ns));
+    }
+
+    pub fn set_caller(&self, caller: Principal) {
+        self.inner.caller.set(Some(caller));
+    }
+
+    /// Pretend the current message used `n` more instructions.
+    pub fn burn_instructions(&self, n: u64) {
+        self.inner
+            .instructions
+            .set(self.inner.instructions.get().saturating_add(n));
+    }
+
+    /// New message: the instruction counter restarts.
+    pub fn reset_instructions(&self) {
+        self.inner.instructions.set(0);
+    }
+
+    /// Calls made and not yet answered, oldest first.
+    pub fn pending_calls(&self) -> Vec<PendingCall> {
+        self.inner
+            .pending
+            .borrow()
+            .values()
+            .map(|(c, _)| c.clone())
+            .collect()
+    }
+
+    /// Answer call `id`. Returns false if no such call is pending.
+    pub fn respond(&self, id: u64, result: CallResult) -> bool {
+        match self.inner.pending.borrow_mut().remove(&id) {
+            Some((_, slot)) => {
+                *slot.borrow_mut() = Some(result);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Forget a pending call without answering (its future stays pending forever): models a
+    /// trap whose cleanup dropped the awaiting future.
+    pub fn forget_call(&self, id: u64) {
+        self.inner.pending.borrow_mut().remove(&id);
+    }
+
+    /// Timers whose time has come, in (due time, creation) order. The caller runs them.
+    pub fn take_due_timers(&self) -> Vec<LocalFuture<()>> {
+        let now = self.inner.now.get();
+        let mut timers = self.inner.timers.borrow_mut();
+        timers.sort_by_key(|(at, seq, _)| (*at, *seq));
+        let split = timers.iter().take_while(|(at, _, _)| *at <= now).count();
+        timers.drain(..split).map(|(_, _, f)| f).collect()
+    }
+
+    /// Due time of the earliest armed timer.
+    pub fn next_timer_at(&self) -> Option<u64> {
+        self.inner
+            .timers
+            .borrow()
+            .iter()
+            .map(|(at, _, _)| *at)
+            .min()
+    }
+
+    pub fn armed_timers(&self) -> usize {
+        self.inner.timers.borrow().len()
+    }
+
+    /// Drop every armed timer (an upgrade clears timers on the IC).
+    pub fn clear_timers(&self) {
+        self.inner.timers.borrow_mut().clear();
+    }
+
+    pub fn take_spawned(&self) -> Vec<LocalFuture<()>> {
+        std::mem::take(&mut *self.inner.spawned.borrow_mut())
+    }
+
+    /// Poll `fut` once with a no-op waker (the driver re-polls after answering calls).
+    pub fn poll_once<T>(fut: &mut Pin<Box<dyn Future<Output = T> + '_>>) -> Poll<T> {
+        let mut cx = Context::from_waker(Waker::noop());
+        fut.as_mut().poll(&mut cx)
+    }
+
+    /// Drive `fut` to completion, answering each call with `respond_with`. Panics if the
+    /// future stalls with no pending call (a bug in the code under test).
+    pub fn run<T>(
+        &self,
+        fut: impl Future<Output = T>,
+        mut respond_with: impl FnMut(&PendingCall) -> CallResult,
+    ) -> T {
+        let mut fut: Pin<Box<dyn Future<Output = T> + '_>> = Box::pin(fut);
+        loop {
+            if let Poll::Ready(v) = Self::poll_once(&mut fut) {
+                return v;
+            }
+            let calls = self.pending_calls();
+            assert!(!calls.is_empty(), "future stalled without a pending call");
+            for c in calls {
+                let r = respond_with(&c);
+                self.respond(c.id, r);
+            }
+        }
+    }
+}
+
+struct FakeCall {
+    slot: Slot,
+}
+
+impl Future for FakeCall {
+    type Output = CallResult;
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<CallResult> {
+        match self.slot.borrow_mut().take() {
+            Some(r) => Poll::Ready(r),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl Runtime for FakeRuntime {
+    fn now(&self) -> u64 {
+        self.inner.now.get()
+    }
+
+    fn self_id(&self) -> Principal {
+        self.inner
+            .self_id
+            .get()
+            .unwrap_or_else(|| Principal::from_slice(&[0xAA; 10]))
+    }
+
+    fn caller(&self) -> Principal {
+        self.inner.caller.get().unwrap_or(Principal::anonymous())
+    }
+
+    fn instruction_counter(&self) -> u64 {
+        self.inner.instructions.get()
+    }
+
+    fn call(
+        &self,
+        callee: Principal,
+        method: &str,
+        wait: Wait,
+        arg: Vec<u8>,
+    ) -> LocalFuture<CallResult> {
+        let id = self.inner.next_call.get();
+        self.inner.next_call.set(id + 1);
+        let slot: Slot = Rc::new(RefCell::new(None));
+        let call = PendingCall {
+            id,
+            callee,
+            method: method.to_string(),
+            wait,
+            arg,
+        };
+        self.inner
+            .pending
+            .borrow_mut()
+            .insert(id, (call, slot.clone()));
+        Box::pin(FakeCall { slot })
+    }
+
+    fn set_timer(&self, delay_ns: u64, task: LocalFuture<()>) {
+        let at = self.inner.now.get().saturating_add(delay_ns);
+        let seq = self.inner.next_timer.get();
+        self.inner.next_timer.set(seq + 1);
+        self.inner.timers.borrow_mut().push((at, seq, task));
+    }
+
+    fn spawn(&self, task: LocalFuture<()>) {
+        self.inner.spawned.borrow_mut().push(task);
+    }
+}
