@@ -7,12 +7,18 @@
 
 pub mod config;
 pub mod error;
+pub mod ledger;
+pub mod memo;
 pub mod metrics;
+pub mod recovery;
 pub mod runtime;
+pub mod status;
+pub mod storage;
 pub mod types;
 
 pub use config::Config;
 pub use error::{JournalError, OpenError};
 pub use metrics::{encode_prometheus, Metrics, RecoveryPath};
 pub use runtime::{CallError, CallResult, FakeRuntime, IcRuntime, PendingCall, Runtime, Wait};
+pub use storage::{Memories, Store, MEMORY_COUNT};
 pub use types::*;

@@ -372,6 +372,18 @@ pub struct HistoryItem {
     pub note: String,
 }
 
+/// Progress of a memo lookup, persisted so a long scan resumes where it stopped.
+#[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScanState {
+    /// First block of the scan range (first block whose time may be >= created_at_time - drift).
+    pub start_block: Option<u64>,
+    /// Blocks in `[start_block, next_block)` were scanned and none matched.
+    pub next_block: u64,
+    /// The ledger answered `TooOld` to an identical resend *before* this scan's blocks were
+    /// read: the transfer can no longer execute, so reaching the tip completes the proof.
+    pub window_closed: bool,
+}
+
 /// A journal entry (BRIEF §3).
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -394,6 +406,8 @@ pub struct Entry {
     pub manual_reason: Option<String>,
     /// Saga this entry is a step (or compensation) of.
     pub parent: Option<EntryId>,
+    /// Memo-lookup progress of a transfer whose outcome is being recovered.
+    pub scan: Option<ScanState>,
     /// Most recent status changes (at most `Config::max_history`).
     pub history: Vec<HistoryItem>,
     /// How many older history items were dropped from `history` (all are in the audit log).

@@ -1,0 +1,477 @@
+//! Recovery decisions for ledger transfers whose outcome is unknown (BRIEF §4).
+//!
+//! Everything here is pure: `plan` chooses how to look, `decide` turns what was seen into a
+//! decision. The I/O (resend, block scan) lives in `journal.rs` / `lookup.rs`.
+
+use crate::config::Config;
+use crate::ledger::CallOutcome;
+use crate::metrics::RecoveryPath;
+use crate::types::*;
+
+/// How to find out what happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// Resend identical args: the ledger deduplicates (`Duplicate`) or rejects (`TooOld`).
+    Resend,
+    /// Look the transfer up in the ledger's blocks by memo + every other field.
+    Lookup,
+}
+
+/// Result of one memo lookup attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LookupResult {
+    /// Exactly one block matches every journaled field.
+    Found { block: u64 },
+    /// More than one block matches every field: contradicts the ledger's deduplication and
+    /// our journal; an operator must look.
+    Conflict { blocks: Vec<u64> },
+    /// Every block from the range start up to `scanned_to` (exclusive) was read; none matched.
+    /// `past_range` = a block with ledger time beyond `created_at_time + window + drift` was
+    /// seen, i.e. the ledger's time is past the range and the transfer can no longer execute.
+    Exhausted { scanned_to: u64, past_range: bool },
+    /// The per-attempt block budget ran out; the scan resumes from the saved cursor.
+    Partial { next_block: u64 },
+    /// Something could not be read (archive call failed, malformed block): NOT "not found".
+    Undecided { detail: String },
+}
+
+/// What recovery observed in this attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observation {
+    Resend(CallOutcome),
+    Lookup(LookupResult),
+}
+
+/// What to do with the entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Succeeded {
+        block: u64,
+        path: RecoveryPath,
+    },
+    Failed {
+        reason: FailureReason,
+    },
+    /// Continue with a memo lookup now (same attempt). `window_closed`: the ledger proved its
+    /// time is past the dedup window (it answered `TooOld`).
+    Lookup {
+        window_closed: bool,
+    },
+    /// Look again at `at` (deterministic backoff).
+    RetryAt {
+        at: Timestamp,
+        note: String,
+    },
+    /// Needs an operator; the reason is shown in the queue.
+    Manual {
+        reason: String,
+    },
+}
+
+/// Resend only when we are the original caller (the ledger's dedup identity includes the
+/// caller) and the ledger still accepts `created_at_time`; otherwise look the transfer up.
+/// A resend outside the window is harmless (the ledger answers `TooOld`), so the window test
+/// uses our clock only as an optimisation, never for safety.
+pub fn plan(intent: &TransferIntent, now: Timestamp, cfg: &Config) -> Plan {
+    let Some(cat) = intent.created_at_time() else {
+        // Without created_at_time the ledger does not deduplicate: a resend could execute twice.
+        return Plan::Lookup;
+    };
+    match intent.executor {
+        Executor::External { .. } => Plan::Lookup,
+        Executor::SelfCanister => {
+            let window_end = cat.saturating_add(cfg.ledger_tx_window_ns);
+            if now < window_end {
+                Plan::Resend
+            } else {
+                Plan::Lookup
+            }
+        }
+    }
+}
+
+/// Decide from one observation. `attempts` counts this attempt; `now` is the current time.
+pub fn decide(attempts: u32, now: Timestamp, cfg: &Config, obs: &Observation) -> Decision {
+    let retry = |note: String| {
+        if attempts >= cfg.max_attempts {
+            Decision::Manual {
+                reason: format!("gave up after {attempts} attempts; last: {note}"),
+            }
+        } else {
+            Decision::RetryAt {
+                at: now.saturating_add(cfg.backoff(attempts)),
+                note,
+            }
+        }
+    };
+    match obs {
+        Observation::Resend(outcome) => match outcome {
+            // Ok or Duplicate of the identical args: exactly one execution, at this block.
+            CallOutcome::Executed { block } => Decision::Succeeded {
+                block: *block,
+                path: RecoveryPath::DedupResend,
+            },
+            // The ledger's clock is past the window: an earlier call may have executed inside
+            // it; only the blocks can tell. The TooOld proves it can never execute from now on.
+            CallOutcome::TooOld => Decision::Lookup {
+                window_closed: true,
+            },
+            // This resend did not execute, but the ORIGINAL call might have: e.g. BadFee after
+            // a fee change is answered before the dedup check. Not proof of non-execution of
+            // the original, so ask the blocks.
+            CallOutcome::Rejected(FailureReason::Ledger(_)) => Decision::Lookup {
+                window_closed: false,
+            },
+            // Never reached the ledger: no information, try again.
+            CallOutcome::Rejected(other) => retry(format!("resend not delivered: {other:?}")),
+            CallOutcome::Transient { detail } => retry(format!("resend: {detail}")),
+            CallOutcome::Unknown { detail } => retry(format!("resend outcome unknown: {detail}")),
+        },
+        Observation::Lookup(result) => {
+            match result {
+                LookupResult::Found { block } => Decision::Succeeded {
+                    block: *block,
+                    path: RecoveryPath::MemoLookup,
+                },
+                LookupResult::Conflict { blocks } => Decision::Manual {
+                    reason: format!("several blocks match the journaled transfer: {blocks:?}"),
+                },
+                LookupResult::Exhausted {
+                    scanned_to,
+                    past_range: true,
+                } => Decision::Failed {
+                    reason: FailureReason::NotFoundAfterWindow {
+                        scanned_to_block: *scanned_to,
+                    },
+                },
+                LookupResult::Exhausted {
+                    scanned_to,
+                    past_range: false,
+                } => retry(format!(
+                    "not found up to block {scanned_to}; ledger time not yet past the window"
+                )),
+                // Budget ran out mid-scan: progress was made, continue soon without burning the
+                // backoff (still bounded by max_attempts).
+                LookupResult::Partial { next_block } => {
+                    if attempts >= cfg.max_attempts {
+                        Decision::Manual {
+                        reason: format!("scan still incomplete at block {next_block} after {attempts} attempts"),
+                    }
+                    } else {
+                        Decision::RetryAt {
+                            at: now.saturating_add(cfg.backoff_base_ns),
+                            note: format!("scan continues at block {next_block}"),
+                        }
+                    }
+                }
+                LookupResult::Undecided { detail } => retry(format!("lookup undecided: {detail}")),
+            }
+        }
+    }
+}
+
+/// Decision for the FIRST send of a transfer (there is no earlier identical call, so a ledger
+/// error that proves this call did not execute proves the transfer did not execute).
+pub fn decide_first_send(
+    attempts: u32,
+    now: Timestamp,
+    cfg: &Config,
+    outcome: &CallOutcome,
+) -> Decision {
+    match outcome {
+        CallOutcome::Executed { block } => Decision::Succeeded {
+            block: *block,
+            path: RecoveryPath::DedupResend, // unused for first sends (no recovery happened)
+        },
+        CallOutcome::Rejected(reason) => Decision::Failed {
+            reason: reason.clone(),
+        },
+        // created_at_time was set to our `now` moments ago; a TooOld means clocks disagree by
+        // more than the window. Nothing executed (no earlier call exists).
+        CallOutcome::TooOld => Decision::Failed {
+            reason: FailureReason::Ledger(LedgerError::TooOld),
+        },
+        CallOutcome::Transient { detail } => decide(
+            attempts,
+            now,
+            cfg,
+            &Observation::Resend(CallOutcome::Transient {
+                detail: detail.clone(),
+            }),
+        ),
+        CallOutcome::Unknown { detail } => Decision::RetryAt {
+            // Recover promptly: inside the window a resend settles it in one call.
+            at: now.saturating_add(cfg.backoff(1)),
+            note: detail.clone(),
+        },
+    }
+}
+
+/// First block time that can hold the transfer, and the last.
+pub fn scan_range(created_at_time: u64, cfg: &Config) -> (u64, u64) {
+    (
+        created_at_time.saturating_sub(cfg.ledger_permitted_drift_ns),
+        created_at_time
+            .saturating_add(cfg.ledger_tx_window_ns)
+            .saturating_add(cfg.ledger_permitted_drift_ns),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candid::{Nat, Principal};
+    use icrc_ledger_types::icrc1::account::Account;
+    use icrc_ledger_types::icrc1::transfer::{Memo, TransferArg};
+
+    const H: u64 = 3_600_000_000_000;
+
+    fn intent(executor: Executor, cat: Option<u64>) -> TransferIntent {
+        TransferIntent {
+            ledger: Principal::from_slice(&[1]),
+            executor,
+            op: LedgerOp::Icrc1Transfer(TransferArg {
+                from_subaccount: None,
+                to: Account::from(Principal::from_slice(&[2])),
+                fee: None,
+                created_at_time: cat,
+                memo: Some(Memo::from(crate::memo::encode(1))),
+                amount: Nat::from(5u64),
+            }),
+        }
+    }
+
+    #[test]
+    fn plan_resends_only_inside_window_as_original_caller_with_created_at_time() {
+        let cfg = Config::default();
+        let i = intent(Executor::SelfCanister, Some(10 * H));
+        assert_eq!(plan(&i, 10 * H, &cfg), Plan::Resend);
+        assert_eq!(plan(&i, 33 * H, &cfg), Plan::Resend);
+        assert_eq!(plan(&i, 34 * H, &cfg), Plan::Lookup);
+        let ext = intent(
+            Executor::External {
+                caller: Principal::from_slice(&[9]),
+            },
+            Some(10 * H),
+        );
+        assert_eq!(plan(&ext, 10 * H, &cfg), Plan::Lookup);
+        assert_eq!(
+            plan(&intent(Executor::SelfCanister, None), 10 * H, &cfg),
+            Plan::Lookup
+        );
+    }
+
+    fn d(attempts: u32, obs: Observation) -> Decision {
+        decide(attempts, 100, &Config::default(), &obs)
+    }
+
+    #[test]
+    fn resend_outcomes() {
+        assert_eq!(
+            d(2, Observation::Resend(CallOutcome::Executed { block: 7 })),
+            Decision::Succeeded {
+                block: 7,
+                path: RecoveryPath::DedupResend
+            }
+        );
+        assert_eq!(
+            d(2, Observation::Resend(CallOutcome::TooOld)),
+            Decision::Lookup {
+                window_closed: true
+            }
+        );
+        let bad_fee = FailureReason::Ledger(LedgerError::BadFee {
+            expected_fee: Nat::from(1u8),
+        });
+        assert_eq!(
+            d(2, Observation::Resend(CallOutcome::Rejected(bad_fee))),
+            Decision::Lookup {
+                window_closed: false
+            }
+        );
+        let nd = FailureReason::NotDelivered {
+            code: Some(RejectCode::SysTransient),
+            message: String::new(),
+        };
+        assert!(matches!(
+            d(2, Observation::Resend(CallOutcome::Rejected(nd))),
+            Decision::RetryAt { .. }
+        ));
+        assert!(matches!(
+            d(
+                2,
+                Observation::Resend(CallOutcome::Transient { detail: "x".into() })
+            ),
+            Decision::RetryAt { .. }
+        ));
+        assert!(matches!(
+            d(
+                2,
+                Observation::Resend(CallOutcome::Unknown { detail: "x".into() })
+            ),
+            Decision::RetryAt { .. }
+        ));
+    }
+
+    #[test]
+    fn retries_back_off_deterministically_then_go_manual() {
+        let cfg = Config::default();
+        let obs = Observation::Resend(CallOutcome::Unknown { detail: "t".into() });
+        let mut last = 0;
+        for a in 1..cfg.max_attempts {
+            match decide(a, 1_000, &cfg, &obs) {
+                Decision::RetryAt { at, .. } => {
+                    assert!(at >= last, "backoff must not shrink");
+                    assert_eq!(at, 1_000 + cfg.backoff(a));
+                    assert_eq!(
+                        decide(a, 1_000, &cfg, &obs),
+                        Decision::RetryAt {
+                            at,
+                            note: "resend outcome unknown: t".into()
+                        }
+                    );
+                    last = at;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(
+            decide(cfg.max_attempts, 1_000, &cfg, &obs),
+            Decision::Manual { .. }
+        ));
+        assert_eq!(cfg.backoff(1), cfg.backoff_base_ns);
+        assert_eq!(cfg.backoff(2), 2 * cfg.backoff_base_ns);
+        assert_eq!(cfg.backoff(200), cfg.backoff_max_ns);
+    }
+
+    #[test]
+    fn lookup_outcomes() {
+        assert_eq!(
+            d(3, Observation::Lookup(LookupResult::Found { block: 4 })),
+            Decision::Succeeded {
+                block: 4,
+                path: RecoveryPath::MemoLookup
+            }
+        );
+        assert!(matches!(
+            d(
+                3,
+                Observation::Lookup(LookupResult::Conflict { blocks: vec![1, 2] })
+            ),
+            Decision::Manual { .. }
+        ));
+        assert_eq!(
+            d(
+                3,
+                Observation::Lookup(LookupResult::Exhausted {
+                    scanned_to: 9,
+                    past_range: true
+                })
+            ),
+            Decision::Failed {
+                reason: FailureReason::NotFoundAfterWindow {
+                    scanned_to_block: 9
+                }
+            }
+        );
+        // Not found but the ledger could still execute it: never "failed" yet.
+        assert!(matches!(
+            d(
+                3,
+                Observation::Lookup(LookupResult::Exhausted {
+                    scanned_to: 9,
+                    past_range: false
+                })
+            ),
+            Decision::RetryAt { .. }
+        ));
+        // Unreadable archive = undecided, never "not found".
+        assert!(matches!(
+            d(
+                3,
+                Observation::Lookup(LookupResult::Undecided {
+                    detail: "archive".into()
+                })
+            ),
+            Decision::RetryAt { .. }
+        ));
+        assert_eq!(
+            d(
+                3,
+                Observation::Lookup(LookupResult::Partial { next_block: 50 })
+            ),
+            Decision::RetryAt {
+                at: 100 + Config::default().backoff_base_ns,
+                note: "scan continues at block 50".into()
+            }
+        );
+        let max = Config::default().max_attempts;
+        assert!(matches!(
+            d(
+                max,
+                Observation::Lookup(LookupResult::Partial { next_block: 50 })
+            ),
+            Decision::Manual { .. }
+        ));
+        assert!(matches!(
+            d(
+                max,
+                Observation::Lookup(LookupResult::Undecided { detail: "x".into() })
+            ),
+            Decision::Manual { .. }
+        ));
+    }
+
+    #[test]
+    fn first_send_outcomes() {
+        let cfg = Config::default();
+        let f = |o: CallOutcome| decide_first_send(1, 100, &cfg, &o);
+        assert!(matches!(
+            f(CallOutcome::Executed { block: 1 }),
+            Decision::Succeeded { block: 1, .. }
+        ));
+        let r = FailureReason::Ledger(LedgerError::InsufficientFunds {
+            balance: Nat::from(0u8),
+        });
+        assert_eq!(
+            f(CallOutcome::Rejected(r.clone())),
+            Decision::Failed { reason: r }
+        );
+        assert_eq!(
+            f(CallOutcome::TooOld),
+            Decision::Failed {
+                reason: FailureReason::Ledger(LedgerError::TooOld)
+            }
+        );
+        assert_eq!(
+            f(CallOutcome::Transient {
+                detail: "busy".into()
+            }),
+            Decision::RetryAt {
+                at: 100 + cfg.backoff(1),
+                note: "resend: busy".into()
+            }
+        );
+        assert_eq!(
+            f(CallOutcome::Unknown {
+                detail: "timeout".into()
+            }),
+            Decision::RetryAt {
+                at: 100 + cfg.backoff(1),
+                note: "timeout".into()
+            }
+        );
+    }
+
+    #[test]
+    fn scan_range_covers_window_and_drift() {
+        let cfg = Config::default();
+        let (lo, hi) = scan_range(100 * H, &cfg);
+        assert_eq!(lo, 100 * H - cfg.ledger_permitted_drift_ns);
+        assert_eq!(
+            hi,
+            100 * H + cfg.ledger_tx_window_ns + cfg.ledger_permitted_drift_ns
+        );
+        assert_eq!(scan_range(5, &cfg).0, 0);
+    }
+}

@@ -1,0 +1,505 @@
+//! Stable storage of the journal (I5: everything lives here; no `pre_upgrade` serialization).
+//!
+//! # Layout (version 1)
+//!
+//! The host hands the engine `Memories::COUNT` memories — with a `MemoryManager`, the
+//! `MemoryId`s `first .. first + 12` (`Memories::from_manager`). Offsets relative to `first`:
+//!
+//! | off | name         | structure                                        | purpose                               |
+//! |-----|--------------|--------------------------------------------------|---------------------------------------|
+//! | 0   | meta         | raw: magic `b"ICJR"`, u32 LE version, u64 LE next id | header; ids never reused           |
+//! | 1   | entries      | `BTreeMap<u64, Entry>`                           | by id                                 |
+//! | 2   | by_owner     | `BTreeMap<(Principal, u8 status, u64 id), ()>`   | owner's entries by status             |
+//! | 3   | by_status    | `BTreeMap<(u8 status, u64 id), ()>`              | manual queue, list by status          |
+//! | 4   | due          | `BTreeMap<(u64 next_attempt_at, u64 id), ()>`    | recovery work queue                   |
+//! | 5   | locks        | `BTreeMap<String, u64>`                          | lock key → unresolved entry (I3)      |
+//! | 6   | unresolved   | `BTreeMap<u64 id, ()>`                           | oldest unresolved (first key)         |
+//! | 7   | owners       | `BTreeMap<Principal, OwnerUsage>`                | per-owner quotas                      |
+//! | 8   | counters     | `BTreeMap<u32, u64>`                             | metrics counters (O(1) metrics)       |
+//! | 9   | audit_index  | `StableLog` index                                | append-only audit trail               |
+//! | 10  | audit_data   | `StableLog` data                                 |                                       |
+//! | 11  | approvals    | `BTreeMap<u64 id, Approvals>`                    | pending M-of-N approvals              |
+//!
+//! Retired offsets: none yet. Retired status/kind tags: none yet (tags live in `types.rs`;
+//! never renumber, only append). Retired counter keys: none.
+//!
+//! # Encoding
+//!
+//! Values (`Entry`, `AuditRecord`, `Approvals`) are stored as `[FORMAT_VERSION] ++ candid`.
+//! Candid, not minicbor: the same types are the service's Candid interface, so there is one
+//! encoding to audit, and Candid's subtyping gives safe evolution (add fields as `opt`; never
+//! reuse a field or variant name). The version byte lets a future layout switch encodings per
+//! value. Cost: the type table makes each entry a few hundred bytes larger than CBOR — the
+//! benchmark reports the figure. Keys are fixed-width integers/principals (big-endian order).
+//!
+//! Every index is maintained in one place (`Store::write`), from the old and new version of an
+//! entry, so they cannot drift apart.
+
+use crate::error::OpenError;
+use crate::types::*;
+use candid::{CandidType, Deserialize, Principal};
+use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
+use ic_stable_structures::storable::Bound;
+use ic_stable_structures::{Memory, StableBTreeMap, StableLog, Storable};
+use std::borrow::Cow;
+
+pub const MAGIC: &[u8; 4] = b"ICJR";
+pub const LAYOUT_VERSION: u32 = 1;
+/// Version byte prefixed to every stored value.
+const FORMAT_VERSION: u8 = 1;
+
+/// Number of memories (and `MemoryId`s) the journal uses.
+pub const MEMORY_COUNT: u8 = 12;
+
+/// The memories the journal lives in. All must be distinct.
+pub struct Memories<M: Memory> {
+    pub meta: M,
+    pub entries: M,
+    pub by_owner: M,
+    pub by_status: M,
+    pub due: M,
+    pub locks: M,
+    pub unresolved: M,
+    pub owners: M,
+    pub counters: M,
+    pub audit_index: M,
+    pub audit_data: M,
+    pub approvals: M,
+}
+
+impl<N: Memory> Memories<VirtualMemory<N>> {
+    /// Uses `MemoryId`s `first .. first + MEMORY_COUNT` of `mm`.
+    pub fn from_manager(mm: &MemoryManager<N>, first: u8) -> Self {
+        assert!(
+            first as u16 + MEMORY_COUNT as u16 <= 255,
+            "icjournal: MemoryId range out of bounds"
+        );
+        let m = |off: u8| mm.get(MemoryId::new(first + off));
+        Memories {
+            meta: m(0),
+            entries: m(1),
+            by_owner: m(2),
+            by_status: m(3),
+            due: m(4),
+            locks: m(5),
+            unresolved: m(6),
+            owners: m(7),
+            counters: m(8),
+            audit_index: m(9),
+            audit_data: m(10),
+            approvals: m(11),
+        }
+    }
+}
+
+impl<M: Memory> Memories<M> {
+    fn all(&self) -> [&M; 12] {
+        [
+            &self.meta,
+            &self.entries,
+            &self.by_owner,
+            &self.by_status,
+            &self.due,
+            &self.locks,
+            &self.unresolved,
+            &self.owners,
+            &self.counters,
+            &self.audit_index,
+            &self.audit_data,
+            &self.approvals,
+        ]
+    }
+}
+
+fn encode_value<T: CandidType>(v: &T) -> Vec<u8> {
+    let mut out = vec![FORMAT_VERSION];
+    // Encoding our own well-formed types cannot fail; a failure is a bug, so trap.
+    out.extend(candid::encode_one(v).expect("icjournal: candid encode"));
+    out
+}
+
+fn decode_value<T: for<'de> Deserialize<'de> + CandidType>(bytes: &[u8]) -> T {
+    // Stored bytes were written by us; undecodable bytes mean corrupt state: trap (a post_upgrade
+    // trap keeps the old, working version installed).
+    match bytes.split_first() {
+        Some((&FORMAT_VERSION, rest)) => {
+            candid::decode_one(rest).expect("icjournal: corrupt value")
+        }
+        Some((v, _)) => panic!("icjournal: unsupported value format {v}"),
+        None => panic!("icjournal: empty value"),
+    }
+}
+
+macro_rules! candid_storable {
+    ($t:ty) => {
+        impl Storable for $t {
+            fn to_bytes(&self) -> Cow<'_, [u8]> {
+                Cow::Owned(encode_value(self))
+            }
+            fn into_bytes(self) -> Vec<u8> {
+                encode_value(&self)
+            }
+            fn from_bytes(bytes: Cow<[u8]>) -> Self {
+                decode_value(&bytes)
+            }
+            const BOUND: Bound = Bound::Unbounded;
+        }
+    };
+}
+
+candid_storable!(Entry);
+candid_storable!(AuditRecord);
+candid_storable!(Approvals);
+
+/// Pending M-of-N approvals for one entry.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Approvals {
+    pub action: AdminAction,
+    pub approvers: Vec<Principal>,
+}
+
+/// Per-owner usage of unresolved entries (quota accounting).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OwnerUsage {
+    pub unresolved: u32,
+    pub bytes: u64,
+}
+
+impl Storable for OwnerUsage {
+    fn to_bytes(&self) -> Cow<'_, [u8]> {
+        Cow::Owned(self.into_bytes())
+    }
+    fn into_bytes(self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(12);
+        b.extend_from_slice(&self.unresolved.to_be_bytes());
+        b.extend_from_slice(&self.bytes.to_be_bytes());
+        b
+    }
+    fn from_bytes(bytes: Cow<[u8]>) -> Self {
+        let unresolved = u32::from_be_bytes(bytes[0..4].try_into().expect("owner usage"));
+        let bytes = u64::from_be_bytes(bytes[4..12].try_into().expect("owner usage"));
+        OwnerUsage { unresolved, bytes }
+    }
+    const BOUND: Bound = Bound::Bounded {
+        max_size: 12,
+        is_fixed_size: true,
+    };
+}
+
+/// Counter keys (namespace << 16 | tag). Never renumber.
+pub mod counter {
+    pub const STATUS: u32 = 1 << 16;
+    pub const KIND: u32 = 2 << 16;
+    pub const PATH: u32 = 3 << 16;
+    pub const ATTEMPTS: u32 = 4 << 16;
+    pub const CONTRADICTIONS: u32 = 5 << 16;
+    pub const TICKS: u32 = 6 << 16;
+}
+
+/// Quota charge of an intent: a deterministic function of the immutable parts of the intent,
+/// so the same amount is released on resolution as was charged on creation.
+pub fn intent_charge(intent: &Intent) -> u64 {
+    fn action(a: &StepAction) -> u64 {
+        match a {
+            StepAction::Transfer(_) => 256,
+            StepAction::Local(l) => 64 + l.handler.len() as u64 + l.payload.len() as u64,
+        }
+    }
+    match intent {
+        Intent::Record { label, payload } => 64 + label.len() as u64 + payload.len() as u64,
+        Intent::Transfer(_) => 256,
+        Intent::Local(l) => 64 + l.handler.len() as u64 + l.payload.len() as u64,
+        Intent::Saga(s) => {
+            64 + s
+                .steps
+                .iter()
+                .map(|st| action(&st.action) + st.compensation.as_ref().map_or(0, action))
+                .sum::<u64>()
+        }
+    }
+}
+
+pub struct Store<M: Memory> {
+    meta: M,
+    next_id: u64,
+    entries: StableBTreeMap<u64, Entry, M>,
+    by_owner: StableBTreeMap<(Principal, u8, u64), (), M>,
+    by_status: StableBTreeMap<(u8, u64), (), M>,
+    due: StableBTreeMap<(u64, u64), (), M>,
+    locks: StableBTreeMap<String, u64, M>,
+    unresolved: StableBTreeMap<u64, (), M>,
+    owners: StableBTreeMap<Principal, OwnerUsage, M>,
+    counters: StableBTreeMap<u32, u64, M>,
+    audit: StableLog<AuditRecord, M, M>,
+    approvals: StableBTreeMap<u64, Approvals, M>,
+    sizes: Vec<M>,
+}
+
+impl<M: Memory + Clone> Store<M> {
+    /// Create (empty memories) or load (existing layout). Never overwrites foreign data.
+    pub fn open(mem: Memories<M>) -> Result<Self, OpenError> {
+        let sizes: Vec<M> = mem.all().into_iter().cloned().collect();
+        let next_id = if mem.meta.size() == 0 {
+            let non_empty = mem.all().iter().skip(1).any(|m| m.size() > 0);
+            if non_empty {
+                // Data without a header: not ours, or a half-written layout. Refuse.
+                return Err(OpenError::BadMagic);
+            }
+            mem.meta.grow(1);
+            let mut hdr = Vec::with_capacity(16);
+            hdr.extend_from_slice(MAGIC);
+            hdr.extend_from_slice(&LAYOUT_VERSION.to_le_bytes());
+            hdr.extend_from_slice(&0u64.to_le_bytes());
+            mem.meta.write(0, &hdr);
+            0
+        } else {
+            let mut hdr = [0u8; 16];
+            mem.meta.read(0, &mut hdr);
+            if &hdr[0..4] != MAGIC {
+                return Err(OpenError::BadMagic);
+            }
+            let version = u32::from_le_bytes(hdr[4..8].try_into().expect("4 bytes"));
+            if version != LAYOUT_VERSION {
+                return Err(OpenError::UnsupportedVersion {
+                    found: version,
+                    supported: LAYOUT_VERSION,
+                });
+            }
+            u64::from_le_bytes(hdr[8..16].try_into().expect("8 bytes"))
+        };
+        Ok(Store {
+            meta: mem.meta,
+            next_id,
+            entries: StableBTreeMap::init(mem.entries),
+            by_owner: StableBTreeMap::init(mem.by_owner),
+            by_status: StableBTreeMap::init(mem.by_status),
+            due: StableBTreeMap::init(mem.due),
+            locks: StableBTreeMap::init(mem.locks),
+            unresolved: StableBTreeMap::init(mem.unresolved),
+            owners: StableBTreeMap::init(mem.owners),
+            counters: StableBTreeMap::init(mem.counters),
+            audit: StableLog::init(mem.audit_index, mem.audit_data),
+            approvals: StableBTreeMap::init(mem.approvals),
+            sizes,
+        })
+    }
+}
+
+impl<M: Memory> Store<M> {
+    /// Reserve the next entry id (persisted immediately: ids are never reused, even if the
+    /// entry creation is later rejected in the same message — a trap rolls both back).
+    pub fn allocate_id(&mut self) -> EntryId {
+        let id = self.next_id;
+        self.next_id = id.checked_add(1).expect("icjournal: entry ids exhausted");
+        self.meta.write(8, &self.next_id.to_le_bytes());
+        id
+    }
+
+    pub fn next_id(&self) -> EntryId {
+        self.next_id
+    }
+
+    pub fn get(&self, id: EntryId) -> Option<Entry> {
+        self.entries.get(&id)
+    }
+
+    pub fn len(&self) -> u64 {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn lock_holder(&self, key: &str) -> Option<EntryId> {
+        self.locks.get(&key.to_string())
+    }
+
+    pub fn owner_usage(&self, owner: &Principal) -> OwnerUsage {
+        self.owners.get(owner).unwrap_or_default()
+    }
+
+    /// Insert a new entry or replace `old` by `new` (same id), maintaining every index.
+    pub fn write(&mut self, old: Option<&Entry>, new: &Entry) {
+        if let Some(old) = old {
+            debug_assert_eq!(old.id, new.id);
+            if old.status != new.status {
+                self.by_owner.remove(&(old.owner, old.status.tag(), old.id));
+                self.by_status.remove(&(old.status.tag(), old.id));
+                self.by_owner
+                    .insert((new.owner, new.status.tag(), new.id), ());
+                self.by_status.insert((new.status.tag(), new.id), ());
+                self.bump(counter::STATUS | old.status.tag() as u32, -1);
+                self.bump(counter::STATUS | new.status.tag() as u32, 1);
+            }
+            if old.next_attempt_at != new.next_attempt_at {
+                if let Some(at) = old.next_attempt_at {
+                    self.due.remove(&(at, old.id));
+                }
+                if let Some(at) = new.next_attempt_at {
+                    self.due.insert((at, new.id), ());
+                }
+            }
+            if old.status.is_unresolved() && !new.status.is_unresolved() {
+                self.release(new);
+            }
+        } else {
+            self.by_owner
+                .insert((new.owner, new.status.tag(), new.id), ());
+            self.by_status.insert((new.status.tag(), new.id), ());
+            if let Some(at) = new.next_attempt_at {
+                self.due.insert((at, new.id), ());
+            }
+            self.bump(counter::STATUS | new.status.tag() as u32, 1);
+            self.bump(counter::KIND | new.kind.tag() as u32, 1);
+            if new.status.is_unresolved() {
+                if let Some(k) = &new.lock_key {
+                    self.locks.insert(k.clone(), new.id);
+                }
+                self.unresolved.insert(new.id, ());
+                let mut u = self.owner_usage(&new.owner);
+                u.unresolved = u.unresolved.saturating_add(1);
+                u.bytes = u.bytes.saturating_add(intent_charge(&new.intent));
+                self.owners.insert(new.owner, u);
+            }
+        }
+        self.entries.insert(new.id, new.clone());
+    }
+
+    fn release(&mut self, e: &Entry) {
+        if let Some(k) = &e.lock_key {
+            if self.locks.get(k) == Some(e.id) {
+                self.locks.remove(k);
+            }
+        }
+        self.unresolved.remove(&e.id);
+        let mut u = self.owner_usage(&e.owner);
+        u.unresolved = u.unresolved.saturating_sub(1);
+        u.bytes = u.bytes.saturating_sub(intent_charge(&e.intent));
+        if u == OwnerUsage::default() {
+            self.owners.remove(&e.owner);
+        } else {
+            self.owners.insert(e.owner, u);
+        }
+        self.approvals.remove(&e.id);
+    }
+
+    pub fn bump(&mut self, key: u32, delta: i64) {
+        let cur = self.counters.get(&key).unwrap_or(0);
+        let next = if delta >= 0 {
+            cur.saturating_add(delta as u64)
+        } else {
+            cur.saturating_sub(delta.unsigned_abs())
+        };
+        self.counters.insert(key, next);
+    }
+
+    pub fn counter(&self, key: u32) -> u64 {
+        self.counters.get(&key).unwrap_or(0)
+    }
+
+    pub fn append_audit(
+        &mut self,
+        at: Timestamp,
+        entry_id: EntryId,
+        actor: Option<Principal>,
+        event: AuditEvent,
+    ) -> u64 {
+        let seq = self.audit.len();
+        let rec = AuditRecord {
+            seq,
+            at,
+            entry_id,
+            actor,
+            event,
+        };
+        // Out of stable memory is the only failure: nothing sensible can continue. Trapping
+        // rolls the whole message back (the status change this records included).
+        self.audit.append(&rec).expect("icjournal: audit log full");
+        seq
+    }
+
+    pub fn audit_len(&self) -> u64 {
+        self.audit.len()
+    }
+
+    pub fn audit_range(&self, start: u64, limit: u64) -> Vec<AuditRecord> {
+        let end = start.saturating_add(limit).min(self.audit.len());
+        (start..end).filter_map(|i| self.audit.get(i)).collect()
+    }
+
+    /// Up to `limit` due entry ids with `next_attempt_at <= now`, earliest first.
+    pub fn due(&self, now: Timestamp, limit: usize) -> Vec<(Timestamp, EntryId)> {
+        self.due
+            .keys_range(..=(now, u64::MAX))
+            .take(limit)
+            .collect()
+    }
+
+    /// Earliest scheduled attempt, if any.
+    pub fn next_due(&self) -> Option<Timestamp> {
+        self.due.first_key_value().map(|((at, _), _)| at)
+    }
+
+    pub fn oldest_unresolved(&self) -> Option<EntryId> {
+        self.unresolved.first_key_value().map(|(id, _)| id)
+    }
+
+    /// Ids of `owner`'s entries with `status`, ascending, after `after`.
+    pub fn ids_by_owner_status(
+        &self,
+        owner: Principal,
+        status: Status,
+        after: Option<EntryId>,
+    ) -> impl Iterator<Item = EntryId> + '_ {
+        let start = after.map_or(0, |a| a.saturating_add(1));
+        let done = after == Some(u64::MAX);
+        self.by_owner
+            .keys_range((owner, status.tag(), start)..=(owner, status.tag(), u64::MAX))
+            .filter(move |_| !done)
+            .map(|(_, _, id)| id)
+    }
+
+    /// Ids with `status`, ascending, after `after`.
+    pub fn ids_by_status(
+        &self,
+        status: Status,
+        after: Option<EntryId>,
+    ) -> impl Iterator<Item = EntryId> + '_ {
+        let start = after.map_or(0, |a| a.saturating_add(1));
+        let done = after == Some(u64::MAX);
+        self.by_status
+            .keys_range((status.tag(), start)..=(status.tag(), u64::MAX))
+            .filter(move |_| !done)
+            .map(|(_, id)| id)
+    }
+
+    /// All entries ascending by id after `after`.
+    pub fn entries_after(&self, after: Option<EntryId>) -> impl Iterator<Item = Entry> + '_ {
+        let start = after.map_or(0, |a| a.saturating_add(1));
+        let done = after == Some(u64::MAX);
+        self.entries.values_range(start..).filter(move |_| !done)
+    }
+
+    pub fn approvals(&self, id: EntryId) -> Option<Approvals> {
+        self.approvals.get(&id)
+    }
+
+    pub fn set_approvals(&mut self, id: EntryId, a: Option<Approvals>) {
+        match a {
+            Some(a) => {
+                self.approvals.insert(id, a);
+            }
+            None => {
+                self.approvals.remove(&id);
+            }
+        }
+    }
+
+    pub fn stable_bytes(&self) -> u64 {
+        self.sizes
+            .iter()
+            .map(|m| m.size().saturating_mul(65536))
+            .sum()
+    }
+}
