@@ -7,7 +7,9 @@
 
 pub mod config;
 pub mod error;
+pub mod journal;
 pub mod ledger;
+pub mod lookup;
 pub mod memo;
 pub mod metrics;
 pub mod recovery;
@@ -18,6 +20,7 @@ pub mod types;
 
 pub use config::Config;
 pub use error::{JournalError, OpenError};
+pub use journal::{Journal, LocalHandler, SagaStepSpec, TickReport};
 pub use metrics::{encode_prometheus, Metrics, RecoveryPath};
 pub use runtime::{CallError, CallResult, FakeRuntime, IcRuntime, PendingCall, Runtime, Wait};
 pub use storage::{Memories, Store, MEMORY_COUNT};
