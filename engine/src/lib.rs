@@ -25,3 +25,5 @@ pub use metrics::{encode_prometheus, Metrics, RecoveryPath};
 pub use runtime::{CallError, CallResult, FakeRuntime, IcRuntime, PendingCall, Runtime, Wait};
 pub use storage::{Memories, Store, MEMORY_COUNT};
 pub use types::*;
+#[cfg(test)]
+mod tests;

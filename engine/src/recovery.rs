@@ -68,25 +68,18 @@ pub enum Decision {
     },
 }
 
-/// Resend only when we are the original caller (the ledger's dedup identity includes the
-/// caller) and the ledger still accepts `created_at_time`; otherwise look the transfer up.
-/// A resend outside the window is harmless (the ledger answers `TooOld`), so the window test
-/// uses our clock only as an optimisation, never for safety.
-pub fn plan(intent: &TransferIntent, now: Timestamp, cfg: &Config) -> Plan {
-    let Some(cat) = intent.created_at_time() else {
-        // Without created_at_time the ledger does not deduplicate: a resend could execute twice.
-        return Plan::Lookup;
-    };
-    match intent.executor {
-        Executor::External { .. } => Plan::Lookup,
-        Executor::SelfCanister => {
-            let window_end = cat.saturating_add(cfg.ledger_tx_window_ns);
-            if now < window_end {
-                Plan::Resend
-            } else {
-                Plan::Lookup
-            }
-        }
+/// Resend whenever we are the original caller and the args carry `created_at_time`: the ledger
+/// then either deduplicates (`Duplicate` → executed once, at that block), executes it for the
+/// first time (`Ok`: the original never executed — dedup would have caught it), or answers
+/// `TooOld`, which proves the transfer can never execute any more and sends us to the blocks.
+/// Deciding "inside/outside the window" by our own clock would only be a guess about the
+/// ledger's clock; the ledger's own answer is proof. Transfers sent by another canister can
+/// only be looked up (the dedup identity includes the caller), as can args without
+/// `created_at_time` (no deduplication: a resend could execute twice).
+pub fn plan(intent: &TransferIntent, _now: Timestamp, _cfg: &Config) -> Plan {
+    match (intent.executor, intent.created_at_time()) {
+        (Executor::SelfCanister, Some(_)) => Plan::Resend,
+        _ => Plan::Lookup,
     }
 }
 
@@ -242,12 +235,12 @@ mod tests {
     }
 
     #[test]
-    fn plan_resends_only_inside_window_as_original_caller_with_created_at_time() {
+    fn plan_resends_only_as_original_caller_with_created_at_time() {
         let cfg = Config::default();
         let i = intent(Executor::SelfCanister, Some(10 * H));
         assert_eq!(plan(&i, 10 * H, &cfg), Plan::Resend);
-        assert_eq!(plan(&i, 33 * H, &cfg), Plan::Resend);
-        assert_eq!(plan(&i, 34 * H, &cfg), Plan::Lookup);
+        // Also past our estimate of the window: the ledger's TooOld is the proof we want.
+        assert_eq!(plan(&i, 34 * H, &cfg), Plan::Resend);
         let ext = intent(
             Executor::External {
                 caller: Principal::from_slice(&[9]),

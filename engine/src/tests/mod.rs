@@ -1,0 +1,7 @@
+//! In-crate tests that need the planted-bug hooks (`#[cfg(test)]` items) and the model ledger.
+
+mod classify;
+mod flows;
+pub mod harness;
+pub mod model_ledger;
+mod prop;
