@@ -1385,7 +1385,13 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                 let (method, arg) = ledger::method_and_arg(&op);
                 let reply = self.inner.rt.call(t.ledger, method, self.wait(), arg).await;
                 let outcome = ledger::classify_ledger_call(&t.op, &reply);
-                recovery::decide(attempt, self.now(), &cfg, &Observation::Resend(outcome))
+                recovery::decide(
+                    attempt,
+                    self.now(),
+                    &cfg,
+                    t.created_at_time(),
+                    &Observation::Resend(outcome),
+                )
             }
             Plan::Lookup => Decision::Lookup {
                 window_closed: false,
@@ -1396,7 +1402,13 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             let result = lookup::lookup(&self.inner.rt, &cfg, &t, sender, &mut scan).await;
             let scan_copy = scan.clone();
             self.update(id, |e| e.scan = Some(scan_copy));
-            decision = recovery::decide(attempt, self.now(), &cfg, &Observation::Lookup(result));
+            decision = recovery::decide(
+                attempt,
+                self.now(),
+                &cfg,
+                t.created_at_time(),
+                &Observation::Lookup(result),
+            );
         }
         let resolved = self.apply_recovery(id, attempt, decision);
         self.self_commit().await;

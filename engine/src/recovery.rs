@@ -83,8 +83,15 @@ pub fn plan(intent: &TransferIntent, _now: Timestamp, _cfg: &Config) -> Plan {
     }
 }
 
-/// Decide from one observation. `attempts` counts this attempt; `now` is the current time.
-pub fn decide(attempts: u32, now: Timestamp, cfg: &Config, obs: &Observation) -> Decision {
+/// Decide from one observation. `attempts` counts this attempt; `now` is the current time;
+/// `created_at_time` is the journaled one (None for args without it).
+pub fn decide(
+    attempts: u32,
+    now: Timestamp,
+    cfg: &Config,
+    created_at_time: Option<u64>,
+    obs: &Observation,
+) -> Decision {
     let retry = |note: String| {
         if attempts >= cfg.max_attempts {
             Decision::Manual {
@@ -140,9 +147,28 @@ pub fn decide(attempts: u32, now: Timestamp, cfg: &Config, obs: &Observation) ->
                 LookupResult::Exhausted {
                     scanned_to,
                     past_range: false,
-                } => retry(format!(
-                    "not found up to block {scanned_to}; ledger time not yet past the window"
-                )),
+                } => {
+                    // Not found, but the ledger could still accept it. Nothing settles this
+                    // before the window closes, so look again right after it (a resend then gets
+                    // `TooOld`, the proof we need) instead of burning attempts on the backoff.
+                    let note = format!(
+                        "not found up to block {scanned_to}; ledger time not yet past the window"
+                    );
+                    match retry(note) {
+                        Decision::RetryAt { at, note } => {
+                            let closed_at = created_at_time.map_or(at, |cat| {
+                                scan_range(cat, cfg)
+                                    .1
+                                    .saturating_add(cfg.ledger_permitted_drift_ns)
+                            });
+                            Decision::RetryAt {
+                                at: at.max(closed_at),
+                                note,
+                            }
+                        }
+                        other => other,
+                    }
+                }
                 // Budget ran out mid-scan: progress was made, continue soon without burning the
                 // backoff (still bounded by max_attempts).
                 LookupResult::Partial { next_block } => {
@@ -188,6 +214,7 @@ pub fn decide_first_send(
             attempts,
             now,
             cfg,
+            None,
             &Observation::Resend(CallOutcome::Transient {
                 detail: detail.clone(),
             }),
@@ -255,7 +282,7 @@ mod tests {
     }
 
     fn d(attempts: u32, obs: Observation) -> Decision {
-        decide(attempts, 100, &Config::default(), &obs)
+        decide(attempts, 100, &Config::default(), Some(100), &obs)
     }
 
     #[test]
@@ -312,12 +339,12 @@ mod tests {
         let obs = Observation::Resend(CallOutcome::Unknown { detail: "t".into() });
         let mut last = 0;
         for a in 1..cfg.max_attempts {
-            match decide(a, 1_000, &cfg, &obs) {
+            match decide(a, 1_000, &cfg, Some(1_000), &obs) {
                 Decision::RetryAt { at, .. } => {
                     assert!(at >= last, "backoff must not shrink");
                     assert_eq!(at, 1_000 + cfg.backoff(a));
                     assert_eq!(
-                        decide(a, 1_000, &cfg, &obs),
+                        decide(a, 1_000, &cfg, Some(1_000), &obs),
                         Decision::RetryAt {
                             at,
                             note: "resend outcome unknown: t".into()
@@ -329,7 +356,7 @@ mod tests {
             }
         }
         assert!(matches!(
-            decide(cfg.max_attempts, 1_000, &cfg, &obs),
+            decide(cfg.max_attempts, 1_000, &cfg, Some(1_000), &obs),
             Decision::Manual { .. }
         ));
         assert_eq!(cfg.backoff(1), cfg.backoff_base_ns);
@@ -367,8 +394,10 @@ mod tests {
                 }
             }
         );
-        // Not found but the ledger could still execute it: never "failed" yet.
-        assert!(matches!(
+        // Not found but the ledger could still execute it: never "failed" yet; look again
+        // once the window (plus drift on both sides) has closed.
+        let cfg = Config::default();
+        assert_eq!(
             d(
                 3,
                 Observation::Lookup(LookupResult::Exhausted {
@@ -376,8 +405,11 @@ mod tests {
                     past_range: false
                 })
             ),
-            Decision::RetryAt { .. }
-        ));
+            Decision::RetryAt {
+                at: 100 + cfg.ledger_tx_window_ns + 2 * cfg.ledger_permitted_drift_ns,
+                note: "not found up to block 9; ledger time not yet past the window".into()
+            }
+        );
         // Unreadable archive = undecided, never "not found".
         assert!(matches!(
             d(

@@ -97,10 +97,6 @@ impl Harness {
         self.journal = Journal::open(self.rt.clone(), memories(&self.raw), cfg).expect("reopen");
     }
 
-    pub fn ledger_account(&self) -> Account {
-        Account::from(self.self_id)
-    }
-
     fn exec(&mut self, c: &PendingCall) -> CallResult {
         if c.callee == self.self_id {
             return Ok(candid::encode_args(()).unwrap());
