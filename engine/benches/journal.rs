@@ -1,0 +1,268 @@
+//! Storage cost benchmark (not a timed test). Run: `cargo bench -p icjournal`.
+//!
+//! Prints, at 10k / 100k / 1M resolved transfer entries already in the journal:
+//! - stable bytes per resolved transfer entry (all memories: entry, indexes, audit log);
+//! - time and number of stable-memory reads/writes (counted by a wrapping `Memory`) for
+//!   one intent (journal a transfer), one result (the callback that journals the ledger's reply),
+//!   and one recovery decision (the callback that journals the outcome of a dedup resend).
+//!
+//! `ICJ_BENCH_SIZES=10000,100000` overrides the sizes.
+
+use candid::{Nat, Principal};
+use ic_stable_structures::memory_manager::MemoryManager;
+use ic_stable_structures::{Memory, VectorMemory};
+use icjournal::*;
+use icrc_ledger_types::icrc1::account::Account;
+use icrc_ledger_types::icrc1::transfer::TransferError;
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+struct Counts {
+    reads: Cell<u64>,
+    writes: Cell<u64>,
+    read_bytes: Cell<u64>,
+    write_bytes: Cell<u64>,
+}
+
+/// Counts every read/write reaching the underlying memory (below the MemoryManager).
+#[derive(Clone)]
+struct CountingMemory {
+    inner: VectorMemory,
+    counts: Rc<Counts>,
+}
+
+impl Memory for CountingMemory {
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+    fn grow(&self, pages: u64) -> i64 {
+        self.inner.grow(pages)
+    }
+    fn read(&self, offset: u64, dst: &mut [u8]) {
+        self.counts.reads.set(self.counts.reads.get() + 1);
+        self.counts
+            .read_bytes
+            .set(self.counts.read_bytes.get() + dst.len() as u64);
+        self.inner.read(offset, dst)
+    }
+    unsafe fn read_unsafe(&self, offset: u64, dst: *mut u8, count: usize) {
+        self.counts.reads.set(self.counts.reads.get() + 1);
+        self.counts
+            .read_bytes
+            .set(self.counts.read_bytes.get() + count as u64);
+        unsafe { self.inner.read_unsafe(offset, dst, count) }
+    }
+    fn write(&self, offset: u64, src: &[u8]) {
+        self.counts.writes.set(self.counts.writes.get() + 1);
+        self.counts
+            .write_bytes
+            .set(self.counts.write_bytes.get() + src.len() as u64);
+        self.inner.write(offset, src)
+    }
+}
+
+type J = Journal<FakeRuntime, ic_stable_structures::memory_manager::VirtualMemory<CountingMemory>>;
+
+#[derive(Default, Clone, Copy)]
+struct Sample {
+    time: Duration,
+    reads: u64,
+    writes: u64,
+    read_bytes: u64,
+    write_bytes: u64,
+}
+
+impl Sample {
+    fn add(&mut self, o: Sample) {
+        self.time += o.time;
+        self.reads += o.reads;
+        self.writes += o.writes;
+        self.read_bytes += o.read_bytes;
+        self.write_bytes += o.write_bytes;
+    }
+    fn per(self, n: u64) -> String {
+        format!(
+            "{:>8.1} µs  {:>6.1} reads ({:>7.0} B)  {:>6.1} writes ({:>7.0} B)",
+            self.time.as_secs_f64() * 1e6 / n as f64,
+            self.reads as f64 / n as f64,
+            self.read_bytes as f64 / n as f64,
+            self.writes as f64 / n as f64,
+            self.write_bytes as f64 / n as f64
+        )
+    }
+}
+
+fn measure<T>(c: &Counts, f: impl FnOnce() -> T) -> (T, Sample) {
+    let (r0, w0, rb0, wb0) = (
+        c.reads.get(),
+        c.writes.get(),
+        c.read_bytes.get(),
+        c.write_bytes.get(),
+    );
+    let t = Instant::now();
+    let v = f();
+    let time = t.elapsed();
+    (
+        v,
+        Sample {
+            time,
+            reads: c.reads.get() - r0,
+            writes: c.writes.get() - w0,
+            read_bytes: c.read_bytes.get() - rb0,
+            write_bytes: c.write_bytes.get() - wb0,
+        },
+    )
+}
+
+type Fut<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+fn ok_reply(block: u64) -> Vec<u8> {
+    candid::encode_one(Ok::<Nat, TransferError>(Nat::from(block))).unwrap()
+}
+
+fn spec(ledger: Principal, i: u64) -> TransferSpec {
+    TransferSpec::Icrc1 {
+        ledger,
+        from_subaccount: None,
+        to: Account {
+            owner: Principal::from_slice(&[0x20, (i % 251) as u8, 1]),
+            subaccount: Some([7; 32]),
+        },
+        amount: Nat::from(1_000_000u64 + i),
+        fee: Some(Nat::from(10_000u64)),
+    }
+}
+
+/// Answer the single pending call with `reply` and poll once (= run one callback message).
+fn answer<T>(rt: &FakeRuntime, fut: &mut Fut<'_, T>, reply: CallResult) -> std::task::Poll<T> {
+    let calls = rt.pending_calls();
+    assert_eq!(calls.len(), 1);
+    rt.respond(calls[0].id, reply);
+    FakeRuntime::poll_once(fut)
+}
+
+fn main() {
+    let sizes: Vec<u64> = std::env::var("ICJ_BENCH_SIZES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or(vec![10_000, 100_000, 1_000_000]);
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    let counts = Rc::new(Counts::default());
+    let raw = CountingMemory {
+        inner: VectorMemory::default(),
+        counts: counts.clone(),
+    };
+    let mm = MemoryManager::init(raw.clone());
+    let me = Principal::from_slice(&[0xCA, 0xFE, 1]);
+    let ledger = Principal::from_slice(&[0x1E, 0xD6, 1]);
+    let owner = Principal::from_slice(&[0x0A, 1]);
+    let rt = FakeRuntime::new(me, 1_700_000_000_000_000_000);
+    let cfg = Config {
+        max_unresolved_per_owner: u32::MAX,
+        ..Config::default()
+    };
+    let journal: J = Journal::open(rt.clone(), Memories::from_manager(&mm, 0), cfg).unwrap();
+    let base_bytes = journal.metrics().stable_memory_bytes;
+    let mut block = 0u64;
+    let mut populated = 0u64;
+    let samples = 200u64;
+    println!("icjournal storage benchmark (release, VectorMemory behind a counting Memory; MemoryManager bucket overhead included)");
+    for &n in &sizes {
+        // Populate to n resolved transfers through the real flow (intent → reply → commit).
+        let t = Instant::now();
+        while populated < n {
+            let j = journal.clone();
+            let s = spec(ledger, populated);
+            let b = block;
+            rt.run(
+                async move { j.transfer(owner, s, None).await.unwrap() },
+                |c| {
+                    if c.callee == ledger {
+                        Ok(ok_reply(b))
+                    } else {
+                        Ok(candid::encode_args(()).unwrap())
+                    }
+                },
+            );
+            block += 1;
+            populated += 1;
+            rt.advance(1_000_000);
+        }
+        let fill = t.elapsed();
+        let m = journal.metrics();
+        let per_entry = (m.stable_memory_bytes - base_bytes) as f64 / n as f64;
+        let sample_entry = journal.get(n - 1).unwrap();
+        let entry_len = candid::encode_one(&sample_entry).unwrap().len() + 1;
+
+        let (mut intent, mut result, mut claim, mut decision) = (
+            Sample::default(),
+            Sample::default(),
+            Sample::default(),
+            Sample::default(),
+        );
+        for i in 0..samples {
+            // Intent: journal the transfer (message 1 up to the ledger call).
+            let (id, s) = measure(&counts, || {
+                journal
+                    .journal_transfer(owner, spec(ledger, n + i), None)
+                    .unwrap()
+            });
+            intent.add(s);
+            let j = journal.clone();
+            let mut fut: Fut<'_, _> = Box::pin(async move { j.execute(id).await });
+            assert!(FakeRuntime::poll_once(&mut fut).is_pending());
+            // Half the samples: a direct reply (result). Half: lost response → recovery.
+            if i % 2 == 0 {
+                let (_, s) = measure(&counts, || answer(&rt, &mut fut, Ok(ok_reply(block))));
+                result.add(s);
+                block += 1;
+                let r = answer(&rt, &mut fut, Ok(candid::encode_args(()).unwrap()));
+                assert!(r.is_ready());
+            } else {
+                let lost = Err(CallError::Rejected {
+                    code: RejectCode::SysUnknown,
+                    message: "timeout".into(),
+                });
+                let _ = answer(&rt, &mut fut, lost);
+                let r = answer(&rt, &mut fut, Ok(candid::encode_args(()).unwrap()));
+                assert!(r.is_ready());
+                rt.advance(Config::default().backoff(1) + 1);
+                let j = journal.clone();
+                let mut tick: Fut<'_, _> = Box::pin(async move { j.recovery_tick().await });
+                // Claim: pick the due entry, mark Recovering, send the resend.
+                let (_, s) = measure(&counts, || FakeRuntime::poll_once(&mut tick));
+                claim.add(s);
+                let dup = candid::encode_one(Err::<Nat, TransferError>(TransferError::Duplicate {
+                    duplicate_of: Nat::from(block),
+                }))
+                .unwrap();
+                // Decision: classify the resend reply, decide, journal the result.
+                let (_, s) = measure(&counts, || answer(&rt, &mut tick, Ok(dup)));
+                decision.add(s);
+                block += 1;
+                let r = answer(&rt, &mut tick, Ok(candid::encode_args(()).unwrap()));
+                assert!(r.is_ready());
+                assert_eq!(journal.get(id).unwrap().status, Status::Succeeded);
+            }
+        }
+        populated += samples;
+        let half = samples / 2;
+        println!();
+        println!(
+            "== {n} resolved transfer entries (filled in {:.1} s) ==",
+            fill.as_secs_f64()
+        );
+        println!(
+            "stable bytes per resolved transfer entry: {per_entry:.0} B (encoded entry value: {entry_len} B; total stable: {:.1} MiB)",
+            m.stable_memory_bytes as f64 / 1048576.0
+        );
+        println!("per intent            : {}", intent.per(samples));
+        println!("per result            : {}", result.per(half));
+        println!("per recovery claim    : {}", claim.per(half));
+        println!("per recovery decision : {}", decision.per(half));
+    }
+}
