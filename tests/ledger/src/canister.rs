@@ -4,7 +4,7 @@
 use crate::icrc3::Block;
 use crate::ledger::{ArchiveStore, Ledger};
 use crate::types::{LedgerArg, LedgerStats, StandardRecord};
-use candid::Nat;
+use candid::{CandidType, Decode, Deserialize, Encode, Nat};
 use icrc_ledger_types::icrc::generic_metadata_value::MetadataValue;
 use icrc_ledger_types::icrc1::account::Account;
 use icrc_ledger_types::icrc1::transfer::{TransferArg, TransferError};
@@ -20,6 +20,7 @@ use icrc_ledger_types::icrc3::transactions::{
 };
 use std::cell::RefCell;
 
+#[derive(CandidType, Deserialize)]
 enum Role {
     Ledger(Box<Ledger>),
     Archive(ArchiveStore),
@@ -62,6 +63,34 @@ fn init(arg: LedgerArg) {
         LedgerArg::Archive(a) => Role::Archive(ArchiveStore::new(a.ledger)),
     };
     STATE.with(|s| *s.borrow_mut() = Some(role));
+}
+
+/// The whole state is Candid-encoded into stable memory across upgrades (length-prefixed).
+#[ic_cdk::pre_upgrade]
+fn pre_upgrade() {
+    let bytes = STATE.with(|s| Encode!(&*s.borrow()).expect("encode state"));
+    let needed = 8 + bytes.len() as u64;
+    let pages = needed.div_ceil(65_536);
+    let have = ic_cdk::api::stable_size();
+    if have < pages {
+        ic_cdk::api::stable_grow(pages - have);
+    }
+    ic_cdk::api::stable_write(0, &(bytes.len() as u64).to_le_bytes());
+    ic_cdk::api::stable_write(8, &bytes);
+}
+
+#[ic_cdk::post_upgrade]
+fn post_upgrade() {
+    let mut len = [0u8; 8];
+    ic_cdk::api::stable_read(0, &mut len);
+    let mut bytes = vec![0u8; u64::from_le_bytes(len) as usize];
+    ic_cdk::api::stable_read(8, &mut bytes);
+    let mut state = Decode!(&bytes, Option<Role>).expect("decode state");
+    if let Some(Role::Ledger(l)) = state.as_mut() {
+        // An archiving round cannot survive an upgrade (its callback is gone).
+        l.archiving = false;
+    }
+    STATE.with(|s| *s.borrow_mut() = state);
 }
 
 // ------------------------------------------------------------------ ICRC-1

@@ -3,7 +3,7 @@
 
 use crate::icrc3::{Block, Hash, Op, Tx};
 use crate::types::{ArchiveOptions, Faults, InitArgs, LedgerStats};
-use candid::{Nat, Principal};
+use candid::{CandidType, Deserialize, Nat, Principal};
 use icrc_ledger_types::icrc::generic_value::ICRC3Value;
 use icrc_ledger_types::icrc1::account::Account;
 use icrc_ledger_types::icrc1::transfer::{Memo, TransferArg, TransferError};
@@ -60,13 +60,13 @@ pub enum CoreError {
 /// `Err(msg)`: the call traps with `msg` (the DFINITY ledger traps on, e.g., a too long memo).
 pub type Outcome<T> = Result<T, String>;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
 struct Approval {
     amount: u128,
     expires_at: Option<u64>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(CandidType, Deserialize, Clone, Debug)]
 pub struct Ledger {
     pub minting_account: Account,
     pub fee: u128,
@@ -808,7 +808,7 @@ fn to_approve_error(e: CoreError) -> Outcome<ApproveError> {
 }
 
 /// The archive role: a contiguous run of blocks starting at 0, appended only by its ledger.
-#[derive(Clone, Debug)]
+#[derive(CandidType, Deserialize, Clone, Debug)]
 pub struct ArchiveStore {
     pub ledger: Principal,
     pub blocks: Vec<Block>,
