@@ -197,6 +197,14 @@ fn main() {
         let per_entry = (m.stable_memory_bytes - base_bytes) as f64 / n as f64;
         let sample_entry = journal.get(n - 1).unwrap();
         let entry_len = candid::encode_one(&sample_entry).unwrap().len() + 1;
+        // Two identical values share one type table: the difference is the value alone.
+        let pair = candid::encode_one(vec![sample_entry.clone(), sample_entry.clone()])
+            .unwrap()
+            .len();
+        let one = candid::encode_one(vec![sample_entry.clone()])
+            .unwrap()
+            .len();
+        let value_only = pair - one;
 
         let (mut intent, mut result, mut claim, mut decision) = (
             Sample::default(),
@@ -257,7 +265,8 @@ fn main() {
             fill.as_secs_f64()
         );
         println!(
-            "stable bytes per resolved transfer entry: {per_entry:.0} B (encoded entry value: {entry_len} B; total stable: {:.1} MiB)",
+            "stable bytes per resolved transfer entry: {per_entry:.0} B (stored entry value: {entry_len} B, of which candid type table {} B; total stable: {:.1} MiB)",
+            entry_len - 1 - value_only,
             m.stable_memory_bytes as f64 / 1048576.0
         );
         println!("per intent            : {}", intent.per(samples));

@@ -7,7 +7,7 @@
 //!
 //! | off | name         | structure                                        | purpose                               |
 //! |-----|--------------|--------------------------------------------------|---------------------------------------|
-//! | 0   | meta         | raw: magic `b"ICJR"`, u32 LE version, u64 LE next id | header; ids never reused           |
+//! | 0   | meta         | raw: magic `b"ICJR"`, u32 LE version, u64 LE next id, schema table | header; ids never reused |
 //! | 1   | entries      | `BTreeMap<u64, Entry>`                           | by id                                 |
 //! | 2   | by_owner     | `BTreeMap<(Principal, u8 status, u64 id), ()>`   | owner's entries by status             |
 //! | 3   | by_status    | `BTreeMap<(u8 status, u64 id), ()>`              | manual queue, list by status          |
@@ -25,12 +25,17 @@
 //!
 //! # Encoding
 //!
-//! Values (`Entry`, `AuditRecord`, `Approvals`) are stored as `[FORMAT_VERSION] ++ candid`.
+//! Values are Candid, prefixed by a format byte:
+//! - format 1 (`Approvals`): `[1] ++ candid::encode_one(v)`, self-describing;
+//! - format 2 (`Entry`, `AuditRecord`): `[2] ++ schema hash (u64 BE) ++ candid value bytes`. The
+//!   schema — the Candid type table, which is most of a small value — is stored once, in the
+//!   append-only schema table of the meta memory (offset 16: `u32 count`, then per schema
+//!   `u64 FNV-1a hash, u32 len, bytes`). Decoding prepends the schema the value was written with.
+//!
 //! Candid, not minicbor: the same types are the service's Candid interface, so there is one
 //! encoding to audit, and Candid's subtyping gives safe evolution (add fields as `opt`; never
-//! reuse a field or variant name). The version byte lets a future layout switch encodings per
-//! value. Cost: the type table makes each entry a few hundred bytes larger than CBOR — the
-//! benchmark reports the figure. Keys are fixed-width integers/principals (big-endian order).
+//! reuse a field or variant name): a value written by an older build decodes, with its own
+//! schema, into the current type. Keys are fixed-width integers/principals.
 //!
 //! Every index is maintained in one place (`Store::write`), from the old and new version of an
 //! entry, so they cannot drift apart.
@@ -41,12 +46,19 @@ use candid::{CandidType, Deserialize, Principal};
 use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
 use ic_stable_structures::storable::Bound;
 use ic_stable_structures::{Memory, StableBTreeMap, StableLog, Storable};
+use std::any::TypeId;
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
 
 pub const MAGIC: &[u8; 4] = b"ICJR";
 pub const LAYOUT_VERSION: u32 = 1;
-/// Version byte prefixed to every stored value.
+/// First byte of every stored value: its format (see `encode_value`, `encode_schema_value`).
 const FORMAT_VERSION: u8 = 1;
+const FORMAT_SCHEMA: u8 = 2;
+/// Offset of the schema table in the meta memory (after magic, version, next id).
+const SCHEMA_TABLE: u64 = 16;
 
 /// Number of memories (and `MemoryId`s) the journal uses.
 pub const MEMORY_COUNT: u8 = 12;
@@ -111,9 +123,65 @@ impl<M: Memory> Memories<M> {
     }
 }
 
+thread_local! {
+    /// Candid headers (type table + arg type) by FNV-1a hash: every schema this process may
+    /// meet in stored values (loaded from the meta memory at open) plus the current types'.
+    static SCHEMAS: RefCell<BTreeMap<u64, Rc<Vec<u8>>>> = RefCell::new(BTreeMap::new());
+    /// Current header per Rust type.
+    static CURRENT: RefCell<BTreeMap<TypeId, (u64, Rc<Vec<u8>>)>> = RefCell::new(BTreeMap::new());
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn value_bytes<T: CandidType>(v: &T) -> Vec<u8> {
+    let mut vs = candid::ser::ValueSerializer::new();
+    // Encoding our own well-formed types cannot fail; a failure is a bug, so trap.
+    v.idl_serialize(&mut vs).expect("icjournal: candid encode");
+    vs.get_result().to_vec()
+}
+
+/// The Candid header of `T` (independent of the value: a type table describes the type),
+/// computed from any value of `T` and cached.
+fn current_header<T: CandidType + 'static>(sample: &T) -> (u64, Rc<Vec<u8>>) {
+    if let Some(h) = CURRENT.with_borrow(|c| c.get(&TypeId::of::<T>()).cloned()) {
+        return h;
+    }
+    let full = candid::encode_one(sample).expect("icjournal: candid encode");
+    let val = value_bytes(sample);
+    assert!(full.ends_with(&val), "icjournal: candid header split");
+    let header = Rc::new(full[..full.len() - val.len()].to_vec());
+    let h = (fnv1a(&header), header);
+    CURRENT.with_borrow_mut(|c| c.insert(TypeId::of::<T>(), h.clone()));
+    register_schema(h.0, h.1.clone());
+    h
+}
+
+fn register_schema(hash: u64, header: Rc<Vec<u8>>) {
+    SCHEMAS.with_borrow_mut(|s| {
+        let prev = s.entry(hash).or_insert_with(|| header.clone());
+        assert!(**prev == *header, "icjournal: schema hash collision");
+    });
+}
+
+/// Format 2: `[2] ++ schema hash (u64 BE) ++ candid value`. The schema (Candid type table) is
+/// stored once in the meta memory instead of in every value — it is most of a small value.
+fn encode_schema_value<T: CandidType + 'static>(v: &T) -> Vec<u8> {
+    let (hash, _) = current_header(v);
+    let val = value_bytes(v);
+    let mut out = Vec::with_capacity(9 + val.len());
+    out.push(FORMAT_SCHEMA);
+    out.extend_from_slice(&hash.to_be_bytes());
+    out.extend_from_slice(&val);
+    out
+}
+
+/// Format 1: `[1] ++ candid::encode_one(v)` (self-describing; used for rare values).
 fn encode_value<T: CandidType>(v: &T) -> Vec<u8> {
     let mut out = vec![FORMAT_VERSION];
-    // Encoding our own well-formed types cannot fail; a failure is a bug, so trap.
     out.extend(candid::encode_one(v).expect("icjournal: candid encode"));
     out
 }
@@ -125,19 +193,31 @@ fn decode_value<T: for<'de> Deserialize<'de> + CandidType>(bytes: &[u8]) -> T {
         Some((&FORMAT_VERSION, rest)) => {
             candid::decode_one(rest).expect("icjournal: corrupt value")
         }
+        Some((&FORMAT_SCHEMA, rest)) if rest.len() >= 8 => {
+            let hash = u64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
+            let header = SCHEMAS
+                .with_borrow(|s| s.get(&hash).cloned())
+                .unwrap_or_else(|| panic!("icjournal: unknown schema {hash:016x}"));
+            let mut full = Vec::with_capacity(header.len() + rest.len() - 8);
+            full.extend_from_slice(&header);
+            full.extend_from_slice(&rest[8..]);
+            // Candid decodes a value written with an older schema into the current type
+            // (subtyping), exactly as for self-describing values.
+            candid::decode_one(&full).expect("icjournal: corrupt value")
+        }
         Some((v, _)) => panic!("icjournal: unsupported value format {v}"),
         None => panic!("icjournal: empty value"),
     }
 }
 
 macro_rules! candid_storable {
-    ($t:ty) => {
+    ($t:ty, $enc:ident) => {
         impl Storable for $t {
             fn to_bytes(&self) -> Cow<'_, [u8]> {
-                Cow::Owned(encode_value(self))
+                Cow::Owned($enc(self))
             }
             fn into_bytes(self) -> Vec<u8> {
-                encode_value(&self)
+                $enc(&self)
             }
             fn from_bytes(bytes: Cow<[u8]>) -> Self {
                 decode_value(&bytes)
@@ -147,9 +227,9 @@ macro_rules! candid_storable {
     };
 }
 
-candid_storable!(Entry);
-candid_storable!(AuditRecord);
-candid_storable!(Approvals);
+candid_storable!(Entry, encode_schema_value);
+candid_storable!(AuditRecord, encode_schema_value);
+candid_storable!(Approvals, encode_value);
 
 /// Pending M-of-N approvals for one entry.
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -219,6 +299,92 @@ pub fn intent_charge(intent: &Intent) -> u64 {
     }
 }
 
+/// Schema table in the meta memory at `SCHEMA_TABLE`: `u32 LE count`, then per schema
+/// `u64 LE hash, u32 LE len, header bytes`. Append-only: a schema is never removed, because
+/// values written with it may still exist.
+fn load_and_persist_schemas<M: Memory>(meta: &M) {
+    let read_u32 = |off: u64| {
+        let mut b = [0u8; 4];
+        meta.read(off, &mut b);
+        u32::from_le_bytes(b)
+    };
+    let count = read_u32(SCHEMA_TABLE);
+    let mut off = SCHEMA_TABLE + 4;
+    let mut known = BTreeMap::new();
+    for _ in 0..count {
+        let mut h = [0u8; 8];
+        meta.read(off, &mut h);
+        let len = read_u32(off + 8) as usize;
+        let mut header = vec![0u8; len];
+        meta.read(off + 12, &mut header);
+        let hash = u64::from_le_bytes(h);
+        assert_eq!(fnv1a(&header), hash, "icjournal: corrupt schema table");
+        register_schema(hash, Rc::new(header));
+        known.insert(hash, ());
+        off += 12 + len as u64;
+    }
+    let current = [
+        current_header(&sample_entry()),
+        current_header(&sample_audit()),
+    ];
+    let mut count = count;
+    for (hash, header) in current {
+        if known.contains_key(&hash) {
+            continue;
+        }
+        let end = off + 12 + header.len() as u64;
+        let pages = end.div_ceil(65536);
+        if meta.size() < pages {
+            assert!(
+                meta.grow(pages - meta.size()) >= 0,
+                "icjournal: out of stable memory"
+            );
+        }
+        meta.write(off, &hash.to_le_bytes());
+        meta.write(off + 8, &(header.len() as u32).to_le_bytes());
+        meta.write(off + 12, &header);
+        off = end;
+        count += 1;
+        meta.write(SCHEMA_TABLE, &count.to_le_bytes());
+        known.insert(hash, ());
+    }
+}
+
+fn sample_entry() -> Entry {
+    Entry {
+        id: 0,
+        owner: Principal::anonymous(),
+        kind: Kind::Record,
+        lock_key: None,
+        intent: Intent::Record {
+            label: String::new(),
+            payload: vec![],
+        },
+        status: Status::Pending,
+        attempts: 0,
+        created_at: 0,
+        updated_at: 0,
+        next_attempt_at: None,
+        outcome: None,
+        last_error: None,
+        manual_reason: None,
+        parent: None,
+        scan: None,
+        history: vec![],
+        history_dropped: 0,
+    }
+}
+
+fn sample_audit() -> AuditRecord {
+    AuditRecord {
+        seq: 0,
+        at: 0,
+        entry_id: 0,
+        actor: None,
+        event: AuditEvent::Created { kind: Kind::Record },
+    }
+}
+
 pub struct Store<M: Memory> {
     meta: M,
     next_id: u64,
@@ -267,6 +433,7 @@ impl<M: Memory + Clone> Store<M> {
             }
             u64::from_le_bytes(hdr[8..16].try_into().expect("8 bytes"))
         };
+        load_and_persist_schemas(&mem.meta);
         Ok(Store {
             meta: mem.meta,
             next_id,
@@ -501,5 +668,92 @@ impl<M: Memory> Store<M> {
             .iter()
             .map(|m| m.size().saturating_mul(65536))
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ic_stable_structures::VectorMemory;
+
+    #[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
+    struct V1 {
+        a: u64,
+        tag: String,
+    }
+
+    #[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
+    struct V2 {
+        a: u64,
+        tag: String,
+        added: Option<u64>,
+    }
+
+    #[test]
+    fn schema_values_evolve_by_candid_subtyping_and_are_smaller() {
+        let v1 = V1 {
+            a: 7,
+            tag: "x".into(),
+        };
+        let bytes = encode_schema_value(&v1);
+        assert_eq!(bytes[0], FORMAT_SCHEMA);
+        assert!(bytes.len() < encode_value(&v1).len());
+        // An old value decodes into the new type with the new optional field absent.
+        let v2: V2 = decode_value(&bytes);
+        assert_eq!(
+            v2,
+            V2 {
+                a: 7,
+                tag: "x".into(),
+                added: None
+            }
+        );
+        let full: V2 = decode_value(&encode_value(&v1));
+        assert_eq!(full, v2);
+    }
+
+    #[test]
+    fn schema_table_is_persisted_and_loaded_in_a_fresh_process() {
+        let raw = VectorMemory::default();
+        let mm = MemoryManager::init(raw.clone());
+        let mut store = Store::open(Memories::from_manager(&mm, 3)).unwrap();
+        let mut e = sample_entry();
+        e.owner = Principal::from_slice(&[1, 2, 3]);
+        store.write(None, &e);
+        store.append_audit(1, 0, None, AuditEvent::Created { kind: Kind::Record });
+        let bytes = raw.borrow().clone();
+        // A new thread has empty thread-local schema caches, like a process after an upgrade.
+        std::thread::spawn(move || {
+            let raw = VectorMemory::new(std::cell::RefCell::new(bytes));
+            let mm = MemoryManager::init(raw);
+            let store = Store::open(Memories::from_manager(&mm, 3)).unwrap();
+            assert_eq!(
+                store.get(0).unwrap().owner,
+                Principal::from_slice(&[1, 2, 3])
+            );
+            assert_eq!(store.audit_range(0, 10).len(), 1);
+        })
+        .join()
+        .unwrap();
+        // Re-opening does not append the same schemas again.
+        let meta = mm.get(MemoryId::new(3));
+        let mut count = [0u8; 4];
+        meta.read(SCHEMA_TABLE, &mut count);
+        let store2 = Store::open(Memories::from_manager(&mm, 3)).unwrap();
+        let mut count2 = [0u8; 4];
+        meta.read(SCHEMA_TABLE, &mut count2);
+        assert_eq!(count, count2);
+        assert_eq!(u32::from_le_bytes(count), 2);
+        drop(store2);
+    }
+
+    #[test]
+    fn open_refuses_data_without_a_header() {
+        let raw = VectorMemory::default();
+        let mm = MemoryManager::init(raw.clone());
+        let mems = Memories::from_manager(&mm, 0);
+        mems.entries.grow(1);
+        mems.entries.write(0, b"BTR");
+        assert!(matches!(Store::open(mems), Err(OpenError::BadMagic)));
     }
 }
