@@ -196,7 +196,7 @@ fn main() {
         let m = journal.metrics();
         let per_entry = (m.stable_memory_bytes - base_bytes) as f64 / n as f64;
         let sample_entry = journal.get(n - 1).unwrap();
-        let entry_len = candid::encode_one(&sample_entry).unwrap().len() + 1;
+        let self_describing = candid::encode_one(&sample_entry).unwrap().len();
         // Two identical values share one type table: the difference is the value alone.
         let pair = candid::encode_one(vec![sample_entry.clone(), sample_entry.clone()])
             .unwrap()
@@ -265,8 +265,8 @@ fn main() {
             fill.as_secs_f64()
         );
         println!(
-            "stable bytes per resolved transfer entry: {per_entry:.0} B (stored entry value: {entry_len} B, of which candid type table {} B; total stable: {:.1} MiB)",
-            entry_len - 1 - value_only,
+            "stable bytes per resolved transfer entry: {per_entry:.0} B (stored entry value: {} B = format byte + schema hash + {value_only} B candid value; self-describing candid would be {self_describing} B; total stable: {:.1} MiB)",
+            1 + 8 + value_only,
             m.stable_memory_bytes as f64 / 1048576.0
         );
         println!("per intent            : {}", intent.per(samples));
