@@ -1,1 +1,338 @@
-//! icjournal service canister.
+//! icjournal service canister: a thin endpoint layer over the icjournal engine.
+//!
+//! This file holds only endpoints, guards and lifecycle hooks (like DFINITY's ckBTC minter's
+//! `main.rs`); the logic is in `service` (generic, unit-tested natively), input checks in
+//! `validate`, roles in `guard`, the ingress filter in `inspect`, HTTP in `http`.
+//! `candid/icjournal.did` is the source of truth of the interface; a test checks it equals the
+//! interface exported here.
+//!
+//! Stable memory layout (one `MemoryManager`): `MemoryId 0` = service state (`persist`:
+//! configuration, pause flag), `MemoryId 1..=12` = the engine's journal (`Memories`).
+//! There is no `pre_upgrade`: everything lives in stable structures (I5).
+
+pub mod config;
+pub mod guard;
+pub mod http;
+pub mod inspect;
+pub mod logs;
+pub mod persist;
+pub mod service;
+pub mod validate;
+
+use crate::config::MAX_ARG_BYTES;
+use crate::guard::Ctx;
+use crate::http::{HttpRequest, HttpResponse, ServiceGauges};
+use crate::service::Service;
+use candid::{Nat, Principal};
+use ic_cdk::{init, inspect_message, post_upgrade, query, update};
+use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
+use ic_stable_structures::{DefaultMemoryImpl, Memory};
+use icjournal::{
+    AdminRequest, AdminResult, AuditRecord, Entry, EntryId, EntrySummary, FlowResult, IcRuntime,
+    Memories, Metrics, Page, PageRequest, Status,
+};
+use icjournal_client::{
+    AdminListArgs, AuditArgs, ConfigView, ControllerView, LedgerConfig, ListArgs, RecordIntentArgs,
+    ReportResultArgs, SagaRequest, ServiceConfig, ServiceResult, SetConfigArgs, TrackTransferArgs,
+    TrackedTransfer, TransferRequest,
+};
+use icrc_ledger_types::icrc1::account::Account;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// MemoryId of the service state.
+pub const STATE_MEMORY_ID: u8 = 0;
+/// First MemoryId of the engine's memories (`icjournal::MEMORY_COUNT` of them).
+pub const FIRST_ENGINE_MEMORY_ID: u8 = 1;
+
+type Mem = VirtualMemory<DefaultMemoryImpl>;
+type Svc = Service<IcRuntime, Mem>;
+
+thread_local! {
+    static SERVICE: RefCell<Option<Rc<Svc>>> = const { RefCell::new(None) };
+}
+
+fn service() -> Rc<Svc> {
+    SERVICE
+        .with(|s| s.borrow().clone())
+        .unwrap_or_else(|| ic_cdk::trap("icjournal: service not initialized"))
+}
+
+/// The caller of the current message, captured before any await.
+fn ctx() -> Ctx {
+    let caller = ic_cdk::api::msg_caller();
+    Ctx::new(caller, ic_cdk::api::is_controller(&caller))
+}
+
+/// Checks that raw stable memory is empty or holds a `MemoryManager` layout this build reads:
+/// `MemoryManager::init` would silently re-initialise anything else (data loss).
+pub fn check_stable_layout(m: &impl Memory) -> Result<(), String> {
+    if m.size() == 0 {
+        return Ok(());
+    }
+    let mut header = [0u8; 4];
+    m.read(0, &mut header);
+    if &header[..3] != b"MGR" {
+        return Err("stable memory does not hold a MemoryManager layout".into());
+    }
+    if header[3] != 1 {
+        return Err(format!(
+            "unsupported MemoryManager layout version {}",
+            header[3]
+        ));
+    }
+    Ok(())
+}
+
+fn setup(arg: Option<ServiceConfig>) {
+    let raw = DefaultMemoryImpl::default();
+    if let Err(e) = check_stable_layout(&raw) {
+        ic_cdk::trap(format!("icjournal: {e}"));
+    }
+    let mm = MemoryManager::init(raw);
+    let state = mm.get(MemoryId::new(STATE_MEMORY_ID));
+    let memories = Memories::from_manager(&mm, FIRST_ENGINE_MEMORY_ID);
+    let svc = Service::open(IcRuntime, state, memories, arg)
+        .unwrap_or_else(|e| ic_cdk::trap(format!("icjournal: {e}")));
+    svc.start_recovery_timer();
+    SERVICE.with(|s| *s.borrow_mut() = Some(svc));
+}
+
+/// Refuse oversized arguments before they are decoded (runs ahead of Candid decoding).
+fn arg_size_guard() -> Result<(), String> {
+    let n = ic_cdk::api::msg_arg_data().len();
+    if n > MAX_ARG_BYTES {
+        return Err(format!(
+            "argument of {n} bytes exceeds {MAX_ARG_BYTES} bytes"
+        ));
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------
+// Lifecycle (no pre_upgrade)
+// ------------------------------------------------------------------------------------------
+
+/// `None` = default configuration (controllers are the only operators, no ledgers).
+#[init]
+fn init(arg: Option<ServiceConfig>) {
+    setup(arg);
+    ic_canister_log::log!(logs::INFO, "initialized");
+}
+
+/// `None` keeps the persisted configuration. Traps on an unknown or corrupt layout.
+#[post_upgrade]
+fn post_upgrade(arg: Option<ServiceConfig>) {
+    setup(arg);
+    ic_canister_log::log!(logs::INFO, "upgraded; recovery timer re-armed");
+}
+
+/// First filter for ingress only; every endpoint checks again (see `inspect`).
+#[inspect_message]
+fn inspect_message() {
+    let method = ic_cdk::api::msg_method_name();
+    let caller = ic_cdk::api::msg_caller();
+    let arg_len = ic_cdk::api::msg_arg_data().len();
+    let verdict = inspect::accept(
+        &method,
+        caller == Principal::anonymous(),
+        arg_len,
+        || {
+            SERVICE.with(|s| {
+                s.borrow().as_ref().is_some_and(|s| {
+                    guard::is_operator(
+                        &Ctx::new(caller, ic_cdk::api::is_controller(&caller)),
+                        &s.config(),
+                    )
+                })
+            })
+        },
+        || ic_cdk::api::is_controller(&caller),
+    );
+    if verdict.is_ok() {
+        ic_cdk::api::accept_message();
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Generic journaling (callers see only their own entries)
+// ------------------------------------------------------------------------------------------
+
+#[update(guard = "arg_size_guard")]
+fn record_intent(args: RecordIntentArgs) -> ServiceResult<EntryId> {
+    service().record_intent(&ctx(), args)
+}
+
+#[update(guard = "arg_size_guard")]
+fn report_result(args: ReportResultArgs) -> ServiceResult<Status> {
+    service().report_result(&ctx(), args)
+}
+
+#[query(guard = "arg_size_guard")]
+fn get_entry(id: EntryId) -> ServiceResult<Entry> {
+    service().get_entry(&ctx(), id)
+}
+
+#[query(guard = "arg_size_guard")]
+fn list_entries(args: ListArgs) -> ServiceResult<Page<EntrySummary>> {
+    service().list_entries(&ctx(), args)
+}
+
+#[query(guard = "arg_size_guard")]
+fn list_unresolved(page: PageRequest) -> ServiceResult<Page<EntrySummary>> {
+    service().list_unresolved(&ctx(), page)
+}
+
+#[query(guard = "arg_size_guard")]
+fn list_failed(page: PageRequest) -> ServiceResult<Page<EntrySummary>> {
+    service().list_failed(&ctx(), page)
+}
+
+// ------------------------------------------------------------------------------------------
+// Transfers
+// ------------------------------------------------------------------------------------------
+
+#[update(guard = "arg_size_guard")]
+fn track_transfer(args: TrackTransferArgs) -> ServiceResult<TrackedTransfer> {
+    service().track_transfer(&ctx(), args)
+}
+
+#[update(guard = "arg_size_guard")]
+async fn execute_transfer(req: TransferRequest) -> ServiceResult<FlowResult> {
+    let ctx = ctx();
+    let s = service();
+    s.execute_transfer(&ctx, req).await
+}
+
+#[update(guard = "arg_size_guard")]
+fn submit_transfer(req: TransferRequest) -> ServiceResult<EntryId> {
+    service().submit_transfer(&ctx(), req)
+}
+
+#[update(guard = "arg_size_guard")]
+async fn execute_saga(req: SagaRequest) -> ServiceResult<FlowResult> {
+    let ctx = ctx();
+    let s = service();
+    s.execute_saga(&ctx, req).await
+}
+
+#[update(guard = "arg_size_guard")]
+fn submit_saga(req: SagaRequest) -> ServiceResult<EntryId> {
+    service().submit_saga(&ctx(), req)
+}
+
+/// The account of the service that holds `owner`'s escrow (source of its ICRC-1 transfers).
+#[query(guard = "arg_size_guard")]
+fn escrow_account(owner: Principal) -> Account {
+    validate::escrow_account(ic_cdk::api::canister_self(), owner)
+}
+
+#[query(guard = "arg_size_guard")]
+fn ledgers() -> Vec<LedgerConfig> {
+    service().ledgers()
+}
+
+#[query(guard = "arg_size_guard")]
+fn metrics() -> Metrics {
+    service().metrics()
+}
+
+/// Self-call commit point of the engine (a no-op; only the canister itself may call it).
+#[update(guard = "arg_size_guard")]
+fn icjournal_commit() {
+    if let Err(e) = guard::self_only(&ctx(), ic_cdk::api::canister_self()) {
+        ic_cdk::trap(e.to_string());
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Operators (admins or controllers)
+// ------------------------------------------------------------------------------------------
+
+#[update(guard = "arg_size_guard")]
+fn admin_act(req: AdminRequest) -> ServiceResult<AdminResult> {
+    service().admin_act(&ctx(), req)
+}
+
+#[query(guard = "arg_size_guard")]
+fn admin_get_entry(id: EntryId) -> ServiceResult<Entry> {
+    service().admin_get_entry(&ctx(), id)
+}
+
+#[query(guard = "arg_size_guard")]
+fn admin_list(args: AdminListArgs) -> ServiceResult<Page<EntrySummary>> {
+    service().admin_list(&ctx(), args)
+}
+
+#[query(guard = "arg_size_guard")]
+fn admin_audit(args: AuditArgs) -> ServiceResult<Vec<AuditRecord>> {
+    service().admin_audit(&ctx(), args)
+}
+
+#[query(guard = "arg_size_guard")]
+fn get_config() -> ServiceResult<ConfigView> {
+    service().get_config(&ctx())
+}
+
+#[update(guard = "arg_size_guard")]
+fn set_config(args: SetConfigArgs) -> ServiceResult<()> {
+    service().set_config(&ctx(), args)
+}
+
+#[update(guard = "arg_size_guard")]
+fn pause_recovery(reason: String) -> ServiceResult<()> {
+    service().pause_recovery(&ctx(), reason)
+}
+
+#[update(guard = "arg_size_guard")]
+fn resume_recovery(reason: String) -> ServiceResult<()> {
+    service().resume_recovery(&ctx(), reason)
+}
+
+/// Controllers only: includes the cycles balance (never exposed publicly).
+#[query(guard = "arg_size_guard")]
+fn controller_view() -> ServiceResult<ControllerView> {
+    guard::controller(&ctx())?;
+    let s = service();
+    Ok(ControllerView {
+        cycles_balance: Nat::from(ic_cdk::api::canister_cycle_balance()),
+        config: s.config(),
+        recovery_paused: s.recovery_paused(),
+        in_flight_total: s.in_flight_total(),
+        metrics: s.metrics(),
+        canister_version: ic_cdk::api::canister_version(),
+    })
+}
+
+// ------------------------------------------------------------------------------------------
+// HTTP
+// ------------------------------------------------------------------------------------------
+
+#[query]
+fn http_request(req: HttpRequest) -> HttpResponse {
+    let s = service();
+    http::route(
+        &req,
+        || {
+            let cfg = s.config();
+            (
+                s.metrics(),
+                ServiceGauges {
+                    recovery_paused: s.recovery_paused(),
+                    in_flight: s.in_flight_total(),
+                    admins: cfg.admins.len() as u32,
+                    ledgers: cfg.ledgers.len() as u32,
+                },
+            )
+        },
+        || s.dashboard(ic_cdk::api::time()),
+    )
+}
+
+ic_cdk::export_candid!();
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod service_tests;

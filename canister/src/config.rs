@@ -1,0 +1,268 @@
+//! Service configuration: defaults, validation, and the engine `Config` derived from it.
+
+use candid::Principal;
+use icjournal::Config;
+use icjournal_client::{LedgerConfig, ServiceConfig, ServiceError};
+use std::collections::BTreeSet;
+
+const SECOND: u64 = 1_000_000_000;
+const DAY: u64 = 24 * 3600 * SECOND;
+
+/// Max admins in the config.
+pub const MAX_ADMINS: usize = 32;
+/// Max ledgers in the config.
+pub const MAX_LEDGERS: usize = 32;
+/// Max bytes of a caller's lock key (the service namespaces it: `<caller>/<key>`).
+pub const MAX_LOCK_KEY_BYTES: usize = 64;
+/// Max bytes of a record label.
+pub const MAX_LABEL_BYTES: usize = 64;
+/// Max bytes of an operator reason (admin verbs, config changes, pause/resume).
+pub const MAX_REASON_BYTES: usize = 1024;
+/// Upper bound of `max_payload_bytes` (keeps every argument far below `MAX_ARG_BYTES`).
+pub const MAX_PAYLOAD_LIMIT: u32 = 32 * 1024;
+/// Max encoded argument of any method (checked before decoding, and in inspect_message).
+pub const MAX_ARG_BYTES: usize = 64 * 1024;
+/// Max page size of list endpoints.
+pub const MAX_PAGE_SIZE: u32 = 100;
+/// Longest principal text (63 chars) + '/': room the namespace takes in an engine lock key.
+const LOCK_NAMESPACE_BYTES: u32 = 64;
+
+/// Defaults: no admins (controllers only), no ledgers, 30 s recovery period.
+pub fn default_config() -> ServiceConfig {
+    let e = Config::default();
+    ServiceConfig {
+        admins: vec![],
+        ledgers: vec![],
+        recovery_interval_ns: e.recovery_interval_ns,
+        recovery_batch_size: e.recovery_batch,
+        max_attempts: e.max_attempts,
+        max_unresolved_per_caller: e.max_unresolved_per_owner,
+        max_unresolved_bytes_per_caller: e.max_unresolved_bytes_per_owner,
+        max_in_flight_per_caller: 50,
+        max_in_flight_total: 500,
+        max_payload_bytes: e.max_payload_bytes,
+        approvals_required: e.approvals_required,
+        retention_ns: None,
+    }
+}
+
+fn invalid(message: impl Into<String>) -> Result<(), ServiceError> {
+    Err(ServiceError::InvalidConfig {
+        message: message.into(),
+    })
+}
+
+/// Check a configuration before it is used (init, post_upgrade, set_config).
+pub fn validate(c: &ServiceConfig) -> Result<(), ServiceError> {
+    if c.admins.len() > MAX_ADMINS {
+        return invalid(format!("admins: at most {MAX_ADMINS}"));
+    }
+    let mut seen = BTreeSet::new();
+    for a in &c.admins {
+        if *a == Principal::anonymous() {
+            return invalid("admins: the anonymous principal cannot be an admin");
+        }
+        if !seen.insert(*a) {
+            return invalid(format!("admins: duplicate {a}"));
+        }
+    }
+    if c.ledgers.len() > MAX_LEDGERS {
+        return invalid(format!("ledgers: at most {MAX_LEDGERS}"));
+    }
+    let mut seen = BTreeSet::new();
+    for l in &c.ledgers {
+        if l.ledger == Principal::anonymous() || l.ledger == Principal::management_canister() {
+            return invalid(format!("ledgers: {} is not a canister", l.ledger));
+        }
+        if !seen.insert(l.ledger) {
+            return invalid(format!("ledgers: duplicate {}", l.ledger));
+        }
+        if l.tx_window_ns < 60 * SECOND || l.tx_window_ns > 30 * DAY {
+            return invalid(format!(
+                "ledgers: tx_window_ns of {} must be within [60 s, 30 days]",
+                l.ledger
+            ));
+        }
+    }
+    if c.recovery_interval_ns < SECOND || c.recovery_interval_ns > DAY {
+        return invalid("recovery_interval_ns must be within [1 s, 1 day]");
+    }
+    if c.recovery_batch_size == 0 || c.recovery_batch_size > 1_000 {
+        return invalid("recovery_batch_size must be within [1, 1000]");
+    }
+    if c.max_attempts == 0 || c.max_attempts > 10_000 {
+        return invalid("max_attempts must be within [1, 10000]");
+    }
+    if c.max_unresolved_per_caller == 0 {
+        return invalid("max_unresolved_per_caller must be >= 1");
+    }
+    if c.max_unresolved_bytes_per_caller < c.max_payload_bytes as u64 {
+        return invalid("max_unresolved_bytes_per_caller must be >= max_payload_bytes");
+    }
+    if c.max_in_flight_per_caller == 0 || c.max_in_flight_total < c.max_in_flight_per_caller {
+        return invalid("need 1 <= max_in_flight_per_caller <= max_in_flight_total");
+    }
+    if c.max_payload_bytes == 0 || c.max_payload_bytes > MAX_PAYLOAD_LIMIT {
+        return invalid(format!(
+            "max_payload_bytes must be within [1, {MAX_PAYLOAD_LIMIT}]"
+        ));
+    }
+    if c.approvals_required == 0 || c.approvals_required as usize > MAX_ADMINS + 1 {
+        return invalid("approvals_required must be within [1, 33]");
+    }
+    if c.retention_ns.is_some_and(|r| r < DAY) {
+        return invalid("retention_ns must be at least one day");
+    }
+    engine_config(c)
+        .validate()
+        .map_err(|e| ServiceError::InvalidConfig {
+            message: e.to_string(),
+        })
+}
+
+/// The engine configuration for a service configuration: engine defaults, overridden by the
+/// service's fields. The engine has one dedup window; the longest window of the configured
+/// ledgers is used, because assuming a window shorter than a ledger's real one could declare
+/// a transfer failed that the ledger would still execute (I1), while a longer one only costs
+/// resends that the ledger answers with `TooOld`.
+pub fn engine_config(c: &ServiceConfig) -> Config {
+    let d = Config::default();
+    Config {
+        max_payload_bytes: c.max_payload_bytes,
+        max_key_bytes: LOCK_NAMESPACE_BYTES + MAX_LOCK_KEY_BYTES as u32,
+        max_reason_bytes: MAX_REASON_BYTES as u32,
+        max_unresolved_per_owner: c.max_unresolved_per_caller,
+        max_unresolved_bytes_per_owner: c.max_unresolved_bytes_per_caller,
+        max_page_size: MAX_PAGE_SIZE,
+        ledger_tx_window_ns: c
+            .ledgers
+            .iter()
+            .map(|l| l.tx_window_ns)
+            .max()
+            .unwrap_or(d.ledger_tx_window_ns),
+        max_attempts: c.max_attempts,
+        recovery_interval_ns: c.recovery_interval_ns,
+        recovery_batch: c.recovery_batch_size,
+        approvals_required: c.approvals_required,
+        ..d
+    }
+}
+
+/// The configured ledger `ledger`, or `LedgerNotAllowed`.
+pub fn ledger<'a>(
+    c: &'a ServiceConfig,
+    ledger: Principal,
+) -> Result<&'a LedgerConfig, ServiceError> {
+    c.ledgers
+        .iter()
+        .find(|l| l.ledger == ledger)
+        .ok_or(ServiceError::LedgerNotAllowed { ledger })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(n: u8) -> Principal {
+        Principal::from_slice(&[n, 1])
+    }
+
+    fn good() -> ServiceConfig {
+        ServiceConfig {
+            admins: vec![p(1)],
+            ledgers: vec![
+                LedgerConfig {
+                    ledger: p(10),
+                    fee: Some(10u64.into()),
+                    tx_window_ns: DAY,
+                },
+                LedgerConfig {
+                    ledger: p(11),
+                    fee: None,
+                    tx_window_ns: 2 * DAY,
+                },
+            ],
+            ..default_config()
+        }
+    }
+
+    #[test]
+    fn default_and_good_configs_are_valid() {
+        validate(&default_config()).unwrap();
+        validate(&good()).unwrap();
+    }
+
+    #[test]
+    fn engine_config_takes_the_longest_window_and_service_limits() {
+        let e = engine_config(&good());
+        assert_eq!(e.ledger_tx_window_ns, 2 * DAY);
+        assert_eq!(e.max_key_bytes, 128);
+        assert_eq!(e.recovery_batch, good().recovery_batch_size);
+        assert_eq!(e.commit_method, "icjournal_commit");
+        e.validate().unwrap();
+        assert_eq!(
+            engine_config(&default_config()).ledger_tx_window_ns,
+            Config::default().ledger_tx_window_ns
+        );
+    }
+
+    #[test]
+    fn rejects_each_bad_field() {
+        type Mutator = fn(&mut ServiceConfig);
+        let cases: Vec<(&str, Mutator)> = vec![
+            ("anonymous", |c| c.admins.push(Principal::anonymous())),
+            ("duplicate", |c| c.admins.push(p(1))),
+            ("duplicate", |c| {
+                let l = c.ledgers[0].clone();
+                c.ledgers.push(l)
+            }),
+            ("tx_window_ns", |c| c.ledgers[0].tx_window_ns = 1),
+            ("not a canister", |c| {
+                c.ledgers[0].ledger = Principal::anonymous()
+            }),
+            ("recovery_interval_ns", |c| c.recovery_interval_ns = 0),
+            ("recovery_batch_size", |c| c.recovery_batch_size = 0),
+            ("recovery_batch_size", |c| c.recovery_batch_size = 1_001),
+            ("max_attempts", |c| c.max_attempts = 0),
+            ("max_unresolved_per_caller", |c| {
+                c.max_unresolved_per_caller = 0
+            }),
+            ("max_unresolved_bytes_per_caller", |c| {
+                c.max_unresolved_bytes_per_caller = 1
+            }),
+            ("max_in_flight", |c| c.max_in_flight_per_caller = 0),
+            ("max_in_flight", |c| {
+                c.max_in_flight_total = c.max_in_flight_per_caller - 1
+            }),
+            ("max_payload_bytes", |c| c.max_payload_bytes = 0),
+            ("max_payload_bytes", |c| {
+                c.max_payload_bytes = MAX_PAYLOAD_LIMIT + 1
+            }),
+            ("approvals_required", |c| c.approvals_required = 0),
+            ("retention_ns", |c| c.retention_ns = Some(SECOND)),
+            ("admins: at most", |c| {
+                c.admins = (0..=MAX_ADMINS as u8).map(|i| p(100 + i)).collect()
+            }),
+        ];
+        for (needle, mutate) in cases {
+            let mut c = good();
+            mutate(&mut c);
+            match validate(&c) {
+                Err(ServiceError::InvalidConfig { message }) => {
+                    assert!(message.contains(needle), "{needle}: {message}")
+                }
+                other => panic!("{needle}: expected InvalidConfig, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn ledger_lookup() {
+        let c = good();
+        assert_eq!(ledger(&c, p(11)).unwrap().ledger, p(11));
+        assert_eq!(
+            ledger(&c, p(12)).unwrap_err(),
+            ServiceError::LedgerNotAllowed { ledger: p(12) }
+        );
+    }
+}

@@ -1,0 +1,471 @@
+//! The service logic behind the endpoints, generic over the engine's `Runtime` and the stable
+//! `Memory`, so it runs natively in unit tests (`FakeRuntime`, `VectorMemory`) and on the IC
+//! (`IcRuntime`, `VirtualMemory`). Every method starts with its guard, then validates its
+//! input, then does the work — in that order (BRIEF §8).
+
+use crate::config::{self, engine_config};
+use crate::guard::{self, Ctx, InFlight, InFlightGuard};
+use crate::logs::{DEBUG, INFO};
+use crate::persist::{self, Persisted};
+use crate::validate;
+use candid::Principal;
+use ic_canister_log::log;
+use ic_stable_structures::Memory;
+use icjournal::{
+    AdminRequest, AdminResult, AuditRecord, Entry, EntryId, EntrySummary, FlowResult, Journal,
+    ListFilter, Memories, Metrics, Page, PageRequest, ReportedResult, Runtime, SagaStepSpec,
+    Status, StepAction,
+};
+use icjournal_client::{
+    AdminListArgs, AuditArgs, ConfigView, LedgerConfig, ListArgs, RecordIntentArgs,
+    ReportResultArgs, SagaRequest, ServiceConfig, ServiceError, ServiceResult, SetConfigArgs,
+    TrackTransferArgs, TrackedTransfer, TransferRequest,
+};
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+pub struct Service<R: Runtime, M: Memory + Clone + 'static> {
+    journal: Journal<R, M>,
+    state_memory: M,
+    config: RefCell<ServiceConfig>,
+    paused: Cell<bool>,
+    in_flight: Rc<InFlight>,
+    timer_generation: Cell<u64>,
+}
+
+impl<R: Runtime, M: Memory + Clone + 'static> std::fmt::Debug for Service<R, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("config", &self.config.borrow())
+            .field("recovery_paused", &self.paused.get())
+            .field("in_flight", &self.in_flight.total())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Runtime, M: Memory + Clone + 'static> Service<R, M> {
+    /// Open (init: create; post_upgrade: load) the service. `arg` replaces the persisted
+    /// configuration when given; without one, init uses the defaults and an upgrade keeps the
+    /// persisted configuration. Errors (corrupt or unknown layouts, invalid config) must trap.
+    pub fn open(
+        rt: R,
+        state_memory: M,
+        memories: Memories<M>,
+        arg: Option<ServiceConfig>,
+    ) -> Result<Rc<Self>, String> {
+        let persisted = persist::load(&state_memory)?;
+        let (config, paused) = match (arg, persisted) {
+            (Some(c), p) => (c, p.is_some_and(|p| p.recovery_paused)),
+            (None, Some(p)) => (p.config, p.recovery_paused),
+            (None, None) => (config::default_config(), false),
+        };
+        config::validate(&config).map_err(|e| format!("invalid configuration: {e}"))?;
+        let journal = Journal::open(rt, memories, engine_config(&config))
+            .map_err(|e| format!("icjournal layout: {e}"))?;
+        persist::save(
+            &state_memory,
+            &Persisted {
+                config: config.clone(),
+                recovery_paused: paused,
+            },
+        );
+        Ok(Rc::new(Service {
+            journal,
+            state_memory,
+            config: RefCell::new(config),
+            paused: Cell::new(paused),
+            in_flight: Rc::new(InFlight::default()),
+            timer_generation: Cell::new(0),
+        }))
+    }
+
+    pub fn journal(&self) -> &Journal<R, M> {
+        &self.journal
+    }
+
+    pub fn config(&self) -> ServiceConfig {
+        self.config.borrow().clone()
+    }
+
+    pub fn recovery_paused(&self) -> bool {
+        self.paused.get()
+    }
+
+    pub fn in_flight_total(&self) -> u32 {
+        self.in_flight.total()
+    }
+
+    fn persist(&self) {
+        persist::save(
+            &self.state_memory,
+            &Persisted {
+                config: self.config(),
+                recovery_paused: self.paused.get(),
+            },
+        );
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Recovery timer
+    // ---------------------------------------------------------------------------------------
+
+    /// (Re-)arm the recovery timer chain: call from init and post_upgrade (timers do not
+    /// survive upgrades) and after the interval changes. Each tick re-arms first, then runs
+    /// `Journal::recovery_tick` unless recovery is paused. The service runs the chain itself
+    /// (instead of `Journal::start_recovery_timer`) because operators can pause recovery.
+    pub fn start_recovery_timer(self: &Rc<Self>) {
+        let generation = self.timer_generation.get().wrapping_add(1);
+        self.timer_generation.set(generation);
+        self.arm(generation, 0);
+    }
+
+    fn arm(self: &Rc<Self>, generation: u64, delay_ns: u64) {
+        let s = Rc::clone(self);
+        self.journal.runtime().set_timer(
+            delay_ns,
+            Box::pin(async move {
+                if s.timer_generation.get() != generation {
+                    return; // superseded chain
+                }
+                let interval = s.config.borrow().recovery_interval_ns;
+                s.arm(generation, interval);
+                if !s.paused.get() {
+                    s.journal.recovery_tick().await;
+                }
+            }),
+        );
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Generic journaling (callers; owner-scoped, I7)
+    // ---------------------------------------------------------------------------------------
+
+    pub fn record_intent(&self, ctx: &Ctx, args: RecordIntentArgs) -> ServiceResult<EntryId> {
+        let caller = guard::authenticated(ctx)?;
+        let cfg = self.config.borrow().clone();
+        validate::label(&args.label)?;
+        validate::payload("payload", &args.payload, cfg.max_payload_bytes)?;
+        let lock = validate::lock_key(caller, args.lock_key)?;
+        Ok(self
+            .journal
+            .record_intent(caller, args.label, args.payload, lock)?)
+    }
+
+    pub fn report_result(&self, ctx: &Ctx, args: ReportResultArgs) -> ServiceResult<Status> {
+        let caller = guard::authenticated(ctx)?;
+        let max = self.config.borrow().max_payload_bytes;
+        match &args.result {
+            ReportedResult::Succeeded { reply, .. } => validate::payload("reply", reply, max)?,
+            ReportedResult::Failed { message } | ReportedResult::Unknown { message } => {
+                validate::payload("message", message.as_bytes(), max)?
+            }
+        }
+        Ok(self
+            .journal
+            .report_result(caller, args.entry_id, args.result)?)
+    }
+
+    pub fn get_entry(&self, ctx: &Ctx, id: EntryId) -> ServiceResult<Entry> {
+        let caller = guard::authenticated(ctx)?;
+        Ok(self.journal.get_owned(caller, id)?)
+    }
+
+    pub fn list_entries(&self, ctx: &Ctx, args: ListArgs) -> ServiceResult<Page<EntrySummary>> {
+        let caller = guard::authenticated(ctx)?;
+        let filter = ListFilter {
+            owner: Some(caller),
+            status: args.status,
+            kind: args.kind,
+            created_before: None,
+        };
+        Ok(self.list(&filter, args.page))
+    }
+
+    /// The caller's entries that are not terminal (a page may be short; continue from `next`).
+    pub fn list_unresolved(
+        &self,
+        ctx: &Ctx,
+        page: PageRequest,
+    ) -> ServiceResult<Page<EntrySummary>> {
+        let caller = guard::authenticated(ctx)?;
+        let filter = ListFilter {
+            owner: Some(caller),
+            ..Default::default()
+        };
+        let mut p = self.list(&filter, page);
+        p.items.retain(|e| e.status.is_unresolved());
+        Ok(p)
+    }
+
+    pub fn list_failed(&self, ctx: &Ctx, page: PageRequest) -> ServiceResult<Page<EntrySummary>> {
+        let caller = guard::authenticated(ctx)?;
+        let filter = ListFilter {
+            owner: Some(caller),
+            status: Some(Status::Failed),
+            ..Default::default()
+        };
+        Ok(self.list(&filter, page))
+    }
+
+    fn list(&self, filter: &ListFilter, page: PageRequest) -> Page<EntrySummary> {
+        let page = PageRequest {
+            start_after: page.start_after,
+            limit: validate::page_limit(page.limit),
+        };
+        self.journal.list(filter, &page)
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Tracked transfers (sent by the caller; the service journals and recovers by memo)
+    // ---------------------------------------------------------------------------------------
+
+    pub fn track_transfer(
+        &self,
+        ctx: &Ctx,
+        args: TrackTransferArgs,
+    ) -> ServiceResult<TrackedTransfer> {
+        let caller = guard::authenticated(ctx)?;
+        validate::tracked_transfer(args.ledger, &args.op, &self.config.borrow())?;
+        let lock = validate::lock_key(caller, args.lock_key)?;
+        let (entry_id, intent) = self
+            .journal
+            .track_transfer(caller, args.ledger, args.op, lock)?;
+        Ok(TrackedTransfer {
+            entry_id,
+            ledger: intent.ledger,
+            memo: intent.memo().map(|m| m.to_vec()).unwrap_or_default(),
+            created_at_time: intent.created_at_time().unwrap_or_default(),
+            op: intent.op,
+        })
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Executed transfers and sagas (sent by the service from ICRC-2 allowances / escrow)
+    // ---------------------------------------------------------------------------------------
+
+    fn acquire(&self, caller: Principal) -> ServiceResult<InFlightGuard> {
+        let cfg = self.config.borrow();
+        InFlightGuard::acquire(
+            &self.in_flight,
+            caller,
+            cfg.max_in_flight_per_caller,
+            cfg.max_in_flight_total,
+        )
+    }
+
+    fn journal_transfer(
+        &self,
+        ctx: &Ctx,
+        req: TransferRequest,
+    ) -> ServiceResult<(EntryId, InFlightGuard)> {
+        let caller = guard::authenticated(ctx)?;
+        let spec = validate::executed_transfer(caller, req.transfer, &self.config.borrow())?;
+        let lock = validate::lock_key(caller, req.lock_key)?;
+        let slot = self.acquire(caller)?;
+        let id = self.journal.journal_transfer(caller, spec, lock)?;
+        Ok((id, slot))
+    }
+
+    /// Journal, execute, commit; wait for the outcome (an unknown one is recovered later: the
+    /// returned status is then `Unknown` and the caller polls `get_entry`).
+    pub async fn execute_transfer(
+        &self,
+        ctx: &Ctx,
+        req: TransferRequest,
+    ) -> ServiceResult<FlowResult> {
+        let (id, slot) = self.journal_transfer(ctx, req)?;
+        let r = self.journal.execute(id).await;
+        drop(slot);
+        Ok(r?)
+    }
+
+    /// Journal and start the transfer; returns the entry id without waiting.
+    pub fn submit_transfer(&self, ctx: &Ctx, req: TransferRequest) -> ServiceResult<EntryId> {
+        let (id, slot) = self.journal_transfer(ctx, req)?;
+        let j = self.journal.clone();
+        self.journal.runtime().spawn(Box::pin(async move {
+            let _slot = slot;
+            let _ = j.execute(id).await;
+        }));
+        Ok(id)
+    }
+
+    fn start_saga(&self, ctx: &Ctx, req: SagaRequest) -> ServiceResult<(EntryId, InFlightGuard)> {
+        let caller = guard::authenticated(ctx)?;
+        let cfg = self.config.borrow().clone();
+        let max_steps = self.journal.config().max_saga_steps as usize;
+        if req.steps.is_empty() || req.steps.len() > max_steps {
+            return Err(ServiceError::Journal(
+                icjournal::JournalError::InvalidArgument {
+                    message: format!("a saga has 1 to {max_steps} steps"),
+                },
+            ));
+        }
+        let mut steps = Vec::with_capacity(req.steps.len());
+        for s in req.steps {
+            let action = validate::executed_transfer(caller, s.transfer, &cfg)?;
+            let compensation = s
+                .compensation
+                .map(|c| validate::executed_transfer(caller, c, &cfg))
+                .transpose()?;
+            steps.push(SagaStepSpec {
+                action: StepAction::Transfer(action),
+                compensation: compensation.map(StepAction::Transfer),
+            });
+        }
+        let lock = validate::lock_key(caller, req.lock_key)?;
+        let slot = self.acquire(caller)?;
+        let id = self.journal.start_saga(caller, steps, lock)?;
+        Ok((id, slot))
+    }
+
+    /// Start a saga and drive it as far as it goes now (until settled or waiting on recovery).
+    pub async fn execute_saga(&self, ctx: &Ctx, req: SagaRequest) -> ServiceResult<FlowResult> {
+        let (id, slot) = self.start_saga(ctx, req)?;
+        let r = self.journal.run_saga(id).await;
+        drop(slot);
+        Ok(r?)
+    }
+
+    /// Start a saga without waiting; returns the saga's entry id.
+    pub fn submit_saga(&self, ctx: &Ctx, req: SagaRequest) -> ServiceResult<EntryId> {
+        let (id, slot) = self.start_saga(ctx, req)?;
+        let j = self.journal.clone();
+        self.journal.runtime().spawn(Box::pin(async move {
+            let _slot = slot;
+            let _ = j.run_saga(id).await;
+        }));
+        Ok(id)
+    }
+
+    pub fn ledgers(&self) -> Vec<LedgerConfig> {
+        self.config.borrow().ledgers.clone()
+    }
+
+    /// Public journal metrics (no cycles balance, BRIEF §7).
+    pub fn metrics(&self) -> Metrics {
+        self.journal.metrics()
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Operators (admins or controllers)
+    // ---------------------------------------------------------------------------------------
+
+    pub fn admin_act(&self, ctx: &Ctx, req: AdminRequest) -> ServiceResult<AdminResult> {
+        let actor = guard::operator(ctx, &self.config.borrow())?;
+        validate::reason(&req.reason)?;
+        let summary = format!(
+            "{:?} on entry {} by {actor}: {}",
+            req.action, req.entry_id, req.reason
+        );
+        match self.journal.admin(actor, req) {
+            Ok(r) => {
+                log!(INFO, "admin {summary} -> {r:?}");
+                Ok(r)
+            }
+            Err(e) => {
+                log!(DEBUG, "admin {summary} refused: {e:?}");
+                Err(e.into())
+            }
+        }
+    }
+
+    pub fn admin_get_entry(&self, ctx: &Ctx, id: EntryId) -> ServiceResult<Entry> {
+        guard::operator(ctx, &self.config.borrow())?;
+        self.journal
+            .get(id)
+            .ok_or(ServiceError::Journal(icjournal::JournalError::NotFound {
+                entry_id: id,
+            }))
+    }
+
+    pub fn admin_list(&self, ctx: &Ctx, args: AdminListArgs) -> ServiceResult<Page<EntrySummary>> {
+        guard::operator(ctx, &self.config.borrow())?;
+        Ok(self.list(&args.filter, args.page))
+    }
+
+    pub fn admin_audit(&self, ctx: &Ctx, args: AuditArgs) -> ServiceResult<Vec<AuditRecord>> {
+        guard::operator(ctx, &self.config.borrow())?;
+        Ok(self
+            .journal
+            .audit(args.start_seq, validate::page_limit(args.limit)))
+    }
+
+    pub fn get_config(&self, ctx: &Ctx) -> ServiceResult<ConfigView> {
+        guard::operator(ctx, &self.config.borrow())?;
+        Ok(ConfigView {
+            config: self.config(),
+            recovery_paused: self.paused.get(),
+        })
+    }
+
+    pub fn set_config(self: &Rc<Self>, ctx: &Ctx, args: SetConfigArgs) -> ServiceResult<()> {
+        let actor = guard::operator(ctx, &self.config.borrow())?;
+        validate::reason(&args.reason)?;
+        config::validate(&args.config)?;
+        self.journal
+            .set_config(engine_config(&args.config))
+            .map_err(|e| ServiceError::InvalidConfig {
+                message: e.to_string(),
+            })?;
+        let old = self.config.replace(args.config);
+        self.persist();
+        log!(INFO, "config changed by {actor}: {}", args.reason);
+        if old.recovery_interval_ns != self.config.borrow().recovery_interval_ns {
+            self.start_recovery_timer();
+        }
+        Ok(())
+    }
+
+    pub fn pause_recovery(&self, ctx: &Ctx, reason: String) -> ServiceResult<()> {
+        self.set_paused(ctx, reason, true)
+    }
+
+    pub fn resume_recovery(&self, ctx: &Ctx, reason: String) -> ServiceResult<()> {
+        self.set_paused(ctx, reason, false)
+    }
+
+    fn set_paused(&self, ctx: &Ctx, reason: String, paused: bool) -> ServiceResult<()> {
+        let actor = guard::operator(ctx, &self.config.borrow())?;
+        validate::reason(&reason)?;
+        self.paused.set(paused);
+        self.persist();
+        let verb = if paused { "paused" } else { "resumed" };
+        log!(INFO, "recovery {verb} by {actor}: {reason}");
+        Ok(())
+    }
+
+    /// Data of the public dashboard: counts, the manual queue head and the most recent entries
+    /// (no owners, lock keys or intents).
+    pub fn dashboard(&self, now: u64) -> crate::http::Dashboard {
+        const ROWS: u32 = 20;
+        let metrics = self.journal.metrics();
+        let manual = self.journal.list(
+            &ListFilter {
+                status: Some(Status::ManualReview),
+                ..Default::default()
+            },
+            &PageRequest {
+                start_after: None,
+                limit: ROWS,
+            },
+        );
+        let recent = self.journal.list(
+            &ListFilter::default(),
+            &PageRequest {
+                start_after: metrics.entries_total.checked_sub(ROWS as u64 + 1),
+                limit: ROWS,
+            },
+        );
+        let mut recent = recent.items;
+        recent.reverse();
+        crate::http::Dashboard {
+            now,
+            metrics,
+            manual_queue: manual.items,
+            recent,
+            recovery_paused: self.paused.get(),
+            in_flight: self.in_flight.total(),
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! How the client reaches the service: a small async transport trait, with an ic-cdk
+//! implementation for canisters (feature `ic-cdk`). Tests plug in the simulator with their own
+//! implementation.
+
+use candid::Principal;
+use std::future::Future;
+
+/// Kind of method being called. Another canister calls both the same way; an agent or a
+/// simulator may run queries without going through consensus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallMode {
+    Query,
+    Update,
+}
+
+/// Why a call produced no reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransportError {
+    /// The call never left the caller (e.g. insufficient cycles): the service did not see it.
+    NotSent { message: String },
+    /// The call was rejected with an IC reject code (1 SysFatal, 2 SysTransient,
+    /// 3 DestinationInvalid, 4 CanisterReject, 5 CanisterError, 6 SysUnknown).
+    Rejected { code: u32, message: String },
+}
+
+impl TransportError {
+    /// IC reject code `SYS_UNKNOWN`: a bounded-wait call timed out, the service may or may not
+    /// have executed it. Look the outcome up (e.g. retry with the same lock key: the service
+    /// answers `LockHeld { entry_id }` while the first entry is unresolved).
+    pub const SYS_UNKNOWN: u32 = 6;
+
+    /// True when the service may have executed the call although no reply arrived.
+    pub fn is_unknown_outcome(&self) -> bool {
+        matches!(self, TransportError::Rejected { code, .. } if *code == Self::SYS_UNKNOWN)
+    }
+}
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransportError::NotSent { message } => write!(f, "call not sent: {message}"),
+            TransportError::Rejected { code, message } => {
+                write!(f, "call rejected (code {code}): {message}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for TransportError {}
+
+/// Sends one Candid-encoded call and returns the raw Candid reply.
+pub trait Transport {
+    fn call(
+        &self,
+        canister: Principal,
+        method: &str,
+        mode: CallMode,
+        arg: Vec<u8>,
+    ) -> impl Future<Output = Result<Vec<u8>, TransportError>>;
+}
+
+impl<T: Transport> Transport for &T {
+    fn call(
+        &self,
+        canister: Principal,
+        method: &str,
+        mode: CallMode,
+        arg: Vec<u8>,
+    ) -> impl Future<Output = Result<Vec<u8>, TransportError>> {
+        (**self).call(canister, method, mode, arg)
+    }
+}
+
+/// Inter-canister transport on ic-cdk 0.20 `Call` (feature `ic-cdk`).
+#[cfg(feature = "ic-cdk")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IcCdkTransport {
+    /// `Some(secs)`: bounded-wait calls with this timeout (may end in `SysUnknown`);
+    /// `None`: guaranteed-response (unbounded-wait) calls.
+    pub timeout_secs: Option<u32>,
+}
+
+#[cfg(feature = "ic-cdk")]
+impl Default for IcCdkTransport {
+    /// Unbounded wait: the reply (or a reject proving non-delivery) always arrives.
+    fn default() -> Self {
+        IcCdkTransport { timeout_secs: None }
+    }
+}
+
+#[cfg(feature = "ic-cdk")]
+impl Transport for IcCdkTransport {
+    fn call(
+        &self,
+        canister: Principal,
+        method: &str,
+        _mode: CallMode,
+        arg: Vec<u8>,
+    ) -> impl Future<Output = Result<Vec<u8>, TransportError>> {
+        use ic_cdk::call::{Call, CallFailed};
+        let call = match self.timeout_secs {
+            Some(t) => Call::bounded_wait(canister, method).change_timeout(t),
+            None => Call::unbounded_wait(canister, method),
+        };
+        async move {
+            match call.take_raw_args(arg).await {
+                Ok(response) => Ok(response.into_bytes()),
+                Err(CallFailed::CallRejected(r)) => Err(TransportError::Rejected {
+                    code: r.raw_reject_code(),
+                    message: r.reject_message().to_string(),
+                }),
+                Err(e) => Err(TransportError::NotSent {
+                    message: e.to_string(),
+                }),
+            }
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Candid types of the icjournal service that are not engine types. The engine's public types
+//! (`Entry`, `Status`, `Kind`, `TransferSpec`, `LedgerOp`, `FlowResult`, `AdminRequest`, ...)
+//! are re-exported from [`icjournal`] unchanged: the service exposes them verbatim.
+//!
+//! These live in the client crate (not in the canister crate) so that a canister can depend on
+//! the client without linking the service's endpoint exports.
+
+use candid::{CandidType, Deserialize, Nat, Principal};
+use icjournal::{
+    EntryId, JournalError, Kind, LedgerOp, ListFilter, Metrics, PageRequest, ReportedResult,
+    Status, TransferSpec,
+};
+
+/// One ledger the service accepts transfers on.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct LedgerConfig {
+    /// The ICRC-1/ICRC-2 ledger canister.
+    pub ledger: Principal,
+    /// The ledger's transfer fee. When set, executed transfers that leave `fee` empty are sent
+    /// with this fee (so a fee change makes them fail cleanly with `BadFee` instead of paying
+    /// an unexpected fee), and a request with a different explicit fee is refused up front.
+    pub fee: Option<Nat>,
+    /// The ledger's deduplication window (ICRC-1 `TX_WINDOW`) in nanoseconds. Recovery resends
+    /// identical args inside it and relies on memo lookup after it.
+    pub tx_window_ns: u64,
+}
+
+/// Configuration of the service canister: the `init` argument, optionally replaced in
+/// `post_upgrade`, and changed at run time with `set_config`. Persisted in stable memory.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// Principals allowed to use the operator endpoints (controllers always are).
+    pub admins: Vec<Principal>,
+    /// Ledgers the service journals transfers on (tracked and executed).
+    pub ledgers: Vec<LedgerConfig>,
+    /// Recovery timer period, nanoseconds.
+    pub recovery_interval_ns: u64,
+    /// Entries examined per recovery tick at most (bounded work, I6).
+    pub recovery_batch_size: u32,
+    /// Recovery attempts before an entry goes to manual review.
+    pub max_attempts: u32,
+    /// Per-caller cap on unresolved entries.
+    pub max_unresolved_per_caller: u32,
+    /// Per-caller cap on bytes held by unresolved entries.
+    pub max_unresolved_bytes_per_caller: u64,
+    /// Per-caller cap on flows the service is executing right now (calls in flight).
+    pub max_in_flight_per_caller: u32,
+    /// Cap on flows in flight over all callers.
+    pub max_in_flight_total: u32,
+    /// Max bytes of a record payload or reported reply.
+    pub max_payload_bytes: u32,
+    /// Operator approvals needed to apply a manual-queue resolution (M of N; 1 = single).
+    pub approvals_required: u32,
+    /// How long terminal entries are kept, nanoseconds (None = forever). Stored and validated;
+    /// pruning is applied once the engine offers it (see canister/ENGINE_NEEDS.md).
+    pub retention_ns: Option<u64>,
+}
+
+/// Error of every service endpoint. Engine errors are passed through unchanged in `Journal`;
+/// the other variants are decided by the service layer.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum ServiceError {
+    /// The journal refused or failed the operation (lock held, not found, quota, bad input,
+    /// anonymous caller, temporarily unavailable, or a generic `{ error_code; message }`).
+    Journal(JournalError),
+    /// The caller lacks the role the endpoint needs (operator = admin or controller;
+    /// `controller` for the controller view; `self` for the commit method).
+    NotAuthorized { required: String },
+    /// The ledger is not in the service's configured list.
+    LedgerNotAllowed { ledger: Principal },
+    /// An executed transfer would move funds the caller does not own: ICRC-2 transfers must
+    /// draw from the caller's own account, ICRC-1 transfers from the caller's escrow subaccount.
+    FundsNotOwned { message: String },
+    /// The proposed configuration is inconsistent (message says which field).
+    InvalidConfig { message: String },
+}
+
+impl std::fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServiceError::Journal(e) => write!(f, "journal error: {e}"),
+            other => write!(f, "{other:?}"),
+        }
+    }
+}
+
+impl std::error::Error for ServiceError {}
+
+impl From<JournalError> for ServiceError {
+    fn from(e: JournalError) -> Self {
+        ServiceError::Journal(e)
+    }
+}
+
+/// Result of every fallible endpoint.
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+/// `record_intent` argument: a caller-driven record (the caller reports the result).
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RecordIntentArgs {
+    /// What the record is about (non-empty, bounded).
+    pub label: String,
+    /// Opaque bounded payload (e.g. the caller's own encoding of the step's arguments).
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
+    /// Optional lock key (I3), namespaced per caller by the service.
+    pub lock_key: Option<String>,
+}
+
+/// `report_result` argument.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ReportResultArgs {
+    pub entry_id: EntryId,
+    pub result: ReportedResult,
+}
+
+/// `list_entries` argument (the owner is always the caller).
+#[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListArgs {
+    pub status: Option<Status>,
+    pub kind: Option<Kind>,
+    pub page: PageRequest,
+}
+
+/// `track_transfer` argument: a transfer the caller sends itself. `op` must leave `memo` and
+/// `created_at_time` empty: the service sets them.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TrackTransferArgs {
+    pub ledger: Principal,
+    pub op: LedgerOp,
+    pub lock_key: Option<String>,
+}
+
+/// `track_transfer` reply: send exactly `op` (it carries `memo` and `created_at_time`) to
+/// `ledger`, then call `report_result`.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TrackedTransfer {
+    pub entry_id: EntryId,
+    pub ledger: Principal,
+    pub op: LedgerOp,
+    #[serde(with = "serde_bytes")]
+    pub memo: Vec<u8>,
+    pub created_at_time: u64,
+}
+
+/// `execute_transfer` / `submit_transfer` argument: a transfer the service sends itself.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TransferRequest {
+    pub transfer: TransferSpec,
+    pub lock_key: Option<String>,
+}
+
+/// One step of a saga of executed transfers.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SagaTransferStep {
+    pub transfer: TransferSpec,
+    /// Transfer sent (in reverse order) if a later step fails definitively.
+    pub compensation: Option<TransferSpec>,
+}
+
+/// `execute_saga` / `submit_saga` argument.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SagaRequest {
+    pub steps: Vec<SagaTransferStep>,
+    pub lock_key: Option<String>,
+}
+
+/// `admin_list` argument.
+#[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct AdminListArgs {
+    pub filter: ListFilter,
+    pub page: PageRequest,
+}
+
+/// `admin_audit` argument.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct AuditArgs {
+    pub start_seq: u64,
+    pub limit: u32,
+}
+
+/// `set_config` argument.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SetConfigArgs {
+    pub config: ServiceConfig,
+    /// Required; logged with the caller.
+    pub reason: String,
+}
+
+/// `get_config` reply.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ConfigView {
+    pub config: ServiceConfig,
+    pub recovery_paused: bool,
+}
+
+/// `controller_view` reply (controllers only: it holds the cycles balance).
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ControllerView {
+    pub cycles_balance: Nat,
+    pub config: ServiceConfig,
+    pub recovery_paused: bool,
+    pub in_flight_total: u32,
+    pub metrics: Metrics,
+    pub canister_version: u64,
+}
