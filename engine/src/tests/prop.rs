@@ -216,7 +216,7 @@ fn run(ops: &[Op], bug: PlantedBug) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, max_shrink_iters: 200, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, max_shrink_iters: 200, ..ProptestConfig::default() })]
 
     #[test]
     fn invariants_hold_under_faults_traps_and_upgrades(ops in proptest::collection::vec(op(), 1..24)) {
