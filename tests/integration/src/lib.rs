@@ -1,0 +1,848 @@
+//! Test fixture for icjournal's end-to-end tests and demo: the test ledger (+ archive), the
+//! icjournal service canister and the payout example canister on the IC simulator, with
+//! fluent helpers, a typed-client transport over the simulator, and the ledger-vs-journal
+//! invariant check (I1, I2).
+
+pub mod blocks;
+pub mod invariants;
+pub mod payout_types;
+
+use candid::utils::{ArgumentDecoder, ArgumentEncoder};
+use candid::{CandidType, Decode, Deserialize, Encode, Nat, Principal};
+use ic_sim::{RejectCode, RejectResponse, RejectWhen, Simulator};
+use icjournal::{
+    Entry, EntryId, EntrySummary, ListFilter, Metrics, PageRequest, Status, TransferSpec,
+};
+use icjournal_client::{
+    AdminListArgs, CallMode, Client, ClientError, LedgerConfig, ServiceConfig, Transport,
+    TransportError,
+};
+use icrc_ledger_types::icrc1::account::Account;
+use icrc_ledger_types::icrc1::transfer::{TransferArg, TransferError};
+use icrc_ledger_types::icrc2::approve::{ApproveArgs, ApproveError};
+use payout_types::*;
+use std::cell::RefCell;
+use std::future::Future;
+use std::rc::Rc;
+use std::time::Duration;
+
+pub use ic_sim;
+
+/// Ledger transfer fee of the test ledger.
+pub const FEE: u64 = 10_000;
+pub const SECOND: u64 = 1_000_000_000;
+pub const DAY_NS: u64 = 24 * 3600 * SECOND;
+/// Recovery timer period of the service and the payout canister in the tests.
+pub const RECOVERY_INTERVAL_S: u64 = 5;
+
+/// A deterministic test principal (self-authenticating, never anonymous).
+pub fn user(n: u64) -> Principal {
+    let mut bytes = b"icjournal-user-".to_vec();
+    bytes.extend_from_slice(&n.to_be_bytes());
+    Principal::self_authenticating(bytes)
+}
+
+pub fn admin() -> Principal {
+    Principal::self_authenticating(b"icjournal-admin")
+}
+
+pub fn stranger() -> Principal {
+    Principal::self_authenticating(b"icjournal-stranger")
+}
+
+pub fn controller() -> Principal {
+    Simulator::default_controller()
+}
+
+pub fn minter() -> Principal {
+    Principal::self_authenticating(b"icjournal-minter")
+}
+
+pub fn acct(owner: Principal) -> Account {
+    Account {
+        owner,
+        subaccount: None,
+    }
+}
+
+/// Block on a future that the simulator completes synchronously.
+pub fn run<F: Future>(f: F) -> F::Output {
+    futures::executor::block_on(f)
+}
+
+/// The Wasm modules (built once per process, `canister-release`).
+pub struct Wasms {
+    pub ledger: Vec<u8>,
+    pub service: Vec<u8>,
+    pub payout: Vec<u8>,
+}
+
+impl Wasms {
+    pub fn ledger() -> Vec<u8> {
+        ic_sim::build::canister_wasm("test-ledger")
+    }
+    pub fn service() -> Vec<u8> {
+        ic_sim::build::canister_wasm("icjournal-canister")
+    }
+    pub fn payout() -> Vec<u8> {
+        ic_sim::build::canister_wasm("payout-example")
+    }
+    pub fn all() -> Wasms {
+        Wasms {
+            ledger: Self::ledger(),
+            service: Self::service(),
+            payout: Self::payout(),
+        }
+    }
+}
+
+pub type Sim = Rc<RefCell<Simulator>>;
+
+/// `icjournal_client::Transport` over the simulator: ingress calls from `sender`. Queries run
+/// on the current state, updates run the system until they complete.
+#[derive(Clone)]
+pub struct SimTransport {
+    pub sim: Sim,
+    pub sender: Principal,
+}
+
+fn transport_error(r: RejectResponse) -> TransportError {
+    TransportError::Rejected {
+        code: r.reject_code as u32,
+        message: r.reject_message,
+    }
+}
+
+impl Transport for SimTransport {
+    fn call(
+        &self,
+        canister: Principal,
+        method: &str,
+        mode: CallMode,
+        arg: Vec<u8>,
+    ) -> impl Future<Output = Result<Vec<u8>, TransportError>> {
+        let mut sim = self.sim.borrow_mut();
+        let r = match mode {
+            CallMode::Query => sim.query_call(canister, self.sender, method, arg),
+            CallMode::Update => sim.update_call(canister, self.sender, method, arg),
+        };
+        std::future::ready(r.map_err(transport_error))
+    }
+}
+
+pub type SimClient = Client<SimTransport>;
+
+/// What to deploy.
+#[derive(Clone, Debug)]
+pub struct SetupOptions {
+    pub seed: Option<u64>,
+    /// `Some((trigger_threshold, num_blocks_to_archive))`: install an archive.
+    pub archive: Option<(u64, u64)>,
+    pub service: bool,
+    pub payout: bool,
+    pub max_attempts: u32,
+    pub max_unresolved_per_caller: u32,
+    pub max_in_flight_per_caller: u32,
+    pub max_payload_bytes: u32,
+    pub approvals_required: u32,
+    pub tx_window_ns: u64,
+    /// Payout canister: ledger call timeout (0 = unbounded wait).
+    pub payout_call_timeout_secs: Option<u32>,
+}
+
+impl Default for SetupOptions {
+    fn default() -> Self {
+        SetupOptions {
+            seed: None,
+            archive: None,
+            service: true,
+            payout: false,
+            max_attempts: 6,
+            max_unresolved_per_caller: 1_000,
+            max_in_flight_per_caller: 50,
+            max_payload_bytes: 4 * 1024,
+            approvals_required: 1,
+            tx_window_ns: DAY_NS,
+            payout_call_timeout_secs: None,
+        }
+    }
+}
+
+impl SetupOptions {
+    pub fn seed(mut self, s: u64) -> Self {
+        self.seed = Some(s);
+        self
+    }
+    pub fn archive(mut self, trigger: u64, num: u64) -> Self {
+        self.archive = Some((trigger, num));
+        self
+    }
+    pub fn with_payout(mut self) -> Self {
+        self.payout = true;
+        self
+    }
+    pub fn without_service(mut self) -> Self {
+        self.service = false;
+        self
+    }
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n;
+        self
+    }
+    pub fn max_unresolved(mut self, n: u32) -> Self {
+        self.max_unresolved_per_caller = n;
+        self
+    }
+    pub fn max_in_flight(mut self, n: u32) -> Self {
+        self.max_in_flight_per_caller = n;
+        self
+    }
+    pub fn approvals(mut self, n: u32) -> Self {
+        self.approvals_required = n;
+        self
+    }
+    pub fn build(self) -> Setup {
+        Setup::deploy(self)
+    }
+}
+
+/// Everything deployed on one simulator.
+pub struct Setup {
+    pub sim: Sim,
+    pub opts: SetupOptions,
+    pub ledger: Principal,
+    pub archive: Option<Principal>,
+    pub service: Principal,
+    pub payout: Principal,
+    /// Journals the invariant check compares with the ledger.
+    pub check_on_drop: bool,
+}
+
+/// Initial funds of users 0..10 on the ledger.
+pub const USER_FUNDS: u64 = 1_000_000_000;
+
+impl Setup {
+    pub fn new() -> Setup {
+        SetupOptions::default().build()
+    }
+
+    pub fn options() -> SetupOptions {
+        SetupOptions::default()
+    }
+
+    pub fn service_config(opts: &SetupOptions, ledger: Principal) -> ServiceConfig {
+        ServiceConfig {
+            admins: vec![admin()],
+            ledgers: vec![LedgerConfig {
+                ledger,
+                fee: Some(Nat::from(FEE)),
+                tx_window_ns: opts.tx_window_ns,
+            }],
+            recovery_interval_ns: RECOVERY_INTERVAL_S * SECOND,
+            recovery_batch_size: 50,
+            max_attempts: opts.max_attempts,
+            max_unresolved_per_caller: opts.max_unresolved_per_caller,
+            max_unresolved_bytes_per_caller: 4 * 1024 * 1024,
+            max_in_flight_per_caller: opts.max_in_flight_per_caller,
+            max_in_flight_total: opts.max_in_flight_per_caller.max(500),
+            max_payload_bytes: opts.max_payload_bytes,
+            approvals_required: opts.approvals_required,
+            retention_ns: None,
+        }
+    }
+
+    pub fn payout_engine_config(opts: &SetupOptions) -> EngineConfig {
+        EngineConfig {
+            recovery_interval_ns: Some(RECOVERY_INTERVAL_S * SECOND),
+            max_attempts: Some(opts.max_attempts),
+            backoff_base_ns: Some(SECOND),
+            backoff_max_ns: Some(20 * SECOND),
+            in_flight_lease_ns: None,
+            call_timeout_secs: opts.payout_call_timeout_secs,
+            ledger_tx_window_ns: Some(opts.tx_window_ns),
+            recovery_batch: None,
+            approvals_required: Some(opts.approvals_required),
+        }
+    }
+
+    fn deploy(opts: SetupOptions) -> Setup {
+        let ledger_wasm = Wasms::ledger();
+        let mut sim = match opts.seed {
+            Some(s) => Simulator::with_seed(s),
+            None => Simulator::new(),
+        };
+        let ledger = sim.create_canister();
+        let archive = opts.archive.map(|_| sim.create_canister());
+        if let Some(a) = archive {
+            let arg = Encode!(&LedgerArg::Archive(ArchiveInitArgs { ledger })).unwrap();
+            sim.install_canister(a, ledger_wasm.clone(), arg, None)
+                .expect("install archive");
+        }
+        let service = sim.create_canister();
+        let payout = sim.create_canister();
+        let mut initial: Vec<(Account, Nat)> = (0..10)
+            .map(|i| (acct(user(i)), Nat::from(USER_FUNDS)))
+            .collect();
+        initial.push((acct(payout), Nat::from(100 * USER_FUNDS)));
+        let init = LedgerInitArgs {
+            minting_account: acct(minter()),
+            initial_balances: initial,
+            transfer_fee: Nat::from(FEE),
+            token_name: "icjournal test token".into(),
+            token_symbol: "IJT".into(),
+            decimals: Some(8),
+            max_memo_length: None,
+            archive_options: opts.archive.map(|(t, n)| ArchiveOptions {
+                archive: archive.unwrap(),
+                trigger_threshold: t,
+                num_blocks_to_archive: n,
+            }),
+        };
+        sim.install_canister(
+            ledger,
+            ledger_wasm,
+            Encode!(&LedgerArg::Ledger(init)).unwrap(),
+            None,
+        )
+        .expect("install ledger");
+        if opts.service {
+            let cfg = Self::service_config(&opts, ledger);
+            sim.install_canister(
+                service,
+                Wasms::service(),
+                Encode!(&Some(cfg)).unwrap(),
+                None,
+            )
+            .expect("install service");
+        }
+        if opts.payout {
+            let arg = PayoutArg::Init(InitArg {
+                ledger,
+                admins: vec![admin()],
+                ledger_fee: Some(Nat::from(FEE)),
+                initial_balances: (0..10).map(|i| (user(i), Nat::from(USER_FUNDS))).collect(),
+                engine: Some(Self::payout_engine_config(&opts)),
+            });
+            sim.install_canister(payout, Wasms::payout(), Encode!(&arg).unwrap(), None)
+                .expect("install payout");
+        }
+        Setup {
+            sim: Rc::new(RefCell::new(sim)),
+            opts,
+            ledger,
+            archive,
+            service,
+            payout,
+            check_on_drop: true,
+        }
+    }
+
+    // ------------------------------------------------------------------ raw calls
+
+    pub fn sim(&self) -> std::cell::RefMut<'_, Simulator> {
+        self.sim.borrow_mut()
+    }
+
+    pub fn update<A: ArgumentEncoder, R: for<'a> ArgumentDecoder<'a>>(
+        &self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        args: A,
+    ) -> Result<R, RejectResponse> {
+        self.sim().update_candid(canister, sender, method, args)
+    }
+
+    pub fn query<A: ArgumentEncoder, R: for<'a> ArgumentDecoder<'a>>(
+        &self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        args: A,
+    ) -> Result<R, RejectResponse> {
+        self.sim().query_candid(canister, sender, method, args)
+    }
+
+    /// An update that must reply; returns the single reply value.
+    pub fn update1<A: ArgumentEncoder, R: CandidType + for<'a> Deserialize<'a>>(
+        &self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        args: A,
+    ) -> R {
+        let (r,): (R,) = self
+            .update(canister, sender, method, args)
+            .unwrap_or_else(|e| panic!("{method} rejected: {e}"));
+        r
+    }
+
+    pub fn query1<A: ArgumentEncoder, R: CandidType + for<'a> Deserialize<'a>>(
+        &self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        args: A,
+    ) -> R {
+        let (r,): (R,) = self
+            .query(canister, sender, method, args)
+            .unwrap_or_else(|e| panic!("{method} rejected: {e}"));
+        r
+    }
+
+    // ------------------------------------------------------------------ time
+
+    pub fn now(&self) -> u64 {
+        self.sim.borrow().time_nanos()
+    }
+
+    /// Advance time and run everything that becomes due (timers, their calls).
+    pub fn advance(&self, d: Duration) -> &Self {
+        let mut s = self.sim();
+        s.advance_time(d);
+        s.tick();
+        self
+    }
+
+    pub fn advance_secs(&self, secs: u64) -> &Self {
+        self.advance(Duration::from_secs(secs))
+    }
+
+    pub fn tick(&self) -> &Self {
+        self.sim().tick();
+        self
+    }
+
+    /// Let the recovery timers run `rounds` times (one recovery interval apart, plus slack for
+    /// the engine's exponential backoff).
+    pub fn recovery_rounds(&self, rounds: u32) -> &Self {
+        for _ in 0..rounds {
+            self.advance_secs(RECOVERY_INTERVAL_S);
+        }
+        self
+    }
+
+    /// Run recovery until the service (and payout) journals have nothing unresolved except the
+    /// manual queue, or `max_secs` of simulated time passed. Returns the seconds used.
+    pub fn settle(&self, max_secs: u64) -> u64 {
+        let mut t = 0;
+        while t < max_secs {
+            if self.unresolved_automatic() == 0 {
+                return t;
+            }
+            self.advance_secs(RECOVERY_INTERVAL_S);
+            t += RECOVERY_INTERVAL_S;
+        }
+        t
+    }
+
+    /// Unresolved entries that automatic recovery still owns (not terminal, not manual review).
+    pub fn unresolved_automatic(&self) -> u64 {
+        let count = |m: &Metrics| {
+            m.entries_by_status
+                .iter()
+                .filter(|s| s.status.is_unresolved() && s.status != Status::ManualReview)
+                .map(|s| s.count)
+                .sum::<u64>()
+        };
+        let mut n = 0;
+        if self.opts.service {
+            n += count(&self.service_metrics());
+        }
+        if self.opts.payout {
+            n += count(&self.payout_metrics().journal);
+        }
+        n
+    }
+
+    // ------------------------------------------------------------------ ledger
+
+    pub fn balance(&self, a: Account) -> u128 {
+        let n: Nat = self.query1(self.ledger, user(0), "icrc1_balance_of", (a,));
+        u128::try_from(n.0).unwrap()
+    }
+
+    pub fn ledger_transfer(&self, from: Principal, arg: TransferArg) -> Result<Nat, TransferError> {
+        self.update1(self.ledger, from, "icrc1_transfer", (arg,))
+    }
+
+    pub fn simple_transfer(&self, from: Principal, to: Account, amount: u64) -> u64 {
+        let r = self.ledger_transfer(
+            from,
+            TransferArg {
+                from_subaccount: None,
+                to,
+                fee: None,
+                created_at_time: None,
+                memo: None,
+                amount: Nat::from(amount),
+            },
+        );
+        u64::try_from(r.expect("transfer").0).unwrap()
+    }
+
+    /// `owner` approves the service as ICRC-2 spender of `amount`.
+    pub fn approve_service(&self, owner: Principal, amount: u64) {
+        self.approve(owner, acct(self.service), amount)
+            .expect("approve");
+    }
+
+    pub fn approve(
+        &self,
+        owner: Principal,
+        spender: Account,
+        amount: u64,
+    ) -> Result<Nat, ApproveError> {
+        self.update1(
+            self.ledger,
+            owner,
+            "icrc2_approve",
+            (ApproveArgs {
+                from_subaccount: None,
+                spender,
+                amount: Nat::from(amount),
+                expected_allowance: None,
+                expires_at: None,
+                fee: None,
+                memo: None,
+                created_at_time: None,
+            },),
+        )
+    }
+
+    pub fn mint(&self, to: Account, amount: u64) {
+        let _: Nat = self.update1(
+            self.ledger,
+            controller(),
+            "test_mint",
+            (to, Nat::from(amount)),
+        );
+    }
+
+    /// The next `n` transfers / transfer_froms / approvals answer `TemporarilyUnavailable`.
+    pub fn ledger_unavailable_next(&self, n: u64) {
+        let () = self
+            .update(self.ledger, controller(), "test_set_unavailable_next", (n,))
+            .unwrap();
+    }
+
+    /// While on, every mutating ledger call traps.
+    pub fn ledger_trap(&self, on: bool) {
+        let () = self
+            .update(self.ledger, controller(), "test_set_trap", (on,))
+            .unwrap();
+    }
+
+    pub fn archive_now(&self) -> u64 {
+        let r: Result<u64, String> = self.update1(
+            self.ledger,
+            controller(),
+            "test_archive_blocks_now",
+            (None::<u64>,),
+        );
+        r.expect("archive blocks")
+    }
+
+    pub fn set_archive_unavailable(&self, on: bool) {
+        let r: Result<(), String> = self.update1(
+            self.ledger,
+            controller(),
+            "test_set_archive_unavailable",
+            (on,),
+        );
+        r.expect("set archive unavailable");
+    }
+
+    pub fn ledger_stats(&self) -> LedgerStats {
+        self.query1(self.ledger, user(0), "test_stats", ())
+    }
+
+    /// Every block of the ledger, archived ones included.
+    pub fn blocks(&self) -> Vec<blocks::LedgerBlock> {
+        blocks::all_blocks(&mut self.sim(), self.ledger)
+    }
+
+    // ------------------------------------------------------------------ fault injection
+
+    /// The next call from `from` to the ledger method `method` is rejected with `code` before
+    /// the ledger sees it.
+    pub fn reject_next_ledger_call(&self, from: Principal, method: &'static str, code: RejectCode) {
+        let ledger = self.ledger;
+        self.sim().inject_reject(
+            move |c| c.from == from && c.to == ledger && c.method == method,
+            code,
+            RejectWhen::BeforeDelivery,
+        );
+    }
+
+    /// The next call from `from` to the ledger method `method` executes on the ledger, but its
+    /// response is lost: the caller gets `SysUnknown`.
+    pub fn lose_next_ledger_response(&self, from: Principal, method: &'static str) {
+        let ledger = self.ledger;
+        self.sim().inject_reject(
+            move |c| c.from == from && c.to == ledger && c.method == method,
+            RejectCode::SysUnknown,
+            RejectWhen::AfterExecution,
+        );
+    }
+
+    /// The next response callback of `canister` traps at its `api_call`-th System API call.
+    pub fn trap_next_callback(&self, canister: Principal, api_call: u32) {
+        self.sim().inject_trap_when(
+            move |r| {
+                r.canister == canister
+                    && matches!(
+                        r.kind,
+                        ic_sim::MessageKind::ReplyCallback | ic_sim::MessageKind::RejectCallback
+                    )
+            },
+            api_call,
+        );
+    }
+
+    // ------------------------------------------------------------------ service
+
+    pub fn client(&self, sender: Principal) -> SimClient {
+        Client::new(
+            self.service,
+            SimTransport {
+                sim: self.sim.clone(),
+                sender,
+            },
+        )
+    }
+
+    pub fn admin_client(&self) -> SimClient {
+        self.client(admin())
+    }
+
+    pub fn service_metrics(&self) -> Metrics {
+        run(self.client(user(0)).metrics()).expect("metrics")
+    }
+
+    /// An ICRC-2 transfer of `amount` from `from` to `to`, executed by the service.
+    pub fn icrc2_spec(&self, from: Principal, to: Account, amount: u64) -> TransferSpec {
+        TransferSpec::Icrc2 {
+            ledger: self.ledger,
+            spender_subaccount: None,
+            from: acct(from),
+            to,
+            amount: Nat::from(amount),
+            fee: None,
+        }
+    }
+
+    pub fn escrow(&self, owner: Principal) -> Account {
+        run(self.client(owner).escrow_account(owner)).expect("escrow_account")
+    }
+
+    /// An ICRC-1 transfer from `owner`'s escrow subaccount at the service.
+    pub fn icrc1_spec(&self, owner: Principal, to: Account, amount: u64) -> TransferSpec {
+        TransferSpec::Icrc1 {
+            ledger: self.ledger,
+            from_subaccount: self.escrow(owner).subaccount,
+            to,
+            amount: Nat::from(amount),
+            fee: None,
+        }
+    }
+
+    pub fn service_entry(&self, id: EntryId) -> Entry {
+        run(self.admin_client().admin_get_entry(id)).expect("admin_get_entry")
+    }
+
+    /// All entries of the service journal (admin view).
+    pub fn service_entries(&self) -> Vec<Entry> {
+        let c = self.admin_client();
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = run(c.admin_list(AdminListArgs {
+                filter: ListFilter::default(),
+                page: PageRequest {
+                    start_after: after,
+                    limit: 100,
+                },
+            }))
+            .expect("admin_list");
+            for s in &page.items {
+                out.push(self.service_entry(s.id));
+            }
+            match page.next {
+                Some(n) if !page.items.is_empty() => after = Some(n),
+                _ => break,
+            }
+        }
+        out
+    }
+
+    pub fn service_manual_queue(&self) -> Vec<EntrySummary> {
+        run(self.admin_client().admin_list(AdminListArgs {
+            filter: ListFilter {
+                status: Some(Status::ManualReview),
+                ..Default::default()
+            },
+            page: PageRequest {
+                start_after: None,
+                limit: 100,
+            },
+        }))
+        .expect("admin_list")
+        .items
+    }
+
+    pub fn http_get(&self, canister: Principal, url: &str) -> HttpResponse {
+        self.query1(
+            canister,
+            Principal::anonymous(),
+            "http_request",
+            (HttpRequest {
+                method: "GET".into(),
+                url: url.into(),
+                headers: vec![],
+                body: vec![],
+            },),
+        )
+    }
+
+    pub fn metrics_text(&self) -> String {
+        String::from_utf8(self.http_get(self.service, "/metrics").body).unwrap()
+    }
+
+    /// Upgrade the service with the same Wasm (`None`: keep the persisted config).
+    pub fn upgrade_service(&self, cfg: Option<ServiceConfig>) -> Result<(), ic_sim::SimError> {
+        let wasm = Wasms::service();
+        self.sim()
+            .upgrade_canister(self.service, wasm, Encode!(&cfg).unwrap(), None)
+    }
+
+    /// Stop (waiting for open call contexts), upgrade, start.
+    pub fn stop_upgrade_start_service(&self) {
+        let mut s = self.sim();
+        s.stop_canister(self.service, None).expect("stop service");
+        let wasm = Wasms::service();
+        s.upgrade_canister(
+            self.service,
+            wasm,
+            Encode!(&None::<ServiceConfig>).unwrap(),
+            None,
+        )
+        .expect("upgrade service");
+        s.start_canister(self.service, None).expect("start service");
+    }
+
+    // ------------------------------------------------------------------ payout
+
+    pub fn payout_as(
+        &self,
+        who: Principal,
+        to: Account,
+        amount: u64,
+    ) -> Result<PayoutReceipt, PayoutError> {
+        self.update1(self.payout, who, "payout", (to, Nat::from(amount)))
+    }
+
+    pub fn get_payout(&self, who: Principal, id: EntryId) -> Result<PayoutReceipt, PayoutError> {
+        self.query1(self.payout, who, "get_payout", (id,))
+    }
+
+    pub fn payout_balance(&self, who: Principal) -> u128 {
+        let n: Nat = self.query1(self.payout, user(0), "balance_of", (who,));
+        u128::try_from(n.0).unwrap()
+    }
+
+    pub fn payout_metrics(&self) -> PayoutMetrics {
+        self.query1(self.payout, user(0), "metrics", ())
+    }
+
+    pub fn payout_entry(&self, id: EntryId) -> Entry {
+        let r: Result<Entry, PayoutError> = self.query1(self.payout, admin(), "admin_show", (id,));
+        r.expect("admin_show")
+    }
+
+    pub fn payout_entries(&self) -> Vec<Entry> {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let r: Result<icjournal::Page<EntrySummary>, PayoutError> = self.query1(
+                self.payout,
+                admin(),
+                "admin_list",
+                (
+                    ListFilter::default(),
+                    PageRequest {
+                        start_after: after,
+                        limit: 100,
+                    },
+                ),
+            );
+            let page = r.expect("admin_list");
+            for s in &page.items {
+                out.push(self.payout_entry(s.id));
+            }
+            match page.next {
+                Some(n) if !page.items.is_empty() => after = Some(n),
+                _ => break,
+            }
+        }
+        out
+    }
+
+    pub fn payout_manual_queue(&self) -> Vec<EntrySummary> {
+        let r: Result<icjournal::Page<EntrySummary>, PayoutError> = self.query1(
+            self.payout,
+            admin(),
+            "admin_manual_queue",
+            (PageRequest {
+                start_after: None,
+                limit: 100,
+            },),
+        );
+        r.expect("admin_manual_queue").items
+    }
+
+    pub fn upgrade_payout(&self) {
+        let mut s = self.sim();
+        s.stop_canister(self.payout, None).expect("stop payout");
+        let arg = Encode!(&Some(PayoutArg::Upgrade(None))).unwrap();
+        s.upgrade_canister(self.payout, Wasms::payout(), arg, None)
+            .expect("upgrade payout");
+        s.start_canister(self.payout, None).expect("start payout");
+    }
+
+    // ------------------------------------------------------------------ invariants
+
+    /// I1/I2 against the ledger's blocks (see [`invariants::check`]). Panics on a violation.
+    pub fn check_invariants(&self) -> invariants::Report {
+        let report = invariants::check(self);
+        if !report.violations.is_empty() {
+            panic!(
+                "invariant violations ({}):\n{}",
+                report.violations.len(),
+                report.violations.join("\n")
+            );
+        }
+        report
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        if self.check_on_drop && !std::thread::panicking() {
+            self.check_invariants();
+        }
+    }
+}
+
+/// Decode a service error out of a client error (panics on transport/candid errors).
+pub fn service_err(e: ClientError) -> icjournal_client::ServiceError {
+    match e {
+        ClientError::Service(s) => s,
+        other => panic!("expected a service error, got {other:?}"),
+    }
+}
+
+/// Candid round trip helper for raw replies.
+pub fn decode_one<T: CandidType + for<'a> Deserialize<'a>>(bytes: &[u8]) -> T {
+    Decode!(bytes, T).expect("decode")
+}
