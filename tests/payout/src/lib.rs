@@ -1,1 +1,300 @@
-//! Payout example.
+//! # Payout example: a canister that embeds icjournal
+//!
+//! Users hold internal balances; `payout` sends tokens to an ICRC-1 account as a journaled saga
+//! (debit the internal balance → ledger transfer → on definitive failure credit back). This file
+//! is the whole endpoint layer: endpoints, guards, lifecycle. The logic lives in plain modules
+//! (`payout`, `balances`, `state`, `access`, `types`).
+//!
+//! ## Adopting icjournal: the lines you add
+//!
+//! ```text
+//! // Cargo.toml
+//! icjournal = "0.1"
+//!
+//! // state: give the engine a MemoryId range of your MemoryManager, open it (create or load)
+//! let journal = Journal::open(IcRuntime, Memories::from_manager(&mm, 16), config)?;
+//! journal.register_local_handler("payout.debit", debit);    // host-local saga steps
+//! journal.register_local_handler("payout.credit", credit);  // ... and their compensations
+//!
+//! // init + post_upgrade (no pre_upgrade): re-arm recovery
+//! journal.start_recovery_timer();
+//!
+//! // the self-call commit target
+//! #[update(hidden = true)] fn icjournal_commit() {}
+//!
+//! // the flow: journal (takes the lock), then drive it
+//! let id = journal.start_saga(caller, steps, Some(format!("payout:{caller}")))?;
+//! journal.run_saga(id).await?;
+//!
+//! // operators
+//! journal.admin(caller, AdminRequest { entry_id, action, reason })?;
+//! ```
+
+pub mod access;
+pub mod balances;
+pub mod payout;
+pub mod state;
+pub mod types;
+
+use candid::{Nat, Principal};
+use ic_cdk::{init, post_upgrade, query, update};
+use icjournal::{
+    AdminAction, AdminRequest, AdminResult, AuditRecord, Entry, EntryId, EntrySummary, ListFilter,
+    Page, PageRequest, Status,
+};
+use payout::PlanContext;
+use state::{journal, mutate_state, read_state};
+use types::*;
+
+/// The no-op update the engine self-calls to commit a journaled result
+/// (`icjournal::Config::commit_method`, whose default this is).
+pub const COMMIT_METHOD: &str = "icjournal_commit";
+
+// ---------------------------------------------------------------------------------------------
+// Guards (checked inside every endpoint that authenticates)
+// ---------------------------------------------------------------------------------------------
+
+fn caller_user() -> Result<Principal, PayoutError> {
+    access::authenticate(ic_cdk::api::msg_caller())
+}
+
+fn caller_admin() -> Result<Principal, PayoutError> {
+    let admins = read_state(|s| s.settings.get().admins.clone());
+    access::authorize_admin(
+        ic_cdk::api::msg_caller(),
+        &admins,
+        ic_cdk::api::is_controller,
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lifecycle (no pre_upgrade: all state is in stable memory)
+// ---------------------------------------------------------------------------------------------
+
+#[init]
+fn init(arg: PayoutArg) {
+    let PayoutArg::Init(arg) = arg else {
+        ic_cdk::trap("init expects PayoutArg::Init")
+    };
+    state::init(arg).unwrap_or_else(|e| ic_cdk::trap(format!("init: {e}")));
+    journal().start_recovery_timer();
+}
+
+#[post_upgrade]
+fn post_upgrade(arg: Option<PayoutArg>) {
+    let arg = match arg {
+        None => None,
+        Some(PayoutArg::Upgrade(a)) => a,
+        Some(PayoutArg::Init(_)) => ic_cdk::trap("post_upgrade expects PayoutArg::Upgrade"),
+    };
+    // Traps on a missing or corrupt layout (BRIEF §8).
+    state::post_upgrade(arg).unwrap_or_else(|e| ic_cdk::trap(format!("post_upgrade: {e}")));
+    journal().start_recovery_timer();
+}
+
+/// Self-call commit target of the engine: does nothing; the commit happens when the awaiting
+/// message ends. Hidden from the Candid interface.
+#[update(hidden = true)]
+fn icjournal_commit() {}
+
+// ---------------------------------------------------------------------------------------------
+// Users
+// ---------------------------------------------------------------------------------------------
+
+/// Pay `amount` from the caller's internal balance to `to` on the ledger.
+#[update]
+async fn payout(to: Account, amount: Nat) -> Result<PayoutReceipt, PayoutError> {
+    let owner = caller_user()?;
+    let plan = read_state(|s| {
+        let ctx = PlanContext {
+            settings: s.settings.get(),
+            self_id: ic_cdk::api::canister_self(),
+            balance: s.balances.get(&owner),
+            in_flight: s.journal.lock_holder(&payout::lock_key(&owner)),
+        };
+        payout::plan(&ctx, owner, to, &amount)
+    })?;
+    payout::run(&journal(), &plan).await
+}
+
+#[query]
+fn balance_of(who: Principal) -> Nat {
+    Nat::from(read_state(|s| s.balances.get(&who)))
+}
+
+/// One payout: the owner's own, or any for an admin.
+#[query]
+fn get_payout(id: EntryId) -> Result<PayoutReceipt, PayoutError> {
+    let caller = caller_user()?;
+    let any = caller_admin().is_ok();
+    read_state(|s| payout::get_for(&s.journal, caller, id, any))
+}
+
+/// The caller's payouts, oldest first (keyset paging by payout id).
+#[query]
+fn my_payouts(page: PageRequest) -> Result<PayoutPage, PayoutError> {
+    let caller = caller_user()?;
+    Ok(read_state(|s| payout::list_for(&s.journal, caller, &page)))
+}
+
+#[query]
+fn metrics() -> PayoutMetrics {
+    read_state(|s| PayoutMetrics {
+        journal: s.journal.metrics(),
+        accounts: s.balances.accounts(),
+        total_balances: Nat::from(s.balances.total()),
+    })
+}
+
+#[query]
+fn settings() -> Settings {
+    read_state(|s| s.settings.get().clone())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admins (listed in the settings, or controllers)
+// ---------------------------------------------------------------------------------------------
+
+/// Credit an internal balance (test/admin funding). Returns the new balance.
+#[update]
+fn deposit(to: Principal, amount: Nat) -> Result<Nat, PayoutError> {
+    caller_admin()?;
+    let amount = nat_to_u128("amount", &amount)?;
+    if to == Principal::anonymous() || amount == 0 {
+        return Err(PayoutError::InvalidArgument {
+            message: "need a non-anonymous account and amount > 0".into(),
+        });
+    }
+    mutate_state(|s| s.balances.credit(to, amount))
+        .map(Nat::from)
+        .map_err(|e| PayoutError::InvalidArgument {
+            message: e.to_string(),
+        })
+}
+
+/// Entries waiting for an operator (payouts and their steps).
+#[query]
+fn admin_manual_queue(page: PageRequest) -> Result<Page<EntrySummary>, PayoutError> {
+    caller_admin()?;
+    let filter = ListFilter {
+        status: Some(Status::ManualReview),
+        ..Default::default()
+    };
+    Ok(read_state(|s| s.journal.list(&filter, &page)))
+}
+
+#[query]
+fn admin_list(filter: ListFilter, page: PageRequest) -> Result<Page<EntrySummary>, PayoutError> {
+    caller_admin()?;
+    Ok(read_state(|s| s.journal.list(&filter, &page)))
+}
+
+/// A journal entry with its intent, attempts, errors, outcome and history.
+#[query]
+fn admin_show(id: EntryId) -> Result<Entry, PayoutError> {
+    caller_admin()?;
+    read_state(|s| s.journal.get(id)).ok_or(PayoutError::NotFound { id })
+}
+
+/// The audit trail (every status change and operator action), from `start_seq`.
+#[query]
+fn admin_audit(start_seq: u64, limit: u32) -> Result<Vec<AuditRecord>, PayoutError> {
+    caller_admin()?;
+    Ok(read_state(|s| s.journal.audit(start_seq, limit)))
+}
+
+fn admin_verb(
+    entry_id: EntryId,
+    action: AdminAction,
+    reason: String,
+) -> Result<AdminResult, PayoutError> {
+    let actor = caller_admin()?;
+    journal()
+        .admin(
+            actor,
+            AdminRequest {
+                entry_id,
+                action,
+                reason,
+            },
+        )
+        .map_err(PayoutError::from)
+}
+
+/// Run recovery on a manual-review entry again (attempts reset).
+#[update]
+fn admin_retry(entry_id: EntryId, reason: String) -> Result<AdminResult, PayoutError> {
+    admin_verb(entry_id, AdminAction::Retry, reason)
+}
+
+/// Close as succeeded; a transfer needs its block index as evidence.
+#[update]
+fn admin_resolve_succeeded(
+    entry_id: EntryId,
+    block_index: Option<u64>,
+    reason: String,
+) -> Result<AdminResult, PayoutError> {
+    admin_verb(
+        entry_id,
+        AdminAction::ResolveSucceeded { block_index },
+        reason,
+    )
+}
+
+/// Close as failed (the operator asserts the step did not execute); a payout saga waiting on
+/// this step then credits the debit back.
+#[update]
+fn admin_resolve_failed(entry_id: EntryId, reason: String) -> Result<AdminResult, PayoutError> {
+    admin_verb(entry_id, AdminAction::ResolveFailed, reason)
+}
+
+/// Payout saga: credit the debit back (compensate completed steps).
+#[update]
+fn admin_compensate(entry_id: EntryId, reason: String) -> Result<AdminResult, PayoutError> {
+    admin_verb(entry_id, AdminAction::Compensate, reason)
+}
+
+/// Close without executing.
+#[update]
+fn admin_cancel(entry_id: EntryId, reason: String) -> Result<AdminResult, PayoutError> {
+    admin_verb(entry_id, AdminAction::Cancel, reason)
+}
+
+/// Run one recovery pass now (what the timer does every `recovery_interval_ns`).
+#[update]
+async fn admin_run_recovery() -> Result<RecoveryReport, PayoutError> {
+    caller_admin()?;
+    let r = journal().recovery_tick().await;
+    Ok(RecoveryReport {
+        examined: r.examined,
+        resolved: r.resolved,
+        skipped_overlap: r.skipped_overlap,
+        budget_exhausted: r.budget_exhausted,
+    })
+}
+
+// The interface ships as `candid:service` metadata taken from `payout.did` (checked equal to the
+// implementation by the test below), so the release Wasm carries no Candid-printing code.
+#[cfg(target_family = "wasm")]
+#[link_section = "icp:public candid:service"]
+#[used]
+static CANDID_SERVICE: [u8; include_bytes!("../payout.did").len()] =
+    *include_bytes!("../payout.did");
+
+#[cfg(test)]
+candid::export_service!();
+
+#[cfg(test)]
+mod candid_tests {
+    #[test]
+    fn payout_did_matches_the_implementation() {
+        use candid_parser::utils::{service_equal, CandidSource};
+        let implemented = super::__export_service(); // = candid::export_service!()
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("payout.did");
+        if std::env::var_os("PRINT_CANDID").is_some() {
+            println!("{implemented}");
+        }
+        service_equal(CandidSource::File(&path), CandidSource::Text(&implemented))
+            .unwrap_or_else(|e| panic!("payout.did differs from the implementation: {e:?}"));
+    }
+}
