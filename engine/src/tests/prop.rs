@@ -231,7 +231,7 @@ fn planted_bug_is_caught() {
         ProptestConfig {
             cases: 256,
             failure_persistence: None,
-            max_shrink_iters: 50,
+            max_shrink_iters: 0,
             ..ProptestConfig::default()
         },
         TestRng::deterministic_rng(RngAlgorithm::ChaCha),
