@@ -203,33 +203,33 @@ fn admin_audit(start_seq: u64, limit: u32) -> Result<Vec<AuditRecord>, PayoutErr
     Ok(read_state(|s| s.journal.audit(start_seq, limit)))
 }
 
-fn admin_verb(
+async fn admin_verb(
     entry_id: EntryId,
     action: AdminAction,
     reason: String,
 ) -> Result<AdminResult, PayoutError> {
     let actor = caller_admin()?;
-    journal()
-        .admin(
-            actor,
-            AdminRequest {
-                entry_id,
-                action,
-                reason,
-            },
-        )
-        .map_err(PayoutError::from)
+    let journal = journal();
+    let request = AdminRequest {
+        entry_id,
+        action,
+        reason,
+    };
+    let result = journal.admin(actor, request)?;
+    // The action commits at the first await below; the payout then continues right away.
+    payout::resume(&journal, entry_id).await;
+    Ok(result)
 }
 
 /// Run recovery on a manual-review entry again (attempts reset).
 #[update]
-fn admin_retry(entry_id: EntryId, reason: String) -> Result<AdminResult, PayoutError> {
-    admin_verb(entry_id, AdminAction::Retry, reason)
+async fn admin_retry(entry_id: EntryId, reason: String) -> Result<AdminResult, PayoutError> {
+    admin_verb(entry_id, AdminAction::Retry, reason).await
 }
 
 /// Close as succeeded; a transfer needs its block index as evidence.
 #[update]
-fn admin_resolve_succeeded(
+async fn admin_resolve_succeeded(
     entry_id: EntryId,
     block_index: Option<u64>,
     reason: String,
@@ -239,25 +239,29 @@ fn admin_resolve_succeeded(
         AdminAction::ResolveSucceeded { block_index },
         reason,
     )
+    .await
 }
 
 /// Close as failed (the operator asserts the step did not execute); a payout saga waiting on
 /// this step then credits the debit back.
 #[update]
-fn admin_resolve_failed(entry_id: EntryId, reason: String) -> Result<AdminResult, PayoutError> {
-    admin_verb(entry_id, AdminAction::ResolveFailed, reason)
+async fn admin_resolve_failed(
+    entry_id: EntryId,
+    reason: String,
+) -> Result<AdminResult, PayoutError> {
+    admin_verb(entry_id, AdminAction::ResolveFailed, reason).await
 }
 
 /// Payout saga: credit the debit back (compensate completed steps).
 #[update]
-fn admin_compensate(entry_id: EntryId, reason: String) -> Result<AdminResult, PayoutError> {
-    admin_verb(entry_id, AdminAction::Compensate, reason)
+async fn admin_compensate(entry_id: EntryId, reason: String) -> Result<AdminResult, PayoutError> {
+    admin_verb(entry_id, AdminAction::Compensate, reason).await
 }
 
 /// Close without executing.
 #[update]
-fn admin_cancel(entry_id: EntryId, reason: String) -> Result<AdminResult, PayoutError> {
-    admin_verb(entry_id, AdminAction::Cancel, reason)
+async fn admin_cancel(entry_id: EntryId, reason: String) -> Result<AdminResult, PayoutError> {
+    admin_verb(entry_id, AdminAction::Cancel, reason).await
 }
 
 /// Run one recovery pass now (what the timer does every `recovery_interval_ns`).

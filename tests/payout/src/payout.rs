@@ -206,6 +206,20 @@ pub async fn run<R: Runtime, M: Memory + 'static>(
     }
 }
 
+/// After an operator acted on `entry_id` (a payout saga or one of its steps), drive the saga
+/// now instead of at the next recovery tick: e.g. a transfer resolved as failed is credited
+/// back within the same admin call.
+pub async fn resume<R: Runtime, M: Memory + 'static>(journal: &Journal<R, M>, entry_id: EntryId) {
+    let saga = journal.get(entry_id).and_then(|e| match e.kind {
+        Kind::Saga => Some(e.id),
+        _ => e.parent,
+    });
+    if let Some(saga) = saga {
+        // Errors only mean "nothing to drive"; the recovery timer remains the backstop.
+        let _ = journal.run_saga(saga).await;
+    }
+}
+
 /// The receipt of saga `id`, if it is a payout.
 pub fn load<R: Runtime, M: Memory + 'static>(
     journal: &Journal<R, M>,

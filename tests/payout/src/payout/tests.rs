@@ -353,9 +353,15 @@ fn manual_review_then_operator_resolves_failed_and_the_debit_is_credited_back() 
     e.journal
         .admin(admin(), req("ledger shows no block with this memo"))
         .unwrap();
-    let r = e.recover(r.payout_id, |_| panic!("no ledger call after resolution"));
+    // The admin endpoint resumes the payout at once: credited back in the same call.
+    e.rt.run(
+        resume(&e.journal, entry_id),
+        e.responder(|_| panic!("no ledger call after resolution")),
+    );
+    let r = load(&e.journal, r.payout_id).unwrap();
     assert!(matches!(r.status, PayoutStatus::Refunded { .. }), "{r:?}");
     assert_eq!(e.balance(user(1)), 100);
+    assert_eq!(e.journal.lock_holder(&lock_key(&user(1))), None);
     // Admin verbs on a resolved entry are refused with a typed error.
     assert!(matches!(
         e.journal
