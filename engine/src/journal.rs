@@ -1301,7 +1301,12 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             Kind::Record => {
                 // Records are resolved by their owner; one still pending at its deadline needs
                 // an operator (I2). Unknown records too: the engine cannot find out by itself.
-                self.to_manual(id, "no result reported before the record timeout");
+                let why = if e.status == Status::Unknown {
+                    "record outcome reported unknown; the engine cannot find it out"
+                } else {
+                    "no result reported before the record timeout"
+                };
+                self.to_manual(id, why);
                 true
             }
         }
