@@ -136,6 +136,20 @@ pub fn set_custom_section(wasm: &[u8], name: &str, content: &[u8]) -> Result<Vec
     Ok(out)
 }
 
+/// Returns `wasm` without the custom section(s) named `name` (e.g. `"name"`, the debug names
+/// of functions: about a quarter of a release build, and not needed to run it).
+pub fn remove_custom_section(wasm: &[u8], name: &str) -> Result<Vec<u8>, WasmError> {
+    let secs = sections(wasm)?;
+    let mut out = Vec::with_capacity(wasm.len());
+    out.extend_from_slice(&HEADER);
+    for s in &secs {
+        if s.custom_name.as_deref() != Some(name) {
+            out.extend_from_slice(&wasm[s.start..s.end]);
+        }
+    }
+    Ok(out)
+}
+
 /// Embed the Candid interface `did` as public metadata (`icp:public candid:service`), as dfx
 /// does, so `dfx canister metadata <id> candid:service` and Candid UIs find it.
 ///
@@ -189,6 +203,20 @@ mod tests {
             custom_section(&out, CANDID_SERVICE_SECTION).unwrap(),
             Some(big.as_bytes())
         );
+    }
+
+    #[test]
+    fn removes_sections_by_name() {
+        let mut wasm = HEADER.to_vec();
+        wasm.extend_from_slice(&[1, 1, 0]);
+        let wasm = set_custom_section(&wasm, "name", b"names").unwrap();
+        let wasm = embed_candid_metadata(&wasm, "service : {}").unwrap();
+        let out = remove_custom_section(&wasm, "name").unwrap();
+        assert_eq!(
+            custom_section_names(&out).unwrap(),
+            vec![CANDID_SERVICE_SECTION.to_string()]
+        );
+        assert_eq!(&out[8..11], &[1, 1, 0]);
     }
 
     #[test]
