@@ -486,7 +486,8 @@ fn test_ledger_controls_and_archive_on_the_simulator() {
         "icrc1_transfer",
         Encode!(&t(b"b")).unwrap(),
     );
-    assert!(rej.is_err(), "trapping transfer must be rejected");
+    let rej = rej.expect_err("trapping transfer must be rejected");
+    assert_eq!(rej.reject_code, ic_sim::RejectCode::CanisterError);
     let () = update(&d, user(9), "test_set_trap", Encode!(&false).unwrap());
     let (r,): (Result<Nat, TransferError>,) =
         update(&d, user(0), "icrc1_transfer", Encode!(&t(b"b")).unwrap());
@@ -593,4 +594,38 @@ fn test_ledger_controls_and_archive_on_the_simulator() {
     assert_eq!(r, Ok(()));
     let (ok,): (GetBlocksResult,) = query(&d, archive, "icrc3_get_blocks", Encode!(&req).unwrap());
     assert_eq!(ok.blocks.len(), 3);
+}
+
+/// An upgrade keeps the whole ledger (balances, blocks, deduplication index): a retry after the
+/// upgrade is still a `Duplicate` of the block from before it.
+#[test]
+fn test_ledger_state_survives_upgrade() {
+    let d = deploy(None);
+    let now = d.sim.borrow().time_nanos();
+    let arg = transfer_arg(user(5), 1_000, Some(now), b"before-upgrade");
+    let (r,): (Result<Nat, TransferError>,) =
+        update(&d, user(0), "icrc1_transfer", Encode!(&arg).unwrap());
+    let index = r.unwrap();
+    let log = read_whole_log(&d);
+    let wasm = ic_sim::build::canister_wasm("test-ledger");
+    d.sim
+        .borrow_mut()
+        .upgrade_canister(d.ledger, wasm, Encode!().unwrap(), None)
+        .expect("upgrade");
+    assert_eq!(read_whole_log(&d), log);
+    let (b,): (Nat,) = query(
+        &d,
+        d.ledger,
+        "icrc1_balance_of",
+        Encode!(&Account::from(user(5))).unwrap(),
+    );
+    assert_eq!(b, Nat::from(1_000u32));
+    let (r,): (Result<Nat, TransferError>,) =
+        update(&d, user(0), "icrc1_transfer", Encode!(&arg).unwrap());
+    assert_eq!(
+        r,
+        Err(TransferError::Duplicate {
+            duplicate_of: index
+        })
+    );
 }
