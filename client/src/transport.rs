@@ -72,6 +72,27 @@ impl<T: Transport> Transport for &T {
 }
 
 /// Inter-canister transport on ic-cdk 0.20 `Call` (feature `ic-cdk`).
+///
+/// From another canister (`icjournal-client = { ..., features = ["ic-cdk"] }`):
+///
+/// ```ignore
+/// use icjournal_client::{Client, TransferRequest, transport::IcCdkTransport};
+/// use icjournal::TransferSpec;
+///
+/// let journal = Client::new(service_id, IcCdkTransport::default());
+/// // The caller approved the service (icrc2_approve) beforehand.
+/// let receipt = journal
+///     .execute_transfer(TransferRequest {
+///         transfer: TransferSpec::Icrc2 {
+///             ledger, spender_subaccount: None,
+///             from: Account { owner: ic_cdk::api::canister_self(), subaccount: None },
+///             to: payee, amount: 1_000u64.into(), fee: None,
+///         },
+///         lock_key: Some(format!("order-{order_id}")),
+///     })
+///     .await?;
+/// // receipt.status: Succeeded / Failed, or Unknown (recovery runs; poll get_entry).
+/// ```
 #[cfg(feature = "ic-cdk")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IcCdkTransport {
