@@ -808,3 +808,152 @@ fn dashboard_data_is_bounded_and_recent_first() {
     assert_eq!(d.recent[19].id, 10);
     assert!(d.manual_queue.is_empty());
 }
+
+#[test]
+fn escrowed_payout_saga_refunds_when_the_payout_fails() {
+    use icrc_ledger_types::icrc1::transfer::TransferError;
+    let w = world();
+    let escrow = crate::validate::escrow_account(me(), p(1));
+    let collect = TransferSpec::Icrc2 {
+        ledger: ledger(),
+        spender_subaccount: None,
+        from: acct(p(1)),
+        to: escrow,
+        amount: 1_000u64.into(),
+        fee: None,
+    };
+    let refund = TransferSpec::Icrc1 {
+        ledger: ledger(),
+        from_subaccount: escrow.subaccount,
+        to: acct(p(1)),
+        amount: 990u64.into(),
+        fee: None,
+    };
+    let payout = TransferSpec::Icrc1 {
+        ledger: ledger(),
+        from_subaccount: escrow.subaccount,
+        to: acct(p(60)),
+        amount: 5_000u64.into(),
+        fee: None,
+    };
+    let mut methods = vec![];
+    let r =
+        w.rt.run(
+            w.svc.execute_saga(
+                &alice(),
+                SagaRequest {
+                    steps: vec![
+                        SagaTransferStep {
+                            transfer: collect,
+                            compensation: Some(refund),
+                        },
+                        SagaTransferStep {
+                            transfer: payout,
+                            compensation: None,
+                        },
+                    ],
+                    lock_key: Some("payout-1".into()),
+                },
+            ),
+            |c| {
+                let icrc1_calls = methods.iter().filter(|m| *m == "icrc1_transfer").count();
+                methods.push(c.method.clone());
+                match c.method.as_str() {
+                    "icjournal_commit" => Ok(candid::encode_args(()).unwrap()),
+                    "icrc2_transfer_from" => {
+                        let r: Result<Nat, TransferFromError> = Ok(1u64.into());
+                        Ok(candid::encode_one(r).unwrap())
+                    }
+                    "icrc1_transfer" if icrc1_calls == 0 => {
+                        // The payout: not enough in escrow (definitive failure).
+                        let r: Result<Nat, TransferError> = Err(TransferError::InsufficientFunds {
+                            balance: 990u64.into(),
+                        });
+                        Ok(candid::encode_one(r).unwrap())
+                    }
+                    "icrc1_transfer" => {
+                        let r: Result<Nat, TransferError> = Ok(2u64.into());
+                        Ok(candid::encode_one(r).unwrap())
+                    }
+                    other => panic!("unexpected call {other}"),
+                }
+            },
+        )
+        .unwrap();
+    let saga = w.svc.get_entry(&alice(), r.entry_id).unwrap();
+    assert_eq!(r.status, Status::Compensated, "{saga:?}");
+    assert_eq!(
+        methods
+            .iter()
+            .filter(|m| *m != "icjournal_commit")
+            .collect::<Vec<_>>(),
+        vec!["icrc2_transfer_from", "icrc1_transfer", "icrc1_transfer"]
+    );
+    assert_eq!(w.svc.in_flight_total(), 0);
+    // The lock is released once the saga is terminal.
+    assert!(w
+        .svc
+        .list_unresolved(&alice(), PageRequest::default())
+        .unwrap()
+        .items
+        .is_empty());
+}
+
+#[test]
+fn unknown_outcome_is_reported_then_recovered_by_dedup_resend() {
+    let w = world();
+    w.svc.start_recovery_timer();
+    let r =
+        w.rt.run(
+            w.svc.execute_transfer(
+                &alice(),
+                TransferRequest {
+                    transfer: pull(p(1), 77),
+                    lock_key: None,
+                },
+            ),
+            |c| {
+                if c.method == "icjournal_commit" {
+                    Ok(candid::encode_args(()).unwrap())
+                } else {
+                    Err(icjournal::CallError::Rejected {
+                        code: icjournal::RejectCode::SysUnknown,
+                        message: "timeout".into(),
+                    })
+                }
+            },
+        )
+        .unwrap();
+    assert_eq!(r.status, Status::Unknown);
+    assert_eq!(w.svc.in_flight_total(), 0);
+    // Recovery resends the identical args; the ledger says Duplicate of block 12.
+    let mut resent = None;
+    for _ in 0..5 {
+        w.rt.advance(config().recovery_interval_ns.max(3_600_000_000_000));
+        for t in w.rt.take_due_timers() {
+            w.rt.run(t, |c| {
+                if c.method == "icjournal_commit" {
+                    return Ok(candid::encode_args(()).unwrap());
+                }
+                let (args,): (TransferFromArgs,) = candid::decode_args(&c.arg).unwrap();
+                resent = Some(args);
+                let r: Result<Nat, TransferFromError> = Err(TransferFromError::Duplicate {
+                    duplicate_of: 12u64.into(),
+                });
+                Ok(candid::encode_one(r).unwrap())
+            });
+        }
+        if w.svc.get_entry(&alice(), r.entry_id).unwrap().status == Status::Succeeded {
+            break;
+        }
+    }
+    let e = w.svc.get_entry(&alice(), r.entry_id).unwrap();
+    assert_eq!(e.status, Status::Succeeded, "{e:?}");
+    assert_eq!(e.block_index(), Some(12));
+    let resent = resent.expect("resent");
+    assert_eq!(resent.created_at_time, Some(NOW), "identical args resent");
+    assert_eq!(
+        resent.memo.unwrap().0.as_ref(),
+        icjournal::memo::encode(r.entry_id).as_slice()
+    );
+}
