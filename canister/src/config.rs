@@ -149,10 +149,7 @@ pub fn engine_config(c: &ServiceConfig) -> Config {
 }
 
 /// The configured ledger `ledger`, or `LedgerNotAllowed`.
-pub fn ledger<'a>(
-    c: &'a ServiceConfig,
-    ledger: Principal,
-) -> Result<&'a LedgerConfig, ServiceError> {
+pub fn ledger(c: &ServiceConfig, ledger: Principal) -> Result<&LedgerConfig, ServiceError> {
     c.ledgers
         .iter()
         .find(|l| l.ledger == ledger)
