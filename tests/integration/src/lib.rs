@@ -600,6 +600,43 @@ impl Setup {
         );
     }
 
+    /// The `nth` (1-based) response callback of `canister` that runs after the ledger executed
+    /// a `ledger_method` call traps at its `api_call`-th System API call. For a journaled
+    /// transfer, n = 1 is the ledger's reply (before the result is journaled, with
+    /// `api_call = 1`), n = 2 the self-call commit's reply (after the result was committed).
+    pub fn trap_nth_callback_after(
+        &self,
+        canister: Principal,
+        ledger_method: &'static str,
+        nth: u32,
+        api_call: u32,
+    ) {
+        let ledger = self.ledger;
+        let mut armed = false;
+        let mut seen = 0;
+        self.sim().inject_trap_when(
+            move |r| {
+                if r.canister == ledger && r.method.as_deref() == Some(ledger_method) {
+                    armed = true;
+                    return false;
+                }
+                if armed
+                    && r.canister == canister
+                    && matches!(
+                        r.kind,
+                        ic_sim::MessageKind::ReplyCallback | ic_sim::MessageKind::RejectCallback
+                    )
+                {
+                    seen += 1;
+                    seen == nth
+                } else {
+                    false
+                }
+            },
+            api_call,
+        );
+    }
+
     // ------------------------------------------------------------------ service
 
     pub fn client(&self, sender: Principal) -> SimClient {
@@ -839,6 +876,21 @@ pub fn service_err(e: ClientError) -> icjournal_client::ServiceError {
     match e {
         ClientError::Service(s) => s,
         other => panic!("expected a service error, got {other:?}"),
+    }
+}
+
+/// A refusal for lack of rights: the typed `NotAuthorized` (or `AnonymousCaller`), or the
+/// ingress filter (`canister_inspect_message`) rejecting the message before it runs.
+pub fn is_refused(e: &ClientError) -> bool {
+    match e {
+        ClientError::Service(icjournal_client::ServiceError::NotAuthorized { .. })
+        | ClientError::Service(icjournal_client::ServiceError::Journal(
+            icjournal::JournalError::AnonymousCaller,
+        )) => true,
+        ClientError::Transport(TransportError::Rejected { code: 4, message }) => {
+            message.contains("inspect_message")
+        }
+        _ => false,
     }
 }
 
