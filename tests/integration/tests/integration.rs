@@ -5,3 +5,5 @@
 mod executed;
 mod icrc1_conformance;
 mod journal;
+mod saga;
+mod tracked;
