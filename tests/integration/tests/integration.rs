@@ -5,5 +5,6 @@
 mod executed;
 mod icrc1_conformance;
 mod journal;
+mod payout;
 mod saga;
 mod tracked;

@@ -1,0 +1,250 @@
+//! The payout example canister, which embeds the engine: saga debit → ledger transfer →
+//! credit back on definitive failure; recovery, upgrade, manual review, access control.
+
+use candid::Nat;
+use icjournal::AdminResult;
+use icjournal_tests::payout_types::*;
+use icjournal_tests::*;
+
+const AMOUNT: u64 = 5_000_000;
+
+fn payout_setup() -> Setup {
+    Setup::options().without_service().with_payout().build()
+}
+
+fn receipt(s: &Setup, id: u64) -> PayoutReceipt {
+    s.get_payout(admin(), id).expect("get_payout")
+}
+
+#[test]
+fn should_pay_out_exactly_once() {
+    let s = payout_setup();
+    let r = s.payout_as(user(1), acct(user(9)), AMOUNT).unwrap();
+    assert!(
+        matches!(
+            r.status,
+            PayoutStatus::Completed {
+                block_index: Some(_)
+            }
+        ),
+        "{r:?}"
+    );
+    assert_eq!(
+        s.payout_balance(user(1)),
+        (USER_FUNDS - AMOUNT - FEE) as u128
+    );
+    assert_eq!(s.balance(acct(user(9))), (USER_FUNDS + AMOUNT) as u128);
+    // The owner reads its own payout; a stranger cannot.
+    assert_eq!(s.get_payout(user(1), r.payout_id).unwrap().status, r.status);
+    assert!(matches!(
+        s.get_payout(stranger(), r.payout_id),
+        Err(PayoutError::NotFound { .. })
+    ));
+    let report = s.check_invariants();
+    assert_eq!(report.succeeded, 1);
+}
+
+#[test]
+fn should_refund_the_debit_when_the_ledger_refuses() {
+    let s = payout_setup();
+    // The internal balance covers it, the canister's ledger account does not.
+    let _: Result<Nat, PayoutError> = s.update1(
+        s.payout,
+        admin(),
+        "deposit",
+        (user(2), Nat::from(1_000 * USER_FUNDS)),
+    );
+    let before = s.payout_balance(user(2));
+    let r = s.payout_as(user(2), acct(user(9)), 200 * USER_FUNDS);
+    assert!(
+        matches!(r, Err(PayoutError::TransferFailed { .. }))
+            || matches!(&r, Ok(p) if matches!(p.status, PayoutStatus::Refunded { .. })),
+        "{r:?}"
+    );
+    s.settle(300);
+    assert_eq!(s.payout_balance(user(2)), before);
+}
+
+#[test]
+fn should_recover_a_lost_ledger_response() {
+    let s = payout_setup();
+    s.lose_next_ledger_response(s.payout, "icrc1_transfer");
+    let r = s.payout_as(user(1), acct(user(9)), AMOUNT).unwrap();
+    assert_eq!(r.status, PayoutStatus::InProgress, "{r:?}");
+    // I3: a second payout waits for the first.
+    assert!(matches!(
+        s.payout_as(user(1), acct(user(9)), AMOUNT),
+        Err(PayoutError::PayoutInProgress { .. })
+    ));
+    s.settle(600);
+    let p = receipt(&s, r.payout_id);
+    assert!(matches!(p.status, PayoutStatus::Completed { .. }), "{p:?}");
+    assert_eq!(s.balance(acct(user(9))), (USER_FUNDS + AMOUNT) as u128);
+    assert_eq!(
+        s.payout_balance(user(1)),
+        (USER_FUNDS - AMOUNT - FEE) as u128
+    );
+}
+
+#[test]
+fn should_recover_when_the_callback_traps() {
+    let s = payout_setup();
+    s.trap_nth_callback_after(s.payout, "icrc1_transfer", 1, 1);
+    // The callback trapped without replying: the ingress call is rejected.
+    let r: Result<(Result<PayoutReceipt, PayoutError>,), _> = s.update(
+        s.payout,
+        user(1),
+        "payout",
+        (acct(user(9)), Nat::from(AMOUNT)),
+    );
+    assert!(r.is_err(), "{r:?}");
+    s.settle(600);
+    let id = s
+        .payout_entries()
+        .iter()
+        .find(|e| e.kind == icjournal::Kind::Saga)
+        .unwrap()
+        .id;
+    let p = receipt(&s, id);
+    assert!(matches!(p.status, PayoutStatus::Completed { .. }), "{p:?}");
+    assert_eq!(s.balance(acct(user(9))), (USER_FUNDS + AMOUNT) as u128);
+}
+
+#[test]
+fn should_resume_recovery_after_upgrade() {
+    let s = payout_setup();
+    s.lose_next_ledger_response(s.payout, "icrc1_transfer");
+    let r = s.payout_as(user(1), acct(user(9)), AMOUNT).unwrap();
+    assert_eq!(r.status, PayoutStatus::InProgress);
+    s.upgrade_payout();
+    s.settle(600);
+    let p = receipt(&s, r.payout_id);
+    assert!(matches!(p.status, PayoutStatus::Completed { .. }), "{p:?}");
+}
+
+#[test]
+fn should_queue_for_manual_review_and_refund_on_admin_resolution() {
+    let s = Setup::options()
+        .without_service()
+        .with_payout()
+        .max_attempts(3)
+        .build();
+    s.ledger_trap(true);
+    let r = s.payout_as(user(1), acct(user(9)), AMOUNT).unwrap();
+    s.settle(3600);
+    let queue = s.payout_manual_queue();
+    assert!(!queue.is_empty(), "nothing in the manual queue");
+    let p = receipt(&s, r.payout_id);
+    let PayoutStatus::ManualReview { entry_id, .. } = p.status else {
+        panic!("expected ManualReview, got {p:?}")
+    };
+    // Strangers and the owner cannot act; the reason is required.
+    for who in [stranger(), user(1)] {
+        let e: Result<AdminResult, PayoutError> = s.update1(
+            s.payout,
+            who,
+            "admin_resolve_failed",
+            (entry_id, "x".to_string()),
+        );
+        assert_eq!(e, Err(PayoutError::NotAuthorized));
+    }
+    let e: Result<AdminResult, PayoutError> = s.update1(
+        s.payout,
+        admin(),
+        "admin_resolve_failed",
+        (entry_id, String::new()),
+    );
+    assert_eq!(e, Err(PayoutError::ReasonRequired));
+    // The ledger trapped every time: nothing executed. Resolve the transfer as failed; the
+    // saga credits the debit back.
+    s.ledger_trap(false);
+    let ok: Result<AdminResult, PayoutError> = s.update1(
+        s.payout,
+        admin(),
+        "admin_resolve_failed",
+        (entry_id, "ledger trapped on every attempt".to_string()),
+    );
+    assert!(ok.is_ok(), "{ok:?}");
+    s.settle(600);
+    let p = receipt(&s, r.payout_id);
+    assert!(
+        matches!(
+            p.status,
+            PayoutStatus::Refunded { .. } | PayoutStatus::Failed
+        ),
+        "{p:?}"
+    );
+    assert_eq!(s.payout_balance(user(1)), USER_FUNDS as u128);
+}
+
+#[test]
+fn should_authenticate_every_payout_endpoint() {
+    let s = payout_setup();
+    let anon = candid::Principal::anonymous();
+    assert_eq!(
+        s.payout_as(anon, acct(user(9)), AMOUNT),
+        Err(PayoutError::AnonymousCaller)
+    );
+    assert!(matches!(
+        s.payout_as(user(1), acct(user(9)), 0),
+        Err(PayoutError::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        s.payout_as(user(1), acct(user(9)), 10 * USER_FUNDS),
+        Err(PayoutError::InsufficientBalance { .. })
+    ));
+    let page = icjournal::PageRequest {
+        start_after: None,
+        limit: 10,
+    };
+    for who in [anon, stranger(), user(1)] {
+        let expected = if who == anon {
+            PayoutError::AnonymousCaller
+        } else {
+            PayoutError::NotAuthorized
+        };
+        let r: Result<Nat, PayoutError> =
+            s.update1(s.payout, who, "deposit", (user(1), Nat::from(1u8)));
+        assert!(r.is_err(), "deposit by {who}");
+        let r: Result<icjournal::Page<icjournal::EntrySummary>, PayoutError> =
+            s.query1(s.payout, who, "admin_manual_queue", (page.clone(),));
+        assert!(r.is_err(), "admin_manual_queue by {who}");
+        let r: Result<icjournal::Entry, PayoutError> =
+            s.query1(s.payout, who, "admin_show", (0u64,));
+        assert!(r.is_err(), "admin_show by {who}");
+        let r: Result<Vec<icjournal::AuditRecord>, PayoutError> =
+            s.query1(s.payout, who, "admin_audit", (0u64, 10u32));
+        assert!(r.is_err(), "admin_audit by {who}");
+        let r: Result<RecoveryReport, PayoutError> =
+            s.update1(s.payout, who, "admin_run_recovery", ());
+        assert_eq!(r, Err(expected.clone()), "admin_run_recovery by {who}");
+        for verb in [
+            "admin_retry",
+            "admin_resolve_failed",
+            "admin_compensate",
+            "admin_cancel",
+        ] {
+            let r: Result<AdminResult, PayoutError> =
+                s.update1(s.payout, who, verb, (0u64, "r".to_string()));
+            assert_eq!(r, Err(expected.clone()), "{verb} by {who}");
+        }
+    }
+    // The admin may; an admin verb on a non-manual entry is refused (I4).
+    let p = s.payout_as(user(1), acct(user(9)), AMOUNT).unwrap();
+    let r: Result<AdminResult, PayoutError> = s.update1(
+        s.payout,
+        admin(),
+        "admin_cancel",
+        (p.payout_id, "r".to_string()),
+    );
+    assert!(
+        matches!(r, Err(PayoutError::NotInManualReview { .. })),
+        "{r:?}"
+    );
+    let r: Result<RecoveryReport, PayoutError> =
+        s.update1(s.payout, admin(), "admin_run_recovery", ());
+    assert!(r.is_ok());
+    let r: Result<icjournal::Entry, PayoutError> =
+        s.query1(s.payout, admin(), "admin_show", (p.payout_id,));
+    assert!(r.is_ok());
+}
