@@ -75,7 +75,7 @@ impl std::fmt::Display for RejectResponse {
 impl std::error::Error for RejectResponse {}
 
 /// Errors of management operations (install, upgrade, stop, ...).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum SimError {
     CanisterNotFound(Principal),
     NotController {
@@ -116,6 +116,11 @@ impl std::fmt::Display for SimError {
                 write!(f, "canister {c} did not stop (open call contexts remain)")
             }
         }
+    }
+}
+impl std::fmt::Debug for SimError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SimError({self})")
     }
 }
 impl std::error::Error for SimError {}
@@ -308,7 +313,6 @@ struct CallContext {
     cycles_available: u128,
     instructions: u64,
     caller: Principal,
-    deadline: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -1514,7 +1518,6 @@ impl Simulator {
                 cycles_available: r.cycles,
                 instructions: 0,
                 caller: r.sender,
-                deadline,
             },
         );
         let mut msg = MsgState::new(kind);
@@ -1631,7 +1634,6 @@ impl Simulator {
                 cycles_available: 0,
                 instructions: 0,
                 caller: Principal::management_canister(),
-                deadline: 0,
             },
         );
         let msg = MsgState::new(MessageKind::GlobalTimer);
