@@ -7,4 +7,5 @@ mod icrc1_conformance;
 mod journal;
 mod payout;
 mod saga;
+mod security;
 mod tracked;
