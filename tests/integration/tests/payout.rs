@@ -248,3 +248,46 @@ fn should_authenticate_every_payout_endpoint() {
         s.query1(s.payout, admin(), "admin_show", (p.payout_id,));
     assert!(r.is_ok());
 }
+
+#[test]
+fn should_find_an_archived_payout_by_memo_after_an_outage() {
+    let s = Setup::options()
+        .without_service()
+        .with_payout()
+        .archive(10_000, 100)
+        .build();
+    s.lose_next_ledger_response(s.payout, "icrc1_transfer");
+    let r = s.payout_as(user(1), acct(user(9)), AMOUNT).unwrap();
+    assert_eq!(r.status, PayoutStatus::InProgress);
+    // The canister is stopped (no timers) for longer than the dedup window; meanwhile the
+    // ledger archives the block.
+    s.sim().stop_canister(s.payout, None).unwrap();
+    s.archive_now();
+    s.advance_secs(25 * 3600);
+    s.simple_transfer(user(3), acct(user(4)), 1);
+    s.sim().start_canister(s.payout, None).unwrap();
+    s.settle(3600);
+    let p = receipt(&s, r.payout_id);
+    let PayoutStatus::Completed {
+        block_index: Some(b),
+    } = p.status
+    else {
+        panic!("expected Completed, got {p:?}")
+    };
+    assert!(s.blocks()[b as usize].archived);
+    let transfer = s.payout_entry(p.transfer_entry.unwrap());
+    assert!(
+        matches!(
+            transfer.outcome,
+            Some(icjournal::Outcome::Succeeded {
+                source: icjournal::EvidenceSource::MemoLookup,
+                ..
+            })
+        ),
+        "{transfer:?}"
+    );
+    assert_eq!(
+        s.payout_balance(user(1)),
+        (USER_FUNDS - AMOUNT - FEE) as u128
+    );
+}

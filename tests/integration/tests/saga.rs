@@ -130,3 +130,60 @@ fn should_recover_unknown_saga_steps_before_deciding() {
     assert_eq!(e.status, Status::Succeeded, "{e:?}");
     assert_eq!(s.balance(acct(user(8))), (USER_FUNDS + AMOUNT) as u128);
 }
+
+#[test]
+fn should_compensate_after_an_operator_resolves_a_stuck_step() {
+    let s = Setup::options().max_attempts(2).build();
+    s.approve_service(user(1), 100 * AMOUNT);
+    // Every ledger call of the service from the 2nd on is rejected before delivery with an
+    // ambiguous code (CanisterReject): step 2 never executes, but the service cannot know.
+    let ledger = s.ledger;
+    let svc = s.service;
+    for _ in 0..12 {
+        let mut n = 0;
+        s.sim().inject_reject(
+            move |c| {
+                if c.from == svc && c.to == ledger && c.method == "icrc2_transfer_from" {
+                    n += 1;
+                    n >= 2
+                } else {
+                    false
+                }
+            },
+            RejectCode::CanisterReject,
+            ic_sim::RejectWhen::BeforeDelivery,
+        );
+    }
+    let r = run(s.client(user(1)).execute_saga(saga(&s, user(1), AMOUNT))).unwrap();
+    s.settle(3600);
+    let steps = step_entries(&s, r.entry_id);
+    let step2 = steps[1].0.expect("step 2 started");
+    let queue = s.service_manual_queue();
+    assert!(!queue.is_empty(), "nothing went to manual review");
+    s.sim().clear_faults();
+    let ops = s.admin_client();
+    if queue.iter().any(|e| e.id == step2) {
+        // The operator checked the ledger: step 2 never executed.
+        run(ops.admin_act(icjournal::AdminRequest {
+            entry_id: step2,
+            action: icjournal::AdminAction::ResolveFailed,
+            reason: "no block with this memo on the ledger".into(),
+        }))
+        .unwrap();
+    }
+    if s.service_entry(r.entry_id).status == Status::ManualReview {
+        run(ops.admin_act(icjournal::AdminRequest {
+            entry_id: r.entry_id,
+            action: icjournal::AdminAction::Compensate,
+            reason: "refund the deposit".into(),
+        }))
+        .unwrap();
+    }
+    s.settle(3600);
+    let e = s.service_entry(r.entry_id);
+    assert_eq!(e.status, Status::Compensated, "{e:?}");
+    let comp = step_entries(&s, r.entry_id)[0]
+        .1
+        .expect("compensation started");
+    assert_eq!(s.service_entry(comp).status, Status::Succeeded);
+}

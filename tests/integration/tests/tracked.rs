@@ -186,3 +186,46 @@ fn should_prove_absence_after_the_window_and_ignore_forged_memos() {
         );
     }
 }
+
+#[test]
+fn should_survive_an_upgrade_and_go_to_manual_review_when_the_archive_is_unreadable() {
+    let s = Setup::options()
+        .archive(10_000, 100)
+        .max_attempts(2)
+        .build();
+    let a = track(&s, user(1), AMOUNT);
+    let block = send(&s, user(1), &a);
+    report(
+        &s,
+        user(1),
+        a.entry_id,
+        ReportedResult::Unknown {
+            message: "timeout".into(),
+        },
+    );
+    run(s.admin_client().pause_recovery("maintenance".into())).unwrap();
+    s.stop_upgrade_start_service();
+    // The pause survives the upgrade (persisted config).
+    assert!(run(s.admin_client().get_config()).unwrap().recovery_paused);
+    s.archive_now();
+    s.set_archive_unavailable(true);
+    s.advance_secs(25 * 3600);
+    s.simple_transfer(user(3), acct(user(4)), 1);
+    run(s.admin_client().resume_recovery("maintenance over".into())).unwrap();
+    s.settle(6 * 3600);
+    // The block is in an archive that cannot be read: undecided, never "not found".
+    let e = s.service_entry(a.entry_id);
+    assert_eq!(e.status, Status::ManualReview, "{e:?}");
+    // The archive is back: the operator retries and recovery finds the block.
+    s.set_archive_unavailable(false);
+    run(s.admin_client().admin_act(icjournal::AdminRequest {
+        entry_id: a.entry_id,
+        action: icjournal::AdminAction::Retry,
+        reason: "archive readable again".into(),
+    }))
+    .unwrap();
+    s.settle(3600);
+    let e = s.service_entry(a.entry_id);
+    assert_eq!(e.status, Status::Succeeded, "{e:?}");
+    assert_eq!(e.block_index(), Some(block));
+}
