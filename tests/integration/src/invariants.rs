@@ -164,3 +164,127 @@ pub fn check(setup: &Setup) -> Report {
     }
     report
 }
+
+#[cfg(test)]
+mod tests {
+    //! The checker must not be vacuous: planted violations are reported.
+    use super::*;
+    use candid::Nat;
+    use icjournal::{EvidenceSource, FailureReason, Kind, Outcome, TransferIntent};
+    use icrc_ledger_types::icrc1::transfer::{Memo, TransferArg};
+
+    fn p(n: u8) -> Principal {
+        Principal::from_slice(&[n, 1])
+    }
+
+    fn entry(id: u64, status: Status, block: Option<u64>) -> Entry {
+        let arg = TransferArg {
+            from_subaccount: None,
+            to: Account {
+                owner: p(9),
+                subaccount: None,
+            },
+            fee: Some(Nat::from(10u8)),
+            created_at_time: Some(1_000),
+            memo: Some(Memo::from(icjournal::memo::encode(id))),
+            amount: Nat::from(500u32),
+        };
+        Entry {
+            id,
+            owner: p(2),
+            kind: Kind::Icrc1Transfer,
+            lock_key: None,
+            intent: Intent::Transfer(TransferIntent {
+                ledger: p(3),
+                op: LedgerOp::Icrc1Transfer(arg),
+                executor: Executor::SelfCanister,
+            }),
+            status,
+            attempts: 1,
+            created_at: 0,
+            updated_at: 0,
+            next_attempt_at: None,
+            outcome: match status {
+                Status::Succeeded => Some(Outcome::Succeeded {
+                    block_index: block,
+                    reply: vec![],
+                    source: EvidenceSource::Reply,
+                }),
+                Status::Failed => Some(Outcome::Failed {
+                    reason: FailureReason::Host {
+                        message: "x".into(),
+                    },
+                    source: EvidenceSource::Reply,
+                }),
+                _ => None,
+            },
+            last_error: None,
+            manual_reason: None,
+            parent: None,
+            scan: None,
+            history: vec![],
+            history_dropped: 0,
+        }
+    }
+
+    fn block(index: u64, memo_id: u64, amount: u128) -> LedgerBlock {
+        LedgerBlock {
+            index,
+            archived: false,
+            op: "xfer".into(),
+            from: Some(Account {
+                owner: p(1),
+                subaccount: None,
+            }),
+            to: Some(Account {
+                owner: p(9),
+                subaccount: None,
+            }),
+            spender: None,
+            amount: Some(amount),
+            fee: Some(10),
+            memo: Some(icjournal::memo::encode(memo_id)),
+            created_at_time: Some(1_000),
+            timestamp: 1_000,
+        }
+    }
+
+    fn violations(entries: &[Entry], blocks: &[LedgerBlock]) -> Vec<String> {
+        let mut r = Report::default();
+        check_journal("t", p(1), entries, blocks, &mut r);
+        r.violations
+    }
+
+    #[test]
+    fn clean_journal_passes() {
+        let e = [
+            entry(0, Status::Succeeded, Some(0)),
+            entry(1, Status::Failed, None),
+        ];
+        assert!(violations(&e, &[block(0, 0, 500)]).is_empty());
+    }
+
+    #[test]
+    fn planted_violations_are_reported() {
+        // Executed twice.
+        let v = violations(
+            &[entry(0, Status::Succeeded, Some(0))],
+            &[block(0, 0, 500), block(1, 0, 500)],
+        );
+        assert!(v.iter().any(|m| m.starts_with("I1")), "{v:?}");
+        // Succeeded without a block, or at the wrong block.
+        assert!(!violations(&[entry(0, Status::Succeeded, Some(0))], &[]).is_empty());
+        let v = violations(
+            &[entry(0, Status::Succeeded, Some(1))],
+            &[block(0, 0, 500), block(1, 9, 1)],
+        );
+        assert!(!v.is_empty());
+        // Failed but executed.
+        assert!(!violations(&[entry(0, Status::Failed, None)], &[block(0, 0, 500)]).is_empty());
+        // A block sent by the journal's canister with our memo that matches no entry (stray).
+        assert!(!violations(&[], &[block(0, 5, 500)]).is_empty());
+        // The memo alone does not match: a different amount is not the entry's transfer.
+        let v = violations(&[entry(0, Status::Failed, None)], &[block(0, 0, 501)]);
+        assert!(v.iter().all(|m| !m.contains("is Failed")), "{v:?}");
+    }
+}

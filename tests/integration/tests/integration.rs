@@ -8,4 +8,5 @@ mod journal;
 mod payout;
 mod saga;
 mod security;
+mod stress;
 mod tracked;
