@@ -863,6 +863,12 @@ impl Setup {
     }
 }
 
+impl Default for Setup {
+    fn default() -> Self {
+        Setup::new()
+    }
+}
+
 impl Drop for Setup {
     fn drop(&mut self) {
         if self.check_on_drop && !std::thread::panicking() {
