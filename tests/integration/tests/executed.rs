@@ -418,3 +418,24 @@ fn should_resolve_succeeded_with_block_evidence() {
     );
     assert_eq!(s.service_entry(a.entry_id).block_index(), Some(block));
 }
+
+#[test]
+fn should_recover_an_icrc1_escrow_transfer_with_a_lost_response() {
+    let s = Setup::new();
+    let escrow = s.escrow(user(2));
+    s.simple_transfer(user(2), escrow, 5 * AMOUNT);
+    s.lose_next_ledger_response(s.service, "icrc1_transfer");
+    let r = run(s.client(user(2)).execute_transfer(TransferRequest {
+        transfer: s.icrc1_spec(user(2), acct(user(8)), AMOUNT),
+        lock_key: None,
+    }))
+    .unwrap();
+    assert_eq!(r.status, Status::Unknown, "{r:?}");
+    s.settle(600);
+    let e = s.service_entry(r.entry_id);
+    assert_eq!(e.status, Status::Succeeded, "{e:?}");
+    assert_eq!(source(&e), Some(EvidenceSource::DedupResend));
+    assert_eq!(s.balance(acct(user(8))), (USER_FUNDS + AMOUNT) as u128);
+    // Escrow paid amount + fee exactly once.
+    assert_eq!(s.balance(escrow), (4 * AMOUNT - FEE) as u128);
+}

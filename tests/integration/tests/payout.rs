@@ -291,3 +291,39 @@ fn should_find_an_archived_payout_by_memo_after_an_outage() {
         (USER_FUNDS - AMOUNT - FEE) as u128
     );
 }
+
+#[test]
+fn should_refund_on_bad_fee_after_a_fee_change() {
+    let s = payout_setup();
+    // The operator upgrades with a wrong fee: the ledger answers BadFee, the debit comes back.
+    s.sim().stop_canister(s.payout, None).unwrap();
+    let arg = candid::encode_one(Some(PayoutArg::Upgrade(Some(UpgradeArg {
+        ledger_fee: Some(Nat::from(FEE + 1)),
+        ..Default::default()
+    }))))
+    .unwrap();
+    s.sim()
+        .upgrade_canister(s.payout, Wasms::payout(), arg, None)
+        .unwrap();
+    s.sim().start_canister(s.payout, None).unwrap();
+    let r = s.payout_as(user(1), acct(user(9)), AMOUNT);
+    s.settle(300);
+    let id = match r {
+        Ok(p) => p.payout_id,
+        Err(PayoutError::TransferFailed { payout_id, .. }) => payout_id,
+        other => panic!("{other:?}"),
+    };
+    let p = receipt(&s, id);
+    assert!(
+        matches!(
+            &p.status,
+            PayoutStatus::Refunded {
+                reason: Some(icjournal::FailureReason::Ledger(
+                    icjournal::LedgerError::BadFee { .. }
+                ))
+            }
+        ),
+        "{p:?}"
+    );
+    assert_eq!(s.payout_balance(user(1)), USER_FUNDS as u128);
+}

@@ -187,3 +187,23 @@ fn should_compensate_after_an_operator_resolves_a_stuck_step() {
         .expect("compensation started");
     assert_eq!(s.service_entry(comp).status, Status::Succeeded);
 }
+
+#[test]
+fn should_fail_a_saga_whose_first_step_fails_without_compensating() {
+    let s = Setup::new();
+    // No approval: step 1 fails with InsufficientAllowance; nothing to compensate.
+    let r = run(s.client(user(1)).execute_saga(saga(&s, user(1), AMOUNT))).unwrap();
+    s.settle(300);
+    let e = s.service_entry(r.entry_id);
+    assert!(
+        matches!(e.status, Status::Failed | Status::Compensated),
+        "{e:?}"
+    );
+    let steps = step_entries(&s, r.entry_id);
+    assert_eq!(s.service_entry(steps[0].0.unwrap()).status, Status::Failed);
+    assert!(
+        steps[0].1.is_none(),
+        "a failed step must not be compensated"
+    );
+    assert!(steps[1].0.is_none(), "step 2 must not start");
+}
