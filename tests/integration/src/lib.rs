@@ -81,8 +81,18 @@ impl Wasms {
     pub fn ledger() -> Vec<u8> {
         ic_sim::build::canister_wasm("test-ledger")
     }
+    /// The service Wasm as released: `canister-release` build with `candid/icjournal.did`
+    /// embedded as `icp:public candid:service` metadata (what `scripts/build-canister.sh` does).
     pub fn service() -> Vec<u8> {
-        ic_sim::build::canister_wasm("icjournal-canister")
+        static W: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        W.get_or_init(|| {
+            let raw = ic_sim::build::canister_wasm("icjournal-canister");
+            let did_path = ic_sim::build::workspace_root().join("candid/icjournal.did");
+            let did = std::fs::read_to_string(&did_path)
+                .unwrap_or_else(|e| panic!("read {}: {e}", did_path.display()));
+            icjournal_client::wasm::embed_candid_metadata(&raw, &did).expect("embed candid")
+        })
+        .clone()
     }
     pub fn payout() -> Vec<u8> {
         ic_sim::build::canister_wasm("payout-example")

@@ -116,7 +116,7 @@ fn main() {
     println!("building canister Wasms (canister-release) ...");
     let wasms = Wasms::all();
     for (name, w) in [
-        ("icjournal service", &wasms.service),
+        ("icjournal service*", &wasms.service),
         ("payout example", &wasms.payout),
         ("test ledger", &wasms.ledger),
     ] {
@@ -128,6 +128,7 @@ fn main() {
         );
     }
 
+    println!("  (* with candid/icjournal.did embedded as `icp:public candid:service` metadata)");
     let mut s = Setup::options()
         .seed(seed)
         .archive(200, 100)
