@@ -96,6 +96,29 @@ fn status_count(m: &Metrics, st: Status) -> u64 {
         .sum()
 }
 
+/// (evidence source, failure reason kind) counts over the transfer entries of a journal.
+fn by_evidence(entries: &[Entry]) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for e in entries {
+        if !matches!(e.intent, icjournal::Intent::Transfer(_)) {
+            continue;
+        }
+        let k = match &e.outcome {
+            Some(icjournal::Outcome::Succeeded { source, .. }) => {
+                format!("succeeded via {source:?}")
+            }
+            Some(icjournal::Outcome::Failed { reason, source }) => {
+                let r = format!("{reason:?}");
+                let r = r.split([' ', '(', '{']).next().unwrap_or("").to_string();
+                format!("failed via {source:?}: {r}")
+            }
+            None => format!("{:?}", e.status),
+        };
+        *m.entry(k).or_default() += 1;
+    }
+    m
+}
+
 fn ever_manual(entries: &[Entry]) -> usize {
     entries
         .iter()
@@ -194,7 +217,10 @@ fn main() {
                 if rng.below(2) == 0 {
                     let _ = run(s.client(who).execute_transfer(req));
                 } else {
+                    // Returns at once; its ledger call is still queued: deliver it (and the
+                    // injected fault) before the faults are cleared.
                     let _ = run(s.client(who).submit_transfer(req));
+                    s.tick();
                 }
             }
             6..=8 => {
@@ -365,9 +391,19 @@ fn main() {
         path_count(&sm, RecoveryPath::DedupResend),
         path_count(&pm, RecoveryPath::DedupResend)
     );
+    let mut ev = by_evidence(&service_entries);
+    for (k, v) in by_evidence(&payout_entries) {
+        *ev.entry(k).or_default() += v;
+    }
+    let found = ev.get("succeeded via MemoLookup").copied().unwrap_or(0);
+    let absent = ev
+        .get("failed via MemoLookup: NotFoundAfterWindow")
+        .copied()
+        .unwrap_or(0);
     println!(
-        "  recovered by memo lookup            {:>6}  (service {}, payout {})",
-        path_count(&sm, RecoveryPath::MemoLookup) + path_count(&pm, RecoveryPath::MemoLookup),
+        "  recovered by memo lookup            {:>6}  (found {found}, proven absent {absent}; \
+         metrics counter memo_lookup: service {}, payout {})",
+        found + absent,
         path_count(&sm, RecoveryPath::MemoLookup),
         path_count(&pm, RecoveryPath::MemoLookup)
     );
@@ -400,6 +436,10 @@ fn main() {
             .collect::<Vec<_>>()
     );
     println!("  tracked transfers                   {:>6}", tracked.len());
+    println!("  transfer outcomes by evidence (service + payout journals):");
+    for (k, v) in ev {
+        println!("    {k:<52} {v:>5}");
+    }
     println!();
     println!("== instructions per journaled transfer (simulator fuel count, all messages) ==");
     println!(

@@ -46,6 +46,8 @@ fn seeded_run(seed: u64, transfers: u64) {
                 transfer: s.icrc2_spec(who, acct(user(9)), amount),
                 lock_key: None,
             }));
+            // Deliver the queued ledger call (and its fault) before clearing the faults.
+            s.tick();
         } else {
             let _: Result<(Result<PayoutReceipt, PayoutError>,), _> =
                 s.update(s.payout, who, "payout", (acct(user(9)), Nat::from(amount)));
