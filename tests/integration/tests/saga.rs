@@ -207,3 +207,26 @@ fn should_fail_a_saga_whose_first_step_fails_without_compensating() {
     );
     assert!(steps[1].0.is_none(), "step 2 must not start");
 }
+
+#[test]
+fn should_refuse_empty_and_oversized_sagas() {
+    let s = Setup::new();
+    let one = saga(&s, user(1), AMOUNT).steps[1].clone();
+    for steps in [vec![], vec![one; 17]] {
+        let e = run(s.client(user(1)).execute_saga(SagaRequest {
+            steps,
+            lock_key: None,
+        }))
+        .unwrap_err();
+        assert!(
+            matches!(
+                service_err(e),
+                icjournal_client::ServiceError::Journal(
+                    icjournal::JournalError::InvalidArgument { .. }
+                )
+            ),
+            "saga size bound"
+        );
+    }
+    assert_eq!(s.service_metrics().entries_total, 0);
+}
