@@ -439,3 +439,41 @@ fn should_recover_an_icrc1_escrow_transfer_with_a_lost_response() {
     // Escrow paid amount + fee exactly once.
     assert_eq!(s.balance(escrow), (4 * AMOUNT - FEE) as u128);
 }
+
+#[test]
+fn should_recover_a_transfer_whose_callback_was_lost_to_an_upgrade_without_stop() {
+    let s = Setup::new();
+    s.approve_service(user(1), 10 * AMOUNT);
+    let arg = candid::encode_one(TransferRequest {
+        transfer: s.icrc2_spec(user(1), acct(user(9)), AMOUNT),
+        lock_key: None,
+    })
+    .unwrap();
+    let msg = s
+        .sim()
+        .submit_call(s.service, user(1), "execute_transfer", arg);
+    // Run until the ledger executed the transfer; its reply is still queued.
+    while !s
+        .sim
+        .borrow()
+        .trace()
+        .iter()
+        .any(|r| r.canister == s.ledger && r.method.as_deref() == Some("icrc2_transfer_from"))
+    {
+        assert!(s.sim().step(), "the ledger call never ran");
+    }
+    // The operator upgrades without stopping first: the old callback cannot run in the new
+    // module (it traps), so the flow never records its result.
+    s.upgrade_service(None).unwrap();
+    s.tick();
+    assert!(s.sim.borrow().call_result(msg).unwrap().is_err());
+    let id = s.service_entries()[0].id;
+    assert_ne!(s.service_entry(id).status, Status::Succeeded);
+    // The in-flight lease expires, recovery resends: Duplicate -> succeeded, executed once.
+    let waited = s.settle(7200);
+    assert!(waited < 7200, "never settled");
+    let e = s.service_entry(id);
+    assert_eq!(e.status, Status::Succeeded, "{e:?}");
+    assert_eq!(source(&e), Some(EvidenceSource::DedupResend));
+    assert_eq!(s.balance(acct(user(9))), (USER_FUNDS + AMOUNT) as u128);
+}
