@@ -397,6 +397,34 @@ pub fn matches(intent: &TransferIntent, sender: Principal, observed: &ObservedTr
     }
 }
 
+/// `matches` for a transaction read from the legacy `get_transactions` endpoint.
+///
+/// The legacy format reports `fee` as "the fee as sent, or else the fee charged": a transfer
+/// sent with `fee = None` appears with `fee = Some(charged)`, so a strict comparison would never
+/// find it, declare it "proven never executed" and let it be retried (a double spend). For an
+/// intent without a fee, any recorded fee is therefore accepted. This is safe: every other
+/// field must still match, and the `from` account (ICRC-1) or the `spender` (ICRC-2) is ours,
+/// so only we could have created that transaction; the only transaction we ever create with
+/// this entry's memo and `created_at_time` is this entry's transfer.
+pub fn matches_legacy(
+    intent: &TransferIntent,
+    sender: Principal,
+    observed: &ObservedTransfer,
+) -> bool {
+    let intent_fee_none = match &intent.op {
+        LedgerOp::Icrc1Transfer(a) => a.fee.is_none(),
+        LedgerOp::Icrc2TransferFrom(a) => a.fee.is_none(),
+    };
+    if intent_fee_none && observed.fee.is_some() {
+        let as_sent = ObservedTransfer {
+            fee: None,
+            ..observed.clone()
+        };
+        return matches(intent, sender, &as_sent);
+    }
+    matches(intent, sender, observed)
+}
+
 /// The principal whose call the ledger saw: us, or the external caller we track.
 pub fn sender_of(intent: &TransferIntent, self_id: Principal) -> Principal {
     match intent.executor {

@@ -6,7 +6,9 @@
 //! a missing or unreadable block makes the lookup `Undecided`, never "not found".
 
 use crate::config::Config;
-use crate::ledger::{matches, parse_icrc3_block, parse_legacy_transaction, ObservedBlock};
+use crate::ledger::{
+    matches, matches_legacy, parse_icrc3_block, parse_legacy_transaction, ObservedBlock,
+};
 use crate::recovery::{scan_range, LookupResult};
 use crate::runtime::{CallError, Runtime, Wait};
 use crate::types::{RejectCode, ScanState, TransferIntent};
@@ -20,6 +22,8 @@ use num_traits::ToPrimitive;
 /// Blocks `[start, start + n)` that exist, in order, plus the ledger's log length.
 struct Fetched {
     log_length: u64,
+    /// Read from the legacy `get_transactions` endpoint (fee = as sent, or else as charged).
+    legacy: bool,
     blocks: Vec<ObservedBlock>,
 }
 
@@ -88,7 +92,11 @@ async fn fetch_icrc3<R: Runtime>(
     for (id, v) in raw {
         blocks.push(parse_icrc3_block(id, &v).map_err(bad)?);
     }
-    Ok(Fetched { log_length, blocks })
+    Ok(Fetched {
+        log_length,
+        legacy: false,
+        blocks,
+    })
 }
 
 async fn fetch_legacy<R: Runtime>(
@@ -132,7 +140,11 @@ async fn fetch_legacy<R: Runtime>(
                 .map(|(i, t)| parse_legacy_transaction(a_start + i as u64, t)),
         );
     }
-    Ok(Fetched { log_length, blocks })
+    Ok(Fetched {
+        log_length,
+        legacy: true,
+        blocks,
+    })
 }
 
 fn bad(message: String) -> CallError {
@@ -240,7 +252,12 @@ pub async fn lookup<R: Runtime>(
                 break;
             }
             if let Some(t) = &blk.transfer {
-                if matches(intent, sender, t) {
+                let hit = if f.legacy {
+                    matches_legacy(intent, sender, t)
+                } else {
+                    matches(intent, sender, t)
+                };
+                if hit {
                     found.push(blk.index);
                 }
             }

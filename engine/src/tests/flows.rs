@@ -262,6 +262,65 @@ fn lost_response_past_window_is_found_by_memo_lookup_through_the_archive() {
     assert_eq!(h.ledger.blocks_for_entry(0).len(), 1);
 }
 
+/// Ledger without ICRC-3: the lookup falls back to `get_transactions`, whose `fee` is the fee
+/// charged when none was sent. A transfer sent with `fee = None` must still be found there;
+/// otherwise it would be "proven never executed" and retried: a double spend.
+#[test]
+fn legacy_lookup_finds_a_transfer_sent_without_fee() {
+    let cfg = Config::default();
+    let mut h = Harness::new(cfg.clone());
+    h.ledger.legacy_only = true;
+    for i in 0..5 {
+        h.ledger.push_noise(T0 - HOUR + i, None);
+    }
+    h.faults.push_back(Fault::LoseResponse);
+    let spec = h.icrc1(5);
+    assert!(matches!(spec, TransferSpec::Icrc1 { fee: None, .. }));
+    let r = ok(h.transfer(user(1), spec, None));
+    assert_eq!(r.status, Status::Unknown);
+    let block = h.ledger.blocks_for_entry(0)[0];
+    assert_eq!(h.ledger.blocks[block as usize].fee_sent, None);
+    for i in 0..5 {
+        h.ledger
+            .push_noise(T0 + cfg.ledger_tx_window_ns + 3 * HOUR + i, None);
+    }
+    h.rt.advance(cfg.ledger_tx_window_ns + 2 * cfg.ledger_permitted_drift_ns + HOUR);
+    h.settle();
+    let e = h.journal.get(0).unwrap();
+    assert_eq!(
+        (e.status, e.block_index()),
+        (Status::Succeeded, Some(block)),
+        "{e:#?}"
+    );
+    assert_eq!(path_count(&h, RecoveryPath::MemoLookup), 1);
+    assert!(h.calls.iter().any(|c| c.method == "get_transactions"));
+    assert_eq!(
+        h.ledger.blocks_for_entry(0).len(),
+        1,
+        "executed exactly once"
+    );
+}
+
+/// The legacy path also proves non-execution: not found after the window → Failed.
+#[test]
+fn legacy_lookup_proves_absence_after_the_window() {
+    let cfg = Config::default();
+    let mut h = Harness::new(cfg.clone());
+    h.ledger.legacy_only = true;
+    h.faults.push_back(Fault::CanisterErrorNotExecuted);
+    ok(h.transfer(user(1), h.icrc1(5), None));
+    for i in 0..5 {
+        h.ledger.push_noise(T0 + i, Some(crate::memo::encode(0)));
+    }
+    h.ledger
+        .push_noise(T0 + cfg.ledger_tx_window_ns + 3 * HOUR, None);
+    h.rt.advance(cfg.ledger_tx_window_ns + 2 * cfg.ledger_permitted_drift_ns + HOUR);
+    h.settle();
+    let e = h.journal.get(0).unwrap();
+    assert_eq!(e.status, Status::Failed, "{e:#?}");
+    assert!(h.calls.iter().any(|c| c.method == "get_transactions"));
+}
+
 #[test]
 fn unreadable_archive_is_undecided_never_not_found() {
     let cfg = Config::default();

@@ -6,11 +6,15 @@ use crate::types::RejectCode;
 use candid::{Nat, Principal};
 use icrc_ledger_types::icrc::generic_value::ICRC3Value;
 use icrc_ledger_types::icrc1::account::Account;
+use icrc_ledger_types::icrc1::transfer::Memo;
 use icrc_ledger_types::icrc1::transfer::{TransferArg, TransferError};
 use icrc_ledger_types::icrc2::transfer_from::{TransferFromArgs, TransferFromError};
 use icrc_ledger_types::icrc3::archive::QueryArchiveFn;
 use icrc_ledger_types::icrc3::blocks::{
     ArchivedBlocks, BlockWithId, GetBlocksRequest, GetBlocksResult,
+};
+use icrc_ledger_types::icrc3::transactions::{
+    GetTransactionsRequest, GetTransactionsResponse, Transaction, Transfer,
 };
 use num_traits::ToPrimitive;
 use serde_bytes::ByteBuf;
@@ -42,6 +46,8 @@ pub struct ModelLedger {
     pub archive_broken: bool,
     /// Answer the next N transfers with TemporarilyUnavailable.
     pub unavailable: u32,
+    /// No ICRC-3: `icrc3_get_blocks` is rejected, only the legacy `get_transactions` answers.
+    pub legacy_only: bool,
 }
 
 pub const LEDGER: [u8; 10] = [0, 0, 0, 0, 0, 0, 0, 1, 1, 1];
@@ -61,6 +67,7 @@ impl ModelLedger {
             archived_upto: 0,
             archive_broken: false,
             unavailable: 0,
+            legacy_only: false,
         }
     }
 
@@ -270,6 +277,40 @@ impl ModelLedger {
         ICRC3Value::Map(m)
     }
 
+    /// The legacy view of block `i`: as the DFINITY ledger, `fee` is the fee as sent or, when
+    /// not sent, the fee charged.
+    pub fn legacy_transaction(&self, i: usize) -> Transaction {
+        let b = &self.blocks[i];
+        Transaction::transfer(
+            Transfer {
+                amount: Nat::from(b.amount),
+                from: b.from,
+                to: b.to,
+                spender: b.spender,
+                memo: b.memo.clone().map(|m| Memo(ByteBuf::from(m))),
+                fee: Some(Nat::from(b.fee_sent.unwrap_or(self.fee))),
+                created_at_time: b.created_at_time,
+            },
+            b.time,
+        )
+    }
+
+    fn get_transactions(&self, r: &GetTransactionsRequest) -> GetTransactionsResponse {
+        let len = self.blocks.len() as u64;
+        let start = r.start.0.to_u64().unwrap_or(u64::MAX).min(len);
+        let end = start
+            .saturating_add(r.length.0.to_u64().unwrap_or(u64::MAX))
+            .min(len);
+        GetTransactionsResponse {
+            log_length: Nat::from(len),
+            first_index: Nat::from(start),
+            transactions: (start..end)
+                .map(|i| self.legacy_transaction(i as usize))
+                .collect(),
+            archived_transactions: vec![],
+        }
+    }
+
     fn get_blocks(&self, reqs: &[GetBlocksRequest], from_archive: bool) -> GetBlocksResult {
         let len = self.blocks.len() as u64;
         let mut blocks = vec![];
@@ -341,6 +382,15 @@ impl ModelLedger {
             "icrc2_transfer_from" => {
                 let a: TransferFromArgs = candid::decode_one(arg).expect("TransferFromArgs");
                 Ok(candid::encode_one(self.transfer_from(caller, &a, now)).unwrap())
+            }
+            "icrc3_get_blocks" if self.legacy_only => Err(CallError::Rejected {
+                code: RejectCode::CanisterReject,
+                message: format!("no method {method}"),
+            }),
+            "get_transactions" if self.legacy_only => {
+                let r: GetTransactionsRequest =
+                    candid::decode_one(arg).expect("GetTransactionsRequest");
+                Ok(candid::encode_one(self.get_transactions(&r)).unwrap())
             }
             "icrc3_get_blocks" => {
                 let reqs: Vec<GetBlocksRequest> =
