@@ -12,7 +12,7 @@ use icjournal::{AdminAction, AdminRequest, Entry, Metrics, RecoveryPath, Reporte
 use icjournal_client::{ReportResultArgs, TrackTransferArgs, TransferRequest};
 use icjournal_tests::payout_types::PayoutError;
 use icjournal_tests::*;
-use sha2_free::hex_sha256;
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -31,18 +31,6 @@ impl Rng {
     }
 }
 
-mod sha2_free {
-    /// Content fingerprint without a sha2 dependency: the simulator's module hash is sha256;
-    /// here we only print sizes and a short FNV-1a fingerprint to tell builds apart.
-    pub fn hex_sha256(bytes: &[u8]) -> String {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in bytes {
-            h ^= *b as u64;
-            h = h.wrapping_mul(0x100_0000_01b3);
-        }
-        format!("{h:016x}")
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Fault {
@@ -144,10 +132,10 @@ fn main() {
         ("test ledger", &wasms.ledger),
     ] {
         println!(
-            "  {name:<18} {:>9} bytes  ({:.2} MiB, fnv {})",
+            "  {name:<18} {:>9} bytes  ({:.2} MiB, sha256 {})",
             w.len(),
             w.len() as f64 / (1024.0 * 1024.0),
-            hex_sha256(w)
+            hex::encode(Sha256::digest(w))
         );
     }
 
