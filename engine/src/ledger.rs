@@ -207,6 +207,20 @@ pub fn method_and_arg(op: &LedgerOp) -> (&'static str, Vec<u8>) {
 // Blocks
 // ---------------------------------------------------------------------------------------------
 
+/// The kind of transfer-like operation a block records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ObservedOp {
+    /// `xfer` (`1xfer` / `2xfer`).
+    #[default]
+    Xfer,
+    /// `burn`: a transfer to the minting account. No `to` is recorded (`to` repeats `from`
+    /// and is ignored by matching), and no fee (burns are free).
+    Burn,
+    /// `mint`: a transfer from the minting account. No `from` is recorded (`from` repeats
+    /// `to` and is ignored by matching), and no fee.
+    Mint,
+}
+
 /// A transfer as recorded on the ledger, normalised from an ICRC-3 block or a legacy
 /// `Transaction`. Only transfer-like operations are represented; others are `None`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -222,6 +236,8 @@ pub struct ObservedTransfer {
     pub fee: Option<Nat>,
     pub memo: Option<Vec<u8>>,
     pub created_at_time: Option<u64>,
+    /// Transfer, burn or mint.
+    pub op: ObservedOp,
 }
 
 /// A block's index and ledger time, plus the transfer if it is one.
@@ -285,22 +301,31 @@ pub fn parse_icrc3_block(index: u64, block: &ICRC3Value) -> Result<ObservedBlock
         Some(ICRC3Value::Text(t)) => Some(t.as_str()),
         _ => None,
     };
-    let is_xfer =
-        matches!(btype, Some("1xfer") | Some("2xfer")) || (btype.is_none() && op == Some("xfer"));
-    if !is_xfer {
-        return Ok(ObservedBlock {
-            index,
-            ledger_time,
-            transfer: None,
-        });
-    }
+    let kind = match (btype, op) {
+        (Some("1xfer") | Some("2xfer"), _) | (None, Some("xfer")) => ObservedOp::Xfer,
+        (Some("1burn") | Some("2burn"), _) | (None, Some("burn")) => ObservedOp::Burn,
+        (Some("1mint") | Some("2mint"), _) | (None, Some("mint")) => ObservedOp::Mint,
+        _ => {
+            return Ok(ObservedBlock {
+                index,
+                ledger_time,
+                transfer: None,
+            })
+        }
+    };
     let bad = |f: &str| format!("block {index}: bad {f}");
-    let from = get(tx, "from")
-        .and_then(as_account)
-        .ok_or_else(|| bad("from"))?;
-    let to = get(tx, "to")
-        .and_then(as_account)
-        .ok_or_else(|| bad("to"))?;
+    let account = |f: &str| get(tx, f).and_then(as_account).ok_or_else(|| bad(f));
+    let (from, to) = match kind {
+        ObservedOp::Xfer => (account("from")?, account("to")?),
+        ObservedOp::Burn => {
+            let from = account("from")?;
+            (from, from)
+        }
+        ObservedOp::Mint => {
+            let to = account("to")?;
+            (to, to)
+        }
+    };
     let spender = match get(tx, "spender") {
         None => None,
         Some(v) => Some(as_account(v).ok_or_else(|| bad("spender"))?),
@@ -336,14 +361,17 @@ pub fn parse_icrc3_block(index: u64, block: &ICRC3Value) -> Result<ObservedBlock
             fee,
             memo,
             created_at_time,
+            op: kind,
         }),
     })
 }
 
 /// Normalise a legacy `get_transactions` transaction.
 pub fn parse_legacy_transaction(index: u64, t: &Transaction) -> ObservedBlock {
-    let transfer = match (&t.kind[..], &t.transfer) {
-        ("transfer", Some(x)) => Some(ObservedTransfer {
+    let memo =
+        |m: &Option<icrc_ledger_types::icrc1::transfer::Memo>| m.as_ref().map(|m| m.0.to_vec());
+    let transfer = match (&t.kind[..], &t.transfer, &t.burn, &t.mint) {
+        ("transfer", Some(x), _, _) => Some(ObservedTransfer {
             index,
             ledger_time: t.timestamp,
             from: x.from,
@@ -351,8 +379,33 @@ pub fn parse_legacy_transaction(index: u64, t: &Transaction) -> ObservedBlock {
             spender: x.spender,
             amount: x.amount.clone(),
             fee: x.fee.clone(),
-            memo: x.memo.as_ref().map(|m| m.0.to_vec()),
+            memo: memo(&x.memo),
             created_at_time: x.created_at_time,
+            op: ObservedOp::Xfer,
+        }),
+        ("burn", _, Some(x), _) => Some(ObservedTransfer {
+            index,
+            ledger_time: t.timestamp,
+            from: x.from,
+            to: x.from,
+            spender: x.spender,
+            amount: x.amount.clone(),
+            fee: x.fee.clone(),
+            memo: memo(&x.memo),
+            created_at_time: x.created_at_time,
+            op: ObservedOp::Burn,
+        }),
+        ("mint", _, _, Some(x)) => Some(ObservedTransfer {
+            index,
+            ledger_time: t.timestamp,
+            from: x.to,
+            to: x.to,
+            spender: None,
+            amount: x.amount.clone(),
+            fee: x.fee.clone(),
+            memo: memo(&x.memo),
+            created_at_time: x.created_at_time,
+            op: ObservedOp::Mint,
         }),
         _ => None,
     };
@@ -365,36 +418,105 @@ pub fn parse_legacy_transaction(index: u64, t: &Transaction) -> ObservedBlock {
 
 /// Does `observed` record exactly the journaled transfer? Every field must match: the memo
 /// alone proves nothing, since anyone can send a transfer with any memo.
+///
+/// A transfer to the minting account is recorded as a `burn` (no `to`, no fee), one from the
+/// minting account as a `mint` (no `from`, no fee); such blocks match on the fields they
+/// record, and only if the intent's fee is absent or zero (the only fee a ledger accepts for
+/// them).
 pub fn matches(intent: &TransferIntent, sender: Principal, observed: &ObservedTransfer) -> bool {
+    let (from, to, spender, amount, fee, memo, cat) = expected(intent, sender);
+    let fee_ok = match observed.op {
+        ObservedOp::Xfer => observed.fee == fee,
+        // Burns and mints carry no fee; a legacy view may report Some(0).
+        ObservedOp::Burn | ObservedOp::Mint => {
+            fee.is_none_or(|f| f == Nat::from(0u8))
+                && observed.fee.as_ref().is_none_or(|f| *f == Nat::from(0u8))
+        }
+    };
+    let from_ok = observed.op == ObservedOp::Mint || observed.from == from;
+    let to_ok = observed.op == ObservedOp::Burn || observed.to == to;
+    // Account equality compares effective subaccounts (None == all zeros).
+    observed.spender == spender
+        && from_ok
+        && to_ok
+        && observed.amount == *amount
+        && fee_ok
+        && observed.memo.as_deref() == memo
+        && observed.created_at_time == cat
+}
+
+#[allow(clippy::type_complexity)]
+fn expected<'a>(
+    intent: &'a TransferIntent,
+    sender: Principal,
+) -> (
+    Account,
+    Account,
+    Option<Account>,
+    &'a Nat,
+    Option<Nat>,
+    Option<&'a [u8]>,
+    Option<u64>,
+) {
     match &intent.op {
-        LedgerOp::Icrc1Transfer(a) => {
-            let from = Account {
+        LedgerOp::Icrc1Transfer(a) => (
+            Account {
                 owner: sender,
                 subaccount: a.from_subaccount,
-            };
-            observed.spender.is_none()
-                && observed.from == from
-                && observed.to == a.to
-                && observed.amount == a.amount
-                && observed.fee == a.fee
-                && observed.memo.as_deref() == a.memo.as_ref().map(|m| m.0.as_slice())
-                && observed.created_at_time == a.created_at_time
-        }
-        LedgerOp::Icrc2TransferFrom(a) => {
-            let spender = Account {
+            },
+            a.to,
+            None,
+            &a.amount,
+            a.fee.clone(),
+            a.memo.as_ref().map(|m| m.0.as_slice()),
+            a.created_at_time,
+        ),
+        LedgerOp::Icrc2TransferFrom(a) => (
+            a.from,
+            a.to,
+            Some(Account {
                 owner: sender,
                 subaccount: a.spender_subaccount,
-            };
-            // Account equality compares effective subaccounts (None == all zeros).
-            observed.spender == Some(spender)
-                && observed.from == a.from
-                && observed.to == a.to
-                && observed.amount == a.amount
-                && observed.fee == a.fee
-                && observed.memo.as_deref() == a.memo.as_ref().map(|m| m.0.as_slice())
-                && observed.created_at_time == a.created_at_time
-        }
+            }),
+            &a.amount,
+            a.fee.clone(),
+            a.memo.as_ref().map(|m| m.0.as_slice()),
+            a.created_at_time,
+        ),
     }
+}
+
+/// Is `observed` a block that only we could have created for this entry, yet it does not
+/// match the intent? True when it carries the intent's memo and was made from our own
+/// account: same `from` and no spender (ICRC-1), or same `spender` (ICRC-2). Such a block
+/// contradicts the journal (BRIEF §4 step 4): the lookup must send the entry to manual
+/// review with the reason, never conclude "not found". Returns the reason.
+pub fn contradicts(
+    intent: &TransferIntent,
+    sender: Principal,
+    observed: &ObservedTransfer,
+) -> Option<String> {
+    if matches(intent, sender, observed) {
+        return None;
+    }
+    let (from, _, spender, _, _, memo, _) = expected(intent, sender);
+    let memo = memo?;
+    if observed.memo.as_deref() != Some(memo) {
+        return None;
+    }
+    let ours = match spender {
+        None => {
+            observed.spender.is_none() && observed.op != ObservedOp::Mint && observed.from == from
+        }
+        Some(s) => observed.spender == Some(s),
+    };
+    if !ours {
+        return None;
+    }
+    Some(format!(
+        "block {} carries this entry's memo and was made from our account but does not match the journaled transfer: {:?}",
+        observed.index, observed
+    ))
 }
 
 /// `matches` for a transaction read from the legacy `get_transactions` endpoint.

@@ -7,7 +7,8 @@
 
 use crate::config::Config;
 use crate::ledger::{
-    matches, matches_legacy, parse_icrc3_block, parse_legacy_transaction, ObservedBlock,
+    contradicts, matches, matches_legacy, parse_icrc3_block, parse_legacy_transaction,
+    ObservedBlock,
 };
 use crate::recovery::{scan_range, LookupResult};
 use crate::runtime::{CallError, Runtime, Wait};
@@ -259,6 +260,13 @@ pub async fn lookup<R: Runtime>(
                 };
                 if hit {
                     found.push(blk.index);
+                } else if let Some(reason) = contradicts(intent, sender, t) {
+                    // Only we could have made this block; it is evidence about this entry
+                    // that contradicts the journal. Never "not found": an operator decides.
+                    return LookupResult::Contradiction {
+                        block: blk.index,
+                        reason,
+                    };
                 }
             }
             scan.next_block = blk.index + 1;

@@ -25,6 +25,10 @@ pub enum LookupResult {
     /// More than one block matches every field: contradicts the ledger's deduplication and
     /// our journal; an operator must look.
     Conflict { blocks: Vec<u64> },
+    /// A block that only we could have created (our memo, made from our own account: `from`
+    /// for ICRC-1, `spender` for ICRC-2) does not match the journaled transfer: evidence that
+    /// contradicts the journal. Goes to manual review with the reason, never "not found".
+    Contradiction { block: u64, reason: String },
     /// Every block from the range start up to `scanned_to` (exclusive) was read; none matched.
     /// `past_range` = a block with ledger time beyond `created_at_time + window + drift` was
     /// seen, i.e. the ledger's time is past the range and the transfer can no longer execute.
@@ -135,6 +139,9 @@ pub fn decide(
                 },
                 LookupResult::Conflict { blocks } => Decision::Manual {
                     reason: format!("several blocks match the journaled transfer: {blocks:?}"),
+                },
+                LookupResult::Contradiction { reason, .. } => Decision::Manual {
+                    reason: format!("contradicting evidence: {reason}"),
                 },
                 LookupResult::Exhausted {
                     scanned_to,

@@ -206,6 +206,7 @@ fn block_matching_requires_every_field() {
         fee: None,
         memo: Some(crate::memo::encode(1)),
         created_at_time: Some(5),
+        op: ObservedOp::Xfer,
     };
     assert!(matches(&intent, me, &good));
     // Explicit zero subaccount equals none.
@@ -241,12 +242,146 @@ fn icrc3_block_parsing() {
     assert_eq!(t.created_at_time, Some(3));
     use icrc_ledger_types::icrc::generic_value::ICRC3Value;
     assert!(parse_icrc3_block(0, &ICRC3Value::Text("x".into())).is_err());
-    // A non-transfer block (e.g. mint) is a block without a transfer, not an error.
+    // A non-transfer block (e.g. approve) is a block without a transfer, not an error.
     let mut m = std::collections::BTreeMap::new();
     m.insert("ts".to_string(), ICRC3Value::Nat(Nat::from(1u8)));
     let mut tx = std::collections::BTreeMap::new();
-    tx.insert("op".to_string(), ICRC3Value::Text("mint".into()));
+    tx.insert("op".to_string(), ICRC3Value::Text("approve".into()));
     m.insert("tx".to_string(), ICRC3Value::Map(tx));
     let b = parse_icrc3_block(1, &ICRC3Value::Map(m)).unwrap();
     assert!(b.transfer.is_none());
+}
+
+fn burn_mint_block(op: &str, who: Account, amount: u64, memo: Vec<u8>, cat: u64) -> ICRC3Value {
+    use serde_bytes::ByteBuf;
+    use std::collections::BTreeMap;
+    // Encoded as tests/ledger (and the DFINITY ledger) does: burn has from, mint has to; no
+    // fee anywhere.
+    let mut acc = vec![ICRC3Value::Blob(ByteBuf::from(
+        who.owner.as_slice().to_vec(),
+    ))];
+    if let Some(s) = who.subaccount {
+        acc.push(ICRC3Value::Blob(ByteBuf::from(s.to_vec())));
+    }
+    let mut tx = BTreeMap::new();
+    tx.insert("op".to_string(), ICRC3Value::Text(op.into()));
+    let side = if op == "burn" { "from" } else { "to" };
+    tx.insert(side.to_string(), ICRC3Value::Array(acc));
+    tx.insert("amt".to_string(), ICRC3Value::Nat(Nat::from(amount)));
+    tx.insert("memo".to_string(), ICRC3Value::Blob(ByteBuf::from(memo)));
+    tx.insert("ts".to_string(), ICRC3Value::Nat(Nat::from(cat)));
+    let mut m = BTreeMap::new();
+    m.insert("ts".to_string(), ICRC3Value::Nat(Nat::from(cat + 1)));
+    m.insert("tx".to_string(), ICRC3Value::Map(tx));
+    ICRC3Value::Map(m)
+}
+
+use icrc_ledger_types::icrc::generic_value::ICRC3Value;
+
+#[test]
+fn burn_and_mint_blocks_are_matched() {
+    let me = Principal::from_slice(&[9]);
+    let minter = Account::from(Principal::from_slice(&[3]));
+    let memo = crate::memo::encode(1);
+    // A transfer to the minting account is recorded as a burn.
+    let burn_intent = TransferIntent {
+        ledger: Principal::from_slice(&[1]),
+        executor: Executor::SelfCanister,
+        op: LedgerOp::Icrc1Transfer(TransferArg {
+            from_subaccount: None,
+            to: minter,
+            fee: None,
+            created_at_time: Some(5),
+            memo: Some(Memo::from(memo.clone())),
+            amount: Nat::from(50u8),
+        }),
+    };
+    let b = parse_icrc3_block(
+        0,
+        &burn_mint_block("burn", Account::from(me), 50, memo.clone(), 5),
+    )
+    .unwrap();
+    let t = b.transfer.expect("a burn is a transfer");
+    assert_eq!(t.op, ObservedOp::Burn);
+    assert!(matches(&burn_intent, me, &t));
+    assert!(contradicts(&burn_intent, me, &t).is_none());
+    let other = parse_icrc3_block(
+        0,
+        &burn_mint_block("burn", Account::from(me), 51, memo.clone(), 5),
+    )
+    .unwrap()
+    .transfer
+    .unwrap();
+    assert!(!matches(&burn_intent, me, &other));
+    // A transfer from the minting account (we are the minter) is recorded as a mint.
+    let to = Account::from(Principal::from_slice(&[2]));
+    let mint_intent = TransferIntent {
+        op: LedgerOp::Icrc1Transfer(TransferArg {
+            from_subaccount: None,
+            to,
+            fee: None,
+            created_at_time: Some(5),
+            memo: Some(Memo::from(memo.clone())),
+            amount: Nat::from(50u8),
+        }),
+        ..burn_intent.clone()
+    };
+    let t = parse_icrc3_block(0, &burn_mint_block("mint", to, 50, memo.clone(), 5))
+        .unwrap()
+        .transfer
+        .unwrap();
+    assert_eq!(t.op, ObservedOp::Mint);
+    assert!(matches(&mint_intent, me, &t));
+    assert!(!matches(&burn_intent, me, &t));
+    // A burn never matches an intent with a non-zero fee (the ledger would refuse it).
+    let mut with_fee = burn_intent.clone();
+    if let LedgerOp::Icrc1Transfer(a) = &mut with_fee.op {
+        a.fee = Some(Nat::from(10u8));
+    }
+    let t = parse_icrc3_block(0, &burn_mint_block("burn", Account::from(me), 50, memo, 5))
+        .unwrap()
+        .transfer
+        .unwrap();
+    assert!(!matches(&with_fee, me, &t));
+    // ...but it carries our memo and was made from our account: contradicting evidence.
+    assert!(contradicts(&with_fee, me, &t).is_some());
+}
+
+#[test]
+fn contradicting_evidence_only_for_blocks_only_we_could_make() {
+    let me = Principal::from_slice(&[9]);
+    let intent = TransferIntent {
+        ledger: Principal::from_slice(&[1]),
+        op: op(),
+        executor: Executor::SelfCanister,
+    };
+    let LedgerOp::Icrc1Transfer(a) = &intent.op else {
+        unreachable!()
+    };
+    let ours = ObservedTransfer {
+        index: 4,
+        ledger_time: 5,
+        from: Account::from(me),
+        to: a.to,
+        spender: None,
+        amount: a.amount.clone() + 1u8,
+        fee: a.fee.clone(),
+        memo: a.memo.as_ref().map(|m| m.0.to_vec()),
+        created_at_time: a.created_at_time,
+        op: ObservedOp::Xfer,
+    };
+    assert!(!matches(&intent, me, &ours));
+    assert!(contradicts(&intent, me, &ours).unwrap().contains("block 4"));
+    // Someone else's transfer with our memo proves nothing either way.
+    let mut theirs = ours.clone();
+    theirs.from = Account::from(Principal::from_slice(&[8]));
+    assert!(contradicts(&intent, me, &theirs).is_none());
+    // A transfer_from out of our account by another spender is not ours.
+    let mut delegated = ours.clone();
+    delegated.spender = Some(Account::from(Principal::from_slice(&[8])));
+    assert!(contradicts(&intent, me, &delegated).is_none());
+    // Our account, a different memo: unrelated.
+    let mut other_memo = ours.clone();
+    other_memo.memo = Some(crate::memo::encode(77));
+    assert!(contradicts(&intent, me, &other_memo).is_none());
 }

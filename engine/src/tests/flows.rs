@@ -321,6 +321,37 @@ fn legacy_lookup_proves_absence_after_the_window() {
     assert!(h.calls.iter().any(|c| c.method == "get_transactions"));
 }
 
+/// A block carrying this entry's memo, made from our own account, that does not match the
+/// journaled transfer (here: a different amount) is contradicting evidence: manual review with
+/// the reason, never "proven never executed".
+#[test]
+fn our_memo_from_our_account_without_full_match_goes_to_manual_review() {
+    let cfg = Config::default();
+    let mut h = Harness::new(cfg.clone());
+    h.faults.push_back(Fault::CanisterErrorNotExecuted);
+    ok(h.transfer(user(1), h.icrc1(5), None));
+    let me = Account::from(h.self_id);
+    h.ledger.blocks.push(super::model_ledger::Block {
+        time: T0 + SEC,
+        from: me,
+        to: Account::from(user(100)),
+        spender: None,
+        amount: 6,
+        fee_sent: None,
+        memo: Some(crate::memo::encode(0)),
+        created_at_time: Some(T0),
+    });
+    h.ledger
+        .push_noise(T0 + cfg.ledger_tx_window_ns + 3 * HOUR, None);
+    // The ledger stays down for the whole window: only the blocks can decide.
+    h.rt.advance(cfg.ledger_tx_window_ns + 2 * cfg.ledger_permitted_drift_ns + HOUR);
+    h.settle();
+    let e = h.journal.get(0).unwrap();
+    assert_eq!(e.status, Status::ManualReview, "{e:#?}");
+    let why = format!("{e:?}");
+    assert!(why.contains("contradicting evidence"), "{why}");
+}
+
 #[test]
 fn unreadable_archive_is_undecided_never_not_found() {
     let cfg = Config::default();
