@@ -1283,7 +1283,7 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
     async fn recover_one(&self, id: EntryId) -> bool {
         let Some(e) = self.get(id) else { return false };
         let now = self.now();
-        if !e.next_attempt_at.is_some_and(|at| at <= now) {
+        if e.next_attempt_at.is_none_or(|at| at > now) {
             return false;
         }
         match e.kind {
@@ -1696,14 +1696,12 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         };
         let mut items = Vec::new();
         let mut last = None;
-        let mut scanned = 0;
         let mut exhausted = true;
-        for id in ids {
+        for (scanned, id) in ids.enumerate() {
             if scanned >= max_scan || items.len() >= limit {
                 exhausted = false;
                 break;
             }
-            scanned += 1;
             last = Some(id);
             let Some(e) = store.get(id) else { continue };
             if let Some(t) = filter.created_before {

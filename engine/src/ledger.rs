@@ -429,8 +429,8 @@ pub fn matches(intent: &TransferIntent, sender: Principal, observed: &ObservedTr
         ObservedOp::Xfer => observed.fee == fee,
         // Burns and mints carry no fee; a legacy view may report Some(0).
         ObservedOp::Burn | ObservedOp::Mint => {
-            fee.is_none_or(|f| f == Nat::from(0u8))
-                && observed.fee.as_ref().is_none_or(|f| *f == Nat::from(0u8))
+            fee.is_none_or(|f| f.0 == 0u8.into())
+                && observed.fee.as_ref().is_none_or(|f| f.0 == 0u8.into())
         }
     };
     let from_ok = observed.op == ObservedOp::Mint || observed.from == from;
@@ -446,16 +446,16 @@ pub fn matches(intent: &TransferIntent, sender: Principal, observed: &ObservedTr
 }
 
 #[allow(clippy::type_complexity)]
-fn expected<'a>(
-    intent: &'a TransferIntent,
+fn expected(
+    intent: &TransferIntent,
     sender: Principal,
 ) -> (
     Account,
     Account,
     Option<Account>,
-    &'a Nat,
+    &Nat,
     Option<Nat>,
-    Option<&'a [u8]>,
+    Option<&[u8]>,
     Option<u64>,
 ) {
     match &intent.op {

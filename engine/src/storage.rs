@@ -2,7 +2,7 @@
 //!
 //! # Layout (version 1)
 //!
-//! The host hands the engine `Memories::COUNT` memories — with a `MemoryManager`, the
+//! The host hands the engine `MEMORY_COUNT` (12) memories — with a `MemoryManager`, the
 //! `MemoryId`s `first .. first + 12` (`Memories::from_manager`). Offsets relative to `first`:
 //!
 //! | off | name         | structure                                        | purpose                               |
@@ -123,12 +123,15 @@ impl<M: Memory> Memories<M> {
     }
 }
 
+/// The current Candid header of a Rust type: (FNV-1a hash, header bytes).
+type CurrentSchema = (u64, Rc<Vec<u8>>);
+
 thread_local! {
     /// Candid headers (type table + arg type) by FNV-1a hash: every schema this process may
     /// meet in stored values (loaded from the meta memory at open) plus the current types'.
-    static SCHEMAS: RefCell<BTreeMap<u64, Rc<Vec<u8>>>> = RefCell::new(BTreeMap::new());
+    static SCHEMAS: RefCell<BTreeMap<u64, Rc<Vec<u8>>>> = const { RefCell::new(BTreeMap::new()) };
     /// Current header per Rust type.
-    static CURRENT: RefCell<BTreeMap<TypeId, (u64, Rc<Vec<u8>>)>> = RefCell::new(BTreeMap::new());
+    static CURRENT: RefCell<BTreeMap<TypeId, CurrentSchema>> = const { RefCell::new(BTreeMap::new()) };
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {

@@ -245,6 +245,9 @@ pub struct SagaIntent {
 }
 
 /// The journaled intent.
+// The transfer variants are large, but boxing them would change the public type that
+// hosts construct and match on; intents are created once per entry, so the size is harmless.
+#[allow(clippy::large_enum_variant)]
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum Intent {
     /// Opaque host/caller record (bounded by `Config::max_payload_bytes`).

@@ -213,7 +213,8 @@ fn block_matching_requires_every_field() {
     let mut z = good.clone();
     z.from.subaccount = Some([0; 32]);
     assert!(matches(&intent, me, &z));
-    let variants: Vec<Box<dyn Fn(&mut ObservedTransfer)>> = vec![
+    type Mutation = Box<dyn Fn(&mut ObservedTransfer)>;
+    let variants: Vec<Mutation> = vec![
         Box::new(|t| t.from = Account::from(Principal::from_slice(&[8]))),
         Box::new(|t| t.to = Account::from(Principal::from_slice(&[8]))),
         Box::new(|t| t.spender = Some(Account::from(Principal::from_slice(&[9])))),
