@@ -40,8 +40,8 @@ pub struct SagaStepSpec {
     pub compensation: Option<StepAction>,
 }
 
-/// What one recovery tick did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What one recovery tick did. Candid-encodable so a host can return it from an endpoint.
+#[derive(candid::CandidType, serde::Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct TickReport {
     pub examined: u32,
     pub resolved: u32,

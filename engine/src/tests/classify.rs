@@ -386,3 +386,15 @@ fn contradicting_evidence_only_for_blocks_only_we_could_make() {
     other_memo.memo = Some(crate::memo::encode(77));
     assert!(contradicts(&intent, me, &other_memo).is_none());
 }
+
+#[test]
+fn tick_report_round_trips_through_candid() {
+    let r = crate::TickReport {
+        examined: 3,
+        resolved: 2,
+        skipped_overlap: false,
+        budget_exhausted: true,
+    };
+    let bytes = candid::encode_one(&r).unwrap();
+    assert_eq!(candid::decode_one::<crate::TickReport>(&bytes).unwrap(), r);
+}
