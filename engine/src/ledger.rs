@@ -496,6 +496,12 @@ pub fn contradicts(
     sender: Principal,
     observed: &ObservedTransfer,
 ) -> Option<String> {
+    // A tracked transfer is sent by another principal who owns the `from` account and can
+    // send anything carrying this memo: its blocks are no evidence about what we sent, and
+    // a non-matching block proves nothing there (BRIEF §4: the memo alone proves nothing).
+    if !matches!(intent.executor, crate::types::Executor::SelfCanister) {
+        return None;
+    }
     if matches(intent, sender, observed) {
         return None;
     }
