@@ -12,6 +12,8 @@ cd "$root"
 out="${1:-$root/target/icjournal.wasm}"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 
+# rust-toolchain.toml lists the target, but a toolchain installed without it lacks it.
+rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 cargo build --locked --target wasm32-unknown-unknown --profile canister-release -p icjournal-canister
 raw="$target_dir/wasm32-unknown-unknown/canister-release/icjournal_canister.wasm"
 mkdir -p "$(dirname "$out")"

@@ -36,6 +36,7 @@ pub fn canister_wasm(package: &str) -> Vec<u8> {
         return w.clone();
     }
     let root = workspace_root();
+    ensure_wasm_target(&root);
     let target_dir = root.join("target").join("canisters");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let output = Command::new(cargo)
@@ -69,4 +70,58 @@ pub fn canister_wasm(package: &str) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("ic-sim: cannot read {}: {e}", file.display()));
     guard.insert(package.to_string(), wasm.clone());
     wasm
+}
+
+pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+/// Makes sure the toolchain that builds the workspace has the `wasm32-unknown-unknown`
+/// standard library, installing it with `rustup` when it is missing.
+///
+/// `rust-toolchain.toml` lists the target, but rustup honours that list only when it installs
+/// the toolchain itself (`rustup toolchain install`); a toolchain that was already present, or
+/// one cargo installed on first use, may lack it, and every canister build then fails with
+/// `can't find crate for std`. Checked once per process.
+pub fn ensure_wasm_target(root: &Path) {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        if wasm_std_installed(root) {
+            return;
+        }
+        eprintln!("ic-sim: the {WASM_TARGET} target is missing; running `rustup target add {WASM_TARGET}`");
+        // Run in the workspace root so rustup picks the toolchain pinned there.
+        let status = Command::new("rustup")
+            .current_dir(root)
+            .args(["target", "add", WASM_TARGET])
+            .status();
+        match status {
+            Ok(s) if s.success() && wasm_std_installed(root) => {}
+            Ok(s) => panic!(
+                "ic-sim: `rustup target add {WASM_TARGET}` failed ({s}); install the target for \
+                 the toolchain in rust-toolchain.toml and retry"
+            ),
+            Err(e) => panic!(
+                "ic-sim: the {WASM_TARGET} target is missing and rustup cannot be run ({e}); \
+                 install the target for the toolchain in rust-toolchain.toml"
+            ),
+        }
+    });
+}
+
+/// True when `<sysroot>/lib/rustlib/wasm32-unknown-unknown/lib` of the workspace's rustc exists.
+fn wasm_std_installed(root: &Path) -> bool {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
+    let Ok(out) = Command::new(rustc)
+        .current_dir(root)
+        .args(["--print", "sysroot"])
+        .output()
+    else {
+        return false;
+    };
+    let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    Path::new(&sysroot)
+        .join("lib")
+        .join("rustlib")
+        .join(WASM_TARGET)
+        .join("lib")
+        .is_dir()
 }
