@@ -10,7 +10,7 @@
 //! use candid::{Nat, Principal};
 //! use icjournal_client::{Client, ClientError, RecordIntentArgs, ServiceError};
 //! use icjournal_client::transport::{CallMode, Transport, TransportError};
-//! use icjournal::{JournalError, ReportedResult};
+//! use icjournal_types::{JournalError, ReportedResult};
 //!
 //! // A transport that answers every call with a canned service reply (a real one calls the
 //! // canister: `IcCdkTransport` from another canister, the simulator in tests).
@@ -42,18 +42,13 @@
 //! ```
 
 pub mod transport;
-pub mod types;
 pub mod wasm;
 
+pub use icjournal_types::*;
 pub use transport::{CallMode, Transport, TransportError};
-pub use types::*;
 
 use candid::utils::{ArgumentDecoder, ArgumentEncoder};
 use candid::{CandidType, Deserialize, Principal};
-use icjournal::{
-    AdminRequest, AdminResult, AuditRecord, Entry, EntryId, EntrySummary, FlowResult, Metrics,
-    Page, PageRequest, Status,
-};
 use icrc_ledger_types::icrc1::account::Account;
 
 /// Error of a client call.
@@ -295,7 +290,7 @@ impl<T: Transport> Client<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use icjournal::JournalError;
+    use icjournal_types::JournalError;
     use std::cell::RefCell;
 
     /// Records the last call and answers with a canned reply.
@@ -333,7 +328,7 @@ mod tests {
         let c = client(Ok(candid::encode_one(ok).unwrap()));
         let args = ReportResultArgs {
             entry_id: 3,
-            result: icjournal::ReportedResult::Failed {
+            result: icjournal_types::ReportedResult::Failed {
                 message: "no".into(),
             },
         };
@@ -379,7 +374,7 @@ mod tests {
         .into());
         let c = client(Ok(candid::encode_one(err).unwrap()));
         let e = futures::executor::block_on(c.submit_transfer(TransferRequest {
-            transfer: icjournal::TransferSpec::Icrc1 {
+            transfer: icjournal_types::TransferSpec::Icrc1 {
                 ledger: Principal::anonymous(),
                 from_subaccount: None,
                 to: Account {

@@ -77,7 +77,7 @@ impl<T: Transport> Transport for &T {
 ///
 /// ```ignore
 /// use icjournal_client::{Client, TransferRequest, transport::IcCdkTransport};
-/// use icjournal::TransferSpec;
+/// use icjournal_types::TransferSpec;
 ///
 /// let journal = Client::new(service_id, IcCdkTransport::default());
 /// // The caller approved the service (icrc2_approve) beforehand.

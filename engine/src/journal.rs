@@ -33,22 +33,6 @@ use std::rc::Rc;
 /// trap rolls both back and the step is retried — the handler itself must not await.
 pub type LocalHandler = Rc<dyn Fn(&[u8]) -> Result<Vec<u8>, String>>;
 
-/// One saga step as submitted.
-#[derive(candid::CandidType, candid::Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct SagaStepSpec {
-    pub action: StepAction,
-    pub compensation: Option<StepAction>,
-}
-
-/// What one recovery tick did. Candid-encodable so a host can return it from an endpoint.
-#[derive(candid::CandidType, serde::Deserialize, Clone, Debug, Default, PartialEq, Eq)]
-pub struct TickReport {
-    pub examined: u32,
-    pub resolved: u32,
-    pub skipped_overlap: bool,
-    pub budget_exhausted: bool,
-}
-
 /// Bugs planted on purpose to prove the property-test checker catches them (tests only).
 #[cfg(test)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -1765,17 +1749,6 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
     /// Earliest time the recovery timer has work (for hosts that schedule more precisely).
     pub fn next_due(&self) -> Option<Timestamp> {
         self.inner.store.borrow().next_due()
-    }
-}
-
-impl From<RecoveryPath> for EvidenceSource {
-    fn from(p: RecoveryPath) -> Self {
-        match p {
-            RecoveryPath::DedupResend => EvidenceSource::DedupResend,
-            RecoveryPath::MemoLookup => EvidenceSource::MemoLookup,
-            RecoveryPath::Manual => EvidenceSource::Admin,
-            RecoveryPath::Host => EvidenceSource::Host,
-        }
     }
 }
 

@@ -1,9 +1,9 @@
 //! icjournal engine: durable journaling of a canister's failable steps — ledger transfers,
 //! host-local steps, sagas — with recovery of unknown outcomes and a manual-review queue.
 //!
-//! See `API.md` next to this crate for the entry points, and BRIEF §2 for the invariants
+//! See `API.md` next to this crate for the entry points, and `docs/design.md` for the invariants
 //! (I1 at most once, I2 nothing lost, I3 lock, I4 results final, I5 durable, I6 bounded work,
-//! I7 isolation) every module upholds.
+//! I7 isolation) every module upholds. The data model is `icjournal-types`, re-exported here.
 
 pub mod config;
 pub mod error;
@@ -20,7 +20,7 @@ pub mod types;
 
 pub use config::Config;
 pub use error::{JournalError, OpenError};
-pub use journal::{Journal, LocalHandler, SagaStepSpec, TickReport};
+pub use journal::{Journal, LocalHandler};
 pub use metrics::{encode_prometheus, Metrics, RecoveryPath};
 pub use runtime::{CallError, CallResult, FakeRuntime, IcRuntime, PendingCall, Runtime, Wait};
 pub use storage::{Memories, Store, MEMORY_COUNT};

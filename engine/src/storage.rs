@@ -213,17 +213,22 @@ fn decode_value<T: for<'de> Deserialize<'de> + CandidType>(bytes: &[u8]) -> T {
     }
 }
 
+/// A shared type (defined in `icjournal-types`) as a stable-structures value: the orphan rule
+/// keeps `Storable` impls for foreign types out of this crate, so they are wrapped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored<T>(pub T);
+
 macro_rules! candid_storable {
     ($t:ty, $enc:ident) => {
-        impl Storable for $t {
+        impl Storable for Stored<$t> {
             fn to_bytes(&self) -> Cow<'_, [u8]> {
-                Cow::Owned($enc(self))
+                Cow::Owned($enc(&self.0))
             }
             fn into_bytes(self) -> Vec<u8> {
-                $enc(&self)
+                $enc(&self.0)
             }
             fn from_bytes(bytes: Cow<[u8]>) -> Self {
-                decode_value(&bytes)
+                Stored(decode_value(&bytes))
             }
             const BOUND: Bound = Bound::Unbounded;
         }
@@ -232,7 +237,19 @@ macro_rules! candid_storable {
 
 candid_storable!(Entry, encode_schema_value);
 candid_storable!(AuditRecord, encode_schema_value);
-candid_storable!(Approvals, encode_value);
+
+impl Storable for Approvals {
+    fn to_bytes(&self) -> Cow<'_, [u8]> {
+        Cow::Owned(encode_value(self))
+    }
+    fn into_bytes(self) -> Vec<u8> {
+        encode_value(&self)
+    }
+    fn from_bytes(bytes: Cow<[u8]>) -> Self {
+        decode_value(&bytes)
+    }
+    const BOUND: Bound = Bound::Unbounded;
+}
 
 /// Pending M-of-N approvals for one entry.
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -391,7 +408,7 @@ fn sample_audit() -> AuditRecord {
 pub struct Store<M: Memory> {
     meta: M,
     next_id: u64,
-    entries: StableBTreeMap<u64, Entry, M>,
+    entries: StableBTreeMap<u64, Stored<Entry>, M>,
     by_owner: StableBTreeMap<(Principal, u8, u64), (), M>,
     by_status: StableBTreeMap<(u8, u64), (), M>,
     due: StableBTreeMap<(u64, u64), (), M>,
@@ -399,7 +416,7 @@ pub struct Store<M: Memory> {
     unresolved: StableBTreeMap<u64, (), M>,
     owners: StableBTreeMap<Principal, OwnerUsage, M>,
     counters: StableBTreeMap<u32, u64, M>,
-    audit: StableLog<AuditRecord, M, M>,
+    audit: StableLog<Stored<AuditRecord>, M, M>,
     approvals: StableBTreeMap<u64, Approvals, M>,
     sizes: Vec<M>,
 }
@@ -470,7 +487,7 @@ impl<M: Memory> Store<M> {
     }
 
     pub fn get(&self, id: EntryId) -> Option<Entry> {
-        self.entries.get(&id)
+        self.entries.get(&id).map(|s| s.0)
     }
 
     pub fn len(&self) -> u64 {
@@ -533,7 +550,7 @@ impl<M: Memory> Store<M> {
                 self.owners.insert(new.owner, u);
             }
         }
-        self.entries.insert(new.id, new.clone());
+        self.entries.insert(new.id, Stored(new.clone()));
     }
 
     fn release(&mut self, e: &Entry) {
@@ -585,7 +602,9 @@ impl<M: Memory> Store<M> {
         };
         // Out of stable memory is the only failure: nothing sensible can continue. Trapping
         // rolls the whole message back (the status change this records included).
-        self.audit.append(&rec).expect("icjournal: audit log full");
+        self.audit
+            .append(&Stored(rec))
+            .expect("icjournal: audit log full");
         seq
     }
 
@@ -595,7 +614,9 @@ impl<M: Memory> Store<M> {
 
     pub fn audit_range(&self, start: u64, limit: u64) -> Vec<AuditRecord> {
         let end = start.saturating_add(limit).min(self.audit.len());
-        (start..end).filter_map(|i| self.audit.get(i)).collect()
+        (start..end)
+            .filter_map(|i| self.audit.get(i).map(|s| s.0))
+            .collect()
     }
 
     /// Up to `limit` due entry ids with `next_attempt_at <= now`, earliest first.
@@ -648,7 +669,10 @@ impl<M: Memory> Store<M> {
     pub fn entries_after(&self, after: Option<EntryId>) -> impl Iterator<Item = Entry> + '_ {
         let start = after.map_or(0, |a| a.saturating_add(1));
         let done = after == Some(u64::MAX);
-        self.entries.values_range(start..).filter(move |_| !done)
+        self.entries
+            .values_range(start..)
+            .filter(move |_| !done)
+            .map(|s| s.0)
     }
 
     pub fn approvals(&self, id: EntryId) -> Option<Approvals> {

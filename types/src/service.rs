@@ -1,15 +1,12 @@
-//! Candid types of the icjournal service that are not engine types. The engine's public types
-//! (`Entry`, `Status`, `Kind`, `TransferSpec`, `LedgerOp`, `FlowResult`, `AdminRequest`, ...)
-//! are re-exported from [`icjournal`] unchanged: the service exposes them verbatim.
-//!
-//! These live in the client crate (not in the canister crate) so that a canister can depend on
-//! the client without linking the service's endpoint exports.
+//! Candid types of the icjournal service canister's interface beyond the journal's data model:
+//! configuration, errors, and endpoint arguments and replies.
 
-use candid::{CandidType, Deserialize, Nat, Principal};
-use icjournal::{
-    EntryId, JournalError, Kind, LedgerOp, ListFilter, Metrics, PageRequest, ReportedResult,
-    Status, TransferSpec,
+use crate::error::JournalError;
+use crate::journal::{
+    EntryId, Kind, LedgerOp, ListFilter, PageRequest, ReportedResult, Status, TransferSpec,
 };
+use crate::metrics::Metrics;
+use candid::{CandidType, Deserialize, Nat, Principal};
 
 /// One ledger the service accepts transfers on.
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]

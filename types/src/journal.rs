@@ -1,0 +1,639 @@
+//! The journal's data model: entries, statuses, intents, outcomes, requests. Every type here is
+//! also the Candid type the service canister exposes, so they derive `CandidType`/`Deserialize`
+//! and the engine, the service and the client share them verbatim.
+
+use candid::{CandidType, Deserialize, Nat, Principal};
+use icrc_ledger_types::icrc1::account::Account;
+use icrc_ledger_types::icrc1::transfer::TransferArg;
+use icrc_ledger_types::icrc2::transfer_from::TransferFromArgs;
+
+/// Journal entry id: monotonic, never reused (not even after an entry is pruned).
+pub type EntryId = u64;
+/// Nanoseconds since the Unix epoch, as `ic0.time` reports it. Monotonic, NOT strictly.
+pub type Timestamp = u64;
+
+/// Lifecycle of an entry. The engine's `status::is_legal` is the authority on legal edges.
+#[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Status {
+    /// Intent journaled; the step has not started or is in flight.
+    Pending,
+    /// Terminal: the step executed (exactly once).
+    Succeeded,
+    /// Terminal: the step provably did not execute (or executed and failed without effect).
+    Failed,
+    /// The outcome is not known; the recovery timer will find out.
+    Unknown,
+    /// The recovery timer is currently finding out the outcome (lease until `next_attempt_at`).
+    Recovering,
+    /// Needs an operator (reason in `Entry::manual_reason`). Never left automatically.
+    ManualReview,
+    /// Saga only: completed steps are being compensated in reverse order.
+    Compensating,
+    /// Terminal, saga only: every completed step was compensated.
+    Compensated,
+    /// Terminal: closed by an operator without executing (only from `ManualReview`).
+    Cancelled,
+}
+
+impl Status {
+    pub const ALL: [Status; 9] = [
+        Status::Pending,
+        Status::Succeeded,
+        Status::Failed,
+        Status::Unknown,
+        Status::Recovering,
+        Status::ManualReview,
+        Status::Compensating,
+        Status::Compensated,
+        Status::Cancelled,
+    ];
+
+    /// Terminal statuses never change again except through an audited admin action (I4) —
+    /// and admin actions only act on `ManualReview`, so in practice: never.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Status::Succeeded | Status::Failed | Status::Compensated | Status::Cancelled
+        )
+    }
+
+    /// Unresolved = holds its lock key and counts against the owner's in-flight quota.
+    pub fn is_unresolved(self) -> bool {
+        !self.is_terminal()
+    }
+
+    /// Stable one-byte tag used in index keys. NEVER renumber; retired tags are listed in
+    /// `storage` module docs.
+    pub fn tag(self) -> u8 {
+        match self {
+            Status::Pending => 0,
+            Status::Succeeded => 1,
+            Status::Failed => 2,
+            Status::Unknown => 3,
+            Status::Recovering => 4,
+            Status::ManualReview => 5,
+            Status::Compensating => 6,
+            Status::Compensated => 7,
+            Status::Cancelled => 8,
+        }
+    }
+
+    pub fn from_tag(tag: u8) -> Option<Status> {
+        Status::ALL.iter().copied().find(|s| s.tag() == tag)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Unknown => "unknown",
+            Status::Recovering => "recovering",
+            Status::ManualReview => "manual_review",
+            Status::Compensating => "compensating",
+            Status::Compensated => "compensated",
+            Status::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What an entry journals.
+#[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// A host/caller-driven record: the host reports the result itself.
+    Record,
+    /// ICRC-1 `icrc1_transfer`.
+    Icrc1Transfer,
+    /// ICRC-2 `icrc2_transfer_from`.
+    Icrc2TransferFrom,
+    /// A host-local saga step run by a registered handler.
+    LocalStep,
+    /// A saga (parent of its step entries).
+    Saga,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::Record,
+        Kind::Icrc1Transfer,
+        Kind::Icrc2TransferFrom,
+        Kind::LocalStep,
+        Kind::Saga,
+    ];
+
+    /// Stable one-byte tag (never renumber).
+    pub fn tag(self) -> u8 {
+        match self {
+            Kind::Record => 0,
+            Kind::Icrc1Transfer => 1,
+            Kind::Icrc2TransferFrom => 2,
+            Kind::LocalStep => 3,
+            Kind::Saga => 4,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Record => "record",
+            Kind::Icrc1Transfer => "icrc1_transfer",
+            Kind::Icrc2TransferFrom => "icrc2_transfer_from",
+            Kind::LocalStep => "local_step",
+            Kind::Saga => "saga",
+        }
+    }
+}
+
+/// The exact ledger call, as sent. A retry resends these bytes unchanged.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum LedgerOp {
+    Icrc1Transfer(TransferArg),
+    Icrc2TransferFrom(TransferFromArgs),
+}
+
+/// Who sends the transfer: decides whether recovery may resend (only the original caller gets
+/// `Duplicate` from the ledger's deduplication) or must look the transfer up by memo.
+#[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Executor {
+    /// This canister (the engine's host) sends the call.
+    SelfCanister,
+    /// Another canister sends it; this journal only tracks it (memo lookup recovery only).
+    External { caller: Principal },
+}
+
+/// A typed ledger transfer intent: the exact call, so a retry resends it byte for byte.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TransferIntent {
+    pub ledger: Principal,
+    pub op: LedgerOp,
+    pub executor: Executor,
+}
+
+impl TransferIntent {
+    pub fn created_at_time(&self) -> Option<u64> {
+        match &self.op {
+            LedgerOp::Icrc1Transfer(a) => a.created_at_time,
+            LedgerOp::Icrc2TransferFrom(a) => a.created_at_time,
+        }
+    }
+    pub fn memo(&self) -> Option<&[u8]> {
+        match &self.op {
+            LedgerOp::Icrc1Transfer(a) => a.memo.as_ref().map(|m| m.0.as_slice()),
+            LedgerOp::Icrc2TransferFrom(a) => a.memo.as_ref().map(|m| m.0.as_slice()),
+        }
+    }
+    pub fn amount(&self) -> &Nat {
+        match &self.op {
+            LedgerOp::Icrc1Transfer(a) => &a.amount,
+            LedgerOp::Icrc2TransferFrom(a) => &a.amount,
+        }
+    }
+    pub fn kind(&self) -> Kind {
+        match &self.op {
+            LedgerOp::Icrc1Transfer(_) => Kind::Icrc1Transfer,
+            LedgerOp::Icrc2TransferFrom(_) => Kind::Icrc2TransferFrom,
+        }
+    }
+}
+
+/// Host-local saga step (or compensation): a registered handler name plus its payload.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct LocalAction {
+    pub handler: String,
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
+}
+
+/// What a saga step does.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum StepAction {
+    /// A ledger transfer sent by this canister (the engine fills memo and created_at_time).
+    Transfer(TransferSpec),
+    /// A host-local state change, run by the handler registered under that name.
+    Local(LocalAction),
+}
+
+/// One saga step with its optional compensation.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SagaStep {
+    pub action: StepAction,
+    pub compensation: Option<StepAction>,
+    /// Entry id of the forward step once started.
+    pub entry: Option<EntryId>,
+    /// Entry id of the compensation once started.
+    pub compensation_entry: Option<EntryId>,
+}
+
+/// Direction a saga is moving in.
+#[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SagaPhase {
+    Forward,
+    Compensating,
+}
+
+/// Persistent progress of a saga.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SagaIntent {
+    pub steps: Vec<SagaStep>,
+    /// Next forward step to run (Forward) / next step to compensate + 1 (Compensating).
+    pub cursor: u32,
+    pub phase: SagaPhase,
+    /// Why the saga started compensating.
+    pub failure: Option<String>,
+}
+
+/// The journaled intent.
+// The transfer variants are large, but boxing them would change the public type that
+// hosts construct and match on; intents are created once per entry, so the size is harmless.
+#[allow(clippy::large_enum_variant)]
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum Intent {
+    /// Opaque host/caller record (bounded by `Config::max_payload_bytes`).
+    Record {
+        label: String,
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    },
+    Transfer(TransferIntent),
+    Local(LocalAction),
+    Saga(SagaIntent),
+}
+
+/// An ICRC-1/ICRC-2 ledger error as the ledger returned it (union of `TransferError` and
+/// `TransferFromError`).
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum LedgerError {
+    BadFee { expected_fee: Nat },
+    BadBurn { min_burn_amount: Nat },
+    InsufficientFunds { balance: Nat },
+    InsufficientAllowance { allowance: Nat },
+    TooOld,
+    CreatedInFuture { ledger_time: u64 },
+    TemporarilyUnavailable,
+    Duplicate { duplicate_of: Nat },
+    GenericError { error_code: Nat, message: String },
+}
+
+/// IC reject codes (ic0.msg_reject_code), plus codes this build does not know.
+#[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RejectCode {
+    SysFatal,
+    SysTransient,
+    DestinationInvalid,
+    CanisterReject,
+    CanisterError,
+    SysUnknown,
+    Unrecognized(u32),
+}
+
+impl RejectCode {
+    pub fn from_raw(code: u32) -> RejectCode {
+        match code {
+            1 => RejectCode::SysFatal,
+            2 => RejectCode::SysTransient,
+            3 => RejectCode::DestinationInvalid,
+            4 => RejectCode::CanisterReject,
+            5 => RejectCode::CanisterError,
+            6 => RejectCode::SysUnknown,
+            other => RejectCode::Unrecognized(other),
+        }
+    }
+    pub fn raw(self) -> u32 {
+        match self {
+            RejectCode::SysFatal => 1,
+            RejectCode::SysTransient => 2,
+            RejectCode::DestinationInvalid => 3,
+            RejectCode::CanisterReject => 4,
+            RejectCode::CanisterError => 5,
+            RejectCode::SysUnknown => 6,
+            RejectCode::Unrecognized(c) => c,
+        }
+    }
+}
+
+/// Why an entry failed (definitively).
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum FailureReason {
+    /// The ledger answered with an error that proves the transfer did not execute.
+    Ledger(LedgerError),
+    /// The call was rejected by the system before it reached the callee, or never left.
+    NotDelivered {
+        code: Option<RejectCode>,
+        message: String,
+    },
+    /// Memo lookup scanned the whole dedup window (+drift) and found no matching block, and the
+    /// ledger's time is past it: the transfer can no longer execute.
+    NotFoundAfterWindow { scanned_to_block: u64 },
+    /// A host-local step or a record's owner reported failure.
+    Host { message: String },
+    /// An operator resolved the entry as failed (see audit record).
+    Admin { audit_seq: u64 },
+    /// A saga step failed and the saga was compensated.
+    SagaStepFailed { step: u32, entry: EntryId },
+}
+
+/// How a result was established (the evidence behind it).
+#[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvidenceSource {
+    /// The direct reply to the original call.
+    Reply,
+    /// Resend of identical args inside the dedup window (`Ok` or `Duplicate`).
+    DedupResend,
+    /// Memo lookup in the ledger's blocks.
+    MemoLookup,
+    /// The host/owner reported it.
+    Host,
+    /// An operator (see audit).
+    Admin,
+}
+
+/// The committed result of an entry (I4: final once set, except audited admin actions).
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded {
+        /// Ledger block index for transfers.
+        block_index: Option<u64>,
+        /// Host reply payload for records/local steps.
+        #[serde(with = "serde_bytes")]
+        reply: Vec<u8>,
+        source: EvidenceSource,
+    },
+    Failed {
+        reason: FailureReason,
+        source: EvidenceSource,
+    },
+}
+
+/// One status change, kept (bounded) inside the entry; the audit log keeps all of them.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct HistoryItem {
+    pub at: Timestamp,
+    pub from: Status,
+    pub to: Status,
+    pub note: String,
+}
+
+/// Progress of a memo lookup, persisted so a long scan resumes where it stopped.
+#[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScanState {
+    /// First block of the scan range (first block whose time may be >= created_at_time - drift).
+    pub start_block: Option<u64>,
+    /// Blocks in `[start_block, next_block)` were scanned and none matched.
+    pub next_block: u64,
+    /// The ledger answered `TooOld` to an identical resend *before* this scan's blocks were
+    /// read: the transfer can no longer execute, so reaching the tip completes the proof.
+    pub window_closed: bool,
+}
+
+/// A journal entry.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub id: EntryId,
+    pub owner: Principal,
+    pub kind: Kind,
+    pub lock_key: Option<String>,
+    pub intent: Intent,
+    pub status: Status,
+    /// Number of attempts to execute or recover (calls made), including the first.
+    pub attempts: u32,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// When the recovery timer should next look at this entry (None when resolved).
+    pub next_attempt_at: Option<Timestamp>,
+    pub outcome: Option<Outcome>,
+    /// Last transient error / reject seen (informational).
+    pub last_error: Option<String>,
+    /// Why the entry is in `ManualReview`.
+    pub manual_reason: Option<String>,
+    /// Saga this entry is a step (or compensation) of.
+    pub parent: Option<EntryId>,
+    /// Memo-lookup progress of a transfer whose outcome is being recovered.
+    pub scan: Option<ScanState>,
+    /// Most recent status changes (at most `Config::max_history`).
+    pub history: Vec<HistoryItem>,
+    /// How many older history items were dropped from `history` (all are in the audit log).
+    pub history_dropped: u32,
+}
+
+impl Entry {
+    pub fn block_index(&self) -> Option<u64> {
+        match &self.outcome {
+            Some(Outcome::Succeeded { block_index, .. }) => *block_index,
+            _ => None,
+        }
+    }
+}
+
+/// Compact view used by list pages.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct EntrySummary {
+    pub id: EntryId,
+    pub owner: Principal,
+    pub kind: Kind,
+    pub status: Status,
+    pub lock_key: Option<String>,
+    pub attempts: u32,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub manual_reason: Option<String>,
+}
+
+impl From<&Entry> for EntrySummary {
+    fn from(e: &Entry) -> Self {
+        EntrySummary {
+            id: e.id,
+            owner: e.owner,
+            kind: e.kind,
+            status: e.status,
+            lock_key: e.lock_key.clone(),
+            attempts: e.attempts,
+            created_at: e.created_at,
+            updated_at: e.updated_at,
+            manual_reason: e.manual_reason.clone(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+// ---------------------------------------------------------------------------------------------
+
+/// A transfer to send; the engine fills `memo` (entry id) and `created_at_time` (now).
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum TransferSpec {
+    Icrc1 {
+        ledger: Principal,
+        from_subaccount: Option<[u8; 32]>,
+        to: Account,
+        amount: Nat,
+        /// Sent as is (None = let the ledger charge its fee; Some = must equal the fee).
+        fee: Option<Nat>,
+    },
+    Icrc2 {
+        ledger: Principal,
+        spender_subaccount: Option<[u8; 32]>,
+        from: Account,
+        to: Account,
+        amount: Nat,
+        fee: Option<Nat>,
+    },
+}
+
+impl TransferSpec {
+    pub fn ledger(&self) -> Principal {
+        match self {
+            TransferSpec::Icrc1 { ledger, .. } | TransferSpec::Icrc2 { ledger, .. } => *ledger,
+        }
+    }
+}
+
+/// Filter for list queries; every combination is served from an index.
+#[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    pub owner: Option<Principal>,
+    pub status: Option<Status>,
+    pub kind: Option<Kind>,
+    /// Only entries created at or before this time (age filter: now - min_age).
+    pub created_before: Option<Timestamp>,
+}
+
+/// Keyset pagination: entries with id > `after` (ascending) or < `before` is not offered —
+/// ids are the cursor, so pages stay stable while the journal grows.
+#[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct PageRequest {
+    pub start_after: Option<EntryId>,
+    /// Capped at `Config::max_page_size`.
+    pub limit: u32,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `start_after` for the next page; None when exhausted.
+    pub next: Option<EntryId>,
+}
+
+/// Operator verbs on a `ManualReview` entry.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum AdminAction {
+    /// Move back to `Unknown`, due now, with attempts reset (recovery runs again).
+    Retry,
+    /// Close as succeeded; for transfers the block index is required evidence.
+    ResolveSucceeded { block_index: Option<u64> },
+    /// Close as failed (operator asserts the step did not execute).
+    ResolveFailed,
+    /// Saga: start compensating completed steps.
+    Compensate,
+    /// Close without executing.
+    Cancel,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct AdminRequest {
+    pub entry_id: EntryId,
+    pub action: AdminAction,
+    /// Required, non-empty, bounded.
+    pub reason: String,
+}
+
+/// Result of an admin request.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum AdminResult {
+    /// The action was applied; the entry is now in this status.
+    Applied { status: Status, audit_seq: u64 },
+    /// M-of-N: the approval was recorded; `have` of `need` approvals so far.
+    ApprovalRecorded {
+        have: u32,
+        need: u32,
+        audit_seq: u64,
+    },
+}
+
+/// What an audit record is about.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum AuditEvent {
+    Created {
+        kind: Kind,
+    },
+    StatusChanged {
+        from: Status,
+        to: Status,
+        note: String,
+    },
+    AdminAction {
+        action: AdminAction,
+        reason: String,
+    },
+    AdminApproval {
+        action: AdminAction,
+        reason: String,
+        have: u32,
+        need: u32,
+    },
+    /// A late reply or lookup contradicted a committed result; nothing was changed (I4).
+    Contradiction {
+        detail: String,
+    },
+}
+
+/// Append-only audit record.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub seq: u64,
+    pub at: Timestamp,
+    pub entry_id: EntryId,
+    /// The principal that acted (None = the engine itself).
+    pub actor: Option<Principal>,
+    pub event: AuditEvent,
+}
+
+/// What `transfer`/`execute` return once the flow's message sequence ends.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct FlowResult {
+    pub entry_id: EntryId,
+    pub status: Status,
+    pub outcome: Option<Outcome>,
+}
+
+/// Result a host/caller reports for a `Record` entry or an externally executed transfer.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum ReportedResult {
+    Succeeded {
+        block_index: Option<u64>,
+        #[serde(with = "serde_bytes")]
+        reply: Vec<u8>,
+    },
+    Failed {
+        message: String,
+    },
+    /// The reporter does not know (e.g. its call timed out): recovery takes over.
+    Unknown {
+        message: String,
+    },
+}
+
+/// One saga step as submitted.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SagaStepSpec {
+    pub action: StepAction,
+    pub compensation: Option<StepAction>,
+}
+
+/// What one recovery tick did. Candid-encodable so a host can return it from an endpoint.
+#[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct TickReport {
+    pub examined: u32,
+    pub resolved: u32,
+    pub skipped_overlap: bool,
+    pub budget_exhausted: bool,
+}
+
+impl From<crate::metrics::RecoveryPath> for EvidenceSource {
+    fn from(p: crate::metrics::RecoveryPath) -> Self {
+        match p {
+            crate::metrics::RecoveryPath::DedupResend => EvidenceSource::DedupResend,
+            crate::metrics::RecoveryPath::MemoLookup => EvidenceSource::MemoLookup,
+            crate::metrics::RecoveryPath::Manual => EvidenceSource::Admin,
+            crate::metrics::RecoveryPath::Host => EvidenceSource::Host,
+        }
+    }
+}
