@@ -1,6 +1,7 @@
 //! Service configuration: defaults, validation, and the engine `Config` derived from it.
 
 use candid::Principal;
+use icjournal::config::LedgerParams;
 use icjournal::Config;
 use icjournal_client::{LedgerConfig, ServiceConfig, ServiceError};
 use std::collections::BTreeSet;
@@ -121,10 +122,10 @@ pub fn validate(c: &ServiceConfig) -> Result<(), ServiceError> {
 }
 
 /// The engine configuration for a service configuration: engine defaults, overridden by the
-/// service's fields. The engine has one dedup window; the longest window of the configured
-/// ledgers is used, because assuming a window shorter than a ledger's real one could declare
-/// a transfer failed that the ledger would still execute (I1), while a longer one only costs
-/// resends that the ledger answers with `TooOld`.
+/// service's fields. Each ledger's window goes to the engine as is: a transfer records the
+/// window of its ledger when it is journaled and is judged by it for good, so a later change
+/// (a shorter window, a removed ledger) cannot cut a running scan short. The default window
+/// (for a ledger not listed, which the service never journals on) is the longest configured.
 pub fn engine_config(c: &ServiceConfig) -> Config {
     let d = Config::default();
     Config {
@@ -140,6 +141,15 @@ pub fn engine_config(c: &ServiceConfig) -> Config {
             .map(|l| l.tx_window_ns)
             .max()
             .unwrap_or(d.ledger_tx_window_ns),
+        ledgers: c
+            .ledgers
+            .iter()
+            .map(|l| LedgerParams {
+                ledger: l.ledger,
+                tx_window_ns: l.tx_window_ns,
+                permitted_drift_ns: d.ledger_permitted_drift_ns,
+            })
+            .collect(),
         max_attempts: c.max_attempts,
         recovery_interval_ns: c.recovery_interval_ns,
         recovery_batch: c.recovery_batch_size,
@@ -193,6 +203,8 @@ mod tests {
     fn engine_config_takes_the_longest_window_and_service_limits() {
         let e = engine_config(&good());
         assert_eq!(e.ledger_tx_window_ns, 2 * DAY);
+        assert_eq!(e.ledger_window(p(10)).tx_window_ns, DAY);
+        assert_eq!(e.ledger_window(p(11)).tx_window_ns, 2 * DAY);
         assert_eq!(e.max_key_bytes, 128);
         assert_eq!(e.recovery_batch, good().recovery_batch_size);
         assert_eq!(e.commit_method, "icjournal_commit");

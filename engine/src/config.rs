@@ -2,7 +2,8 @@
 //! can change limits. Defaults follow ICRC-1 (24 h dedup window, 60 s permitted drift).
 
 use crate::error::OpenError;
-use candid::{CandidType, Deserialize};
+use crate::types::LedgerWindow;
+use candid::{CandidType, Deserialize, Principal};
 
 const SECOND: u64 = 1_000_000_000;
 
@@ -24,10 +25,14 @@ pub struct Config {
     pub max_history: u32,
     /// Max page size of list queries.
     pub max_page_size: u32,
-    /// Ledger deduplication window (ICRC-1 `TX_WINDOW`), ns.
+    /// Ledger deduplication window (ICRC-1 `TX_WINDOW`) of ledgers not in `ledgers`, ns.
     pub ledger_tx_window_ns: u64,
-    /// Permitted drift between our clock and the ledger's (ICRC-1 `PERMITTED_DRIFT`), ns.
+    /// Permitted drift between our clock and the ledger's (ICRC-1 `PERMITTED_DRIFT`) of ledgers
+    /// not in `ledgers`, ns.
     pub ledger_permitted_drift_ns: u64,
+    /// Per-ledger windows. A transfer records its ledger's window when it is journaled and is
+    /// judged by it for good (`TransferIntent::window`).
+    pub ledgers: Vec<LedgerParams>,
     /// Recovery attempts before `ManualReview`.
     pub max_attempts: u32,
     /// First backoff delay, ns; doubles per attempt up to `backoff_max_ns`.
@@ -53,8 +58,19 @@ pub struct Config {
     pub lookup_page_size: u32,
     /// Max blocks scanned per recovery attempt of one entry (the scan resumes next attempt).
     pub lookup_max_blocks_per_attempt: u64,
+    /// Max ledger/archive calls per lookup attempt of one entry (bounds the work of a ledger
+    /// that answers in tiny pages; the scan resumes next attempt).
+    pub lookup_max_calls_per_attempt: u32,
     /// Approvals required for admin resolutions (1 = single operator).
     pub approvals_required: u32,
+}
+
+/// One ledger's deduplication figures.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct LedgerParams {
+    pub ledger: Principal,
+    pub tx_window_ns: u64,
+    pub permitted_drift_ns: u64,
 }
 
 impl Default for Config {
@@ -70,6 +86,7 @@ impl Default for Config {
             max_page_size: 100,
             ledger_tx_window_ns: 24 * 3600 * SECOND,
             ledger_permitted_drift_ns: 60 * SECOND,
+            ledgers: vec![],
             max_attempts: 20,
             backoff_base_ns: 5 * SECOND,
             backoff_max_ns: 3600 * SECOND,
@@ -82,6 +99,7 @@ impl Default for Config {
             commit_method: "icjournal_commit".to_string(),
             lookup_page_size: 1_000,
             lookup_max_blocks_per_attempt: 20_000,
+            lookup_max_calls_per_attempt: 250,
             approvals_required: 1,
         }
     }
@@ -111,7 +129,25 @@ impl Config {
         if self.commit_method.is_empty() {
             return bad("commit_method must be set");
         }
+        if self.lookup_max_calls_per_attempt < 2 {
+            return bad("lookup_max_calls_per_attempt must be >= 2");
+        }
         Ok(())
+    }
+
+    /// The window a transfer to `ledger` journaled now records.
+    pub fn ledger_window(&self, ledger: Principal) -> LedgerWindow {
+        self.ledgers
+            .iter()
+            .find(|l| l.ledger == ledger)
+            .map(|l| LedgerWindow {
+                tx_window_ns: l.tx_window_ns,
+                permitted_drift_ns: l.permitted_drift_ns,
+            })
+            .unwrap_or(LedgerWindow {
+                tx_window_ns: self.ledger_tx_window_ns,
+                permitted_drift_ns: self.ledger_permitted_drift_ns,
+            })
     }
 
     /// Deterministic exponential backoff (no jitter): base * 2^(attempt-1), capped.

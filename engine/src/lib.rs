@@ -5,18 +5,22 @@
 //! (I1 at most once, I2 nothing lost, I3 lock, I4 results final, I5 durable, I6 bounded work,
 //! I7 isolation) every module upholds. The data model is `icjournal-types`, re-exported here.
 
+pub mod admin;
 pub mod config;
 pub mod error;
+pub mod flow;
 pub mod journal;
 pub mod ledger;
-pub mod lookup;
 pub mod memo;
 pub mod metrics;
+pub mod query;
 pub mod recovery;
 pub mod runtime;
 pub mod status;
 pub mod storage;
 pub mod types;
+
+pub use recovery::lookup;
 
 pub use config::Config;
 pub use error::{JournalError, OpenError};

@@ -160,12 +160,27 @@ pub enum Executor {
     External { caller: Principal },
 }
 
+/// The ledger's deduplication window and the clock drift it permits, as known when a transfer
+/// was journaled. Recovery judges the transfer by these figures for its whole life: a later
+/// configuration change (a shorter window, a removed ledger) must never make a scan stop early
+/// and "prove" absent a transfer that executed.
+#[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LedgerWindow {
+    /// ICRC-1 `TX_WINDOW`: how long the ledger deduplicates an identical transfer, ns.
+    pub tx_window_ns: u64,
+    /// ICRC-1 `PERMITTED_DRIFT`: how far `created_at_time` may be ahead of the ledger, ns.
+    pub permitted_drift_ns: u64,
+}
+
 /// A typed ledger transfer intent: the exact call, so a retry resends it byte for byte.
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct TransferIntent {
     pub ledger: Principal,
     pub op: LedgerOp,
     pub executor: Executor,
+    /// The ledger's window when the transfer was journaled (absent in entries journaled before
+    /// it was recorded: the configured window applies to those).
+    pub window: Option<LedgerWindow>,
 }
 
 impl TransferIntent {

@@ -192,6 +192,7 @@ fn full_replies_decode_and_garbage_is_unknown() {
 fn block_matching_requires_every_field() {
     let me = Principal::from_slice(&[9]);
     let intent = TransferIntent {
+        window: None,
         ledger: Principal::from_slice(&[1]),
         op: op(),
         executor: Executor::SelfCanister,
@@ -286,6 +287,7 @@ fn burn_and_mint_blocks_are_matched() {
     let memo = crate::memo::encode(1);
     // A transfer to the minting account is recorded as a burn.
     let burn_intent = TransferIntent {
+        window: None,
         ledger: Principal::from_slice(&[1]),
         executor: Executor::SelfCanister,
         op: LedgerOp::Icrc1Transfer(TransferArg {
@@ -317,6 +319,7 @@ fn burn_and_mint_blocks_are_matched() {
     // A transfer from the minting account (we are the minter) is recorded as a mint.
     let to = Account::from(Principal::from_slice(&[2]));
     let mint_intent = TransferIntent {
+        window: None,
         op: LedgerOp::Icrc1Transfer(TransferArg {
             from_subaccount: None,
             to,
@@ -352,6 +355,7 @@ fn burn_and_mint_blocks_are_matched() {
 fn contradicting_evidence_only_for_blocks_only_we_could_make() {
     let me = Principal::from_slice(&[9]);
     let intent = TransferIntent {
+        window: None,
         ledger: Principal::from_slice(&[1]),
         op: op(),
         executor: Executor::SelfCanister,

@@ -262,6 +262,94 @@ fn lost_response_past_window_is_found_by_memo_lookup_through_the_archive() {
     assert_eq!(h.ledger.blocks_for_entry(0).len(), 1);
 }
 
+/// A real ledger answers at most 100 blocks per call (ledger and archive alike) and holds far
+/// more than 100 blocks in an entry's scan range. A short page is normal: the lookup must page
+/// on from the last block it received and decide, both ways.
+#[test]
+fn should_find_a_transfer_by_memo_when_pages_hold_at_most_100_blocks() {
+    let cfg = Config::default();
+    let mut h = Harness::new(cfg.clone());
+    assert_eq!(h.ledger.max_blocks_per_response, 100);
+    for i in 0..450 {
+        h.ledger.push_noise(T0 - 30 + i, None);
+    }
+    h.faults.push_back(Fault::LoseResponse);
+    let r = ok(h.transfer(user(1), h.icrc1(5), None));
+    assert_eq!(r.status, Status::Unknown);
+    let block = h.ledger.blocks_for_entry(0)[0];
+    assert!(block > 400);
+    for i in 0..350 {
+        h.ledger.push_noise(T0 + 2 * HOUR + i, None);
+    }
+    // Most of the range only in the archive, which also answers 100 at a time.
+    h.ledger.archived_upto = 700;
+    h.rt.advance(cfg.ledger_tx_window_ns + 2 * cfg.ledger_permitted_drift_ns + HOUR);
+    for i in 0..150 {
+        h.ledger
+            .push_noise(T0 + cfg.ledger_tx_window_ns + 2 * HOUR + i, None);
+    }
+    h.settle();
+    let e = h.journal.get(0).unwrap();
+    assert_eq!(
+        (e.status, e.block_index()),
+        (Status::Succeeded, Some(block)),
+        "{e:#?}"
+    );
+    assert_eq!(path_count(&h, RecoveryPath::MemoLookup), 1);
+}
+
+#[test]
+fn should_prove_absence_when_pages_hold_at_most_100_blocks() {
+    let cfg = Config::default();
+    let mut h = Harness::new(cfg.clone());
+    h.faults.push_back(Fault::CanisterErrorNotExecuted);
+    ok(h.transfer(user(1), h.icrc1(5), None));
+    for i in 0..800 {
+        h.ledger.push_noise(T0 + i, None);
+    }
+    h.ledger.archived_upto = 500;
+    for i in 0..150 {
+        h.ledger
+            .push_noise(T0 + cfg.ledger_tx_window_ns + 3 * HOUR + i, None);
+    }
+    h.rt.advance(cfg.ledger_tx_window_ns + 2 * cfg.ledger_permitted_drift_ns + HOUR);
+    h.settle();
+    let e = h.journal.get(0).unwrap();
+    assert_eq!(e.status, Status::Failed, "{e:#?}");
+    assert!(matches!(
+        e.outcome,
+        Some(Outcome::Failed {
+            reason: FailureReason::NotFoundAfterWindow { .. },
+            ..
+        })
+    ));
+}
+
+#[test]
+fn should_page_the_legacy_endpoint_by_what_it_returns() {
+    let cfg = Config::default();
+    let mut h = Harness::new(cfg.clone());
+    h.ledger.legacy_only = true;
+    for i in 0..250 {
+        h.ledger.push_noise(T0 - 10 + i, None);
+    }
+    h.faults.push_back(Fault::LoseResponse);
+    ok(h.transfer(user(1), h.icrc1(5), None));
+    let block = h.ledger.blocks_for_entry(0)[0];
+    for i in 0..300 {
+        h.ledger
+            .push_noise(T0 + cfg.ledger_tx_window_ns + 3 * HOUR + i, None);
+    }
+    h.rt.advance(cfg.ledger_tx_window_ns + 2 * cfg.ledger_permitted_drift_ns + HOUR);
+    h.settle();
+    let e = h.journal.get(0).unwrap();
+    assert_eq!(
+        (e.status, e.block_index()),
+        (Status::Succeeded, Some(block)),
+        "{e:#?}"
+    );
+}
+
 /// Ledger without ICRC-3: the lookup falls back to `get_transactions`, whose `fee` is the fee
 /// charged when none was sent. A transfer sent with `fee = None` must still be found there;
 /// otherwise it would be "proven never executed" and retried: a double spend.

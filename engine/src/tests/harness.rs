@@ -40,6 +40,9 @@ pub enum Fault {
     Unavailable,
     /// The callee executes and replies; our callback traps.
     Trap,
+    /// The request reaches the ledger this many ns late (it sat in queues), executes there at
+    /// the later ledger time, and the response is lost.
+    ExecuteLateLoseResponse(u64),
 }
 
 pub struct Harness {
@@ -137,6 +140,17 @@ impl Harness {
                     self.rt.respond(call.id, r);
                 }
                 Fault::LoseResponse => {
+                    let _ = self.exec(&call);
+                    self.rt.respond(
+                        call.id,
+                        Err(CallError::Rejected {
+                            code: RejectCode::SysUnknown,
+                            message: "timeout".into(),
+                        }),
+                    );
+                }
+                Fault::ExecuteLateLoseResponse(delay) => {
+                    self.rt.advance(delay);
                     let _ = self.exec(&call);
                     self.rt.respond(
                         call.id,

@@ -3,5 +3,6 @@
 mod classify;
 mod flows;
 pub mod harness;
+mod lookup;
 pub mod model_ledger;
 mod prop;

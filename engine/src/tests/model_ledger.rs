@@ -48,6 +48,13 @@ pub struct ModelLedger {
     pub unavailable: u32,
     /// No ICRC-3: `icrc3_get_blocks` is rejected, only the legacy `get_transactions` answers.
     pub legacy_only: bool,
+    /// ICRC-1 only: neither `icrc3_get_blocks` nor `get_transactions` exists.
+    pub no_block_access: bool,
+    /// Most blocks (transactions) one `icrc3_get_blocks` / `get_transactions` answer holds, at
+    /// the ledger and at the archive alike: DFINITY's ICRC-1 ledger and archive cap a reply at
+    /// 100 blocks (`MAX_BLOCKS_PER_RESPONSE`, rs/ledger_suite/icrc1/ledger/src/main.rs and
+    /// rs/ledger_suite/icrc1/archive/src/main.rs).
+    pub max_blocks_per_response: u64,
 }
 
 pub const LEDGER: [u8; 10] = [0, 0, 0, 0, 0, 0, 0, 1, 1, 1];
@@ -68,6 +75,8 @@ impl ModelLedger {
             archive_broken: false,
             unavailable: 0,
             legacy_only: false,
+            no_block_access: false,
+            max_blocks_per_response: 100,
         }
     }
 
@@ -300,7 +309,8 @@ impl ModelLedger {
         let start = r.start.0.to_u64().unwrap_or(u64::MAX).min(len);
         let end = start
             .saturating_add(r.length.0.to_u64().unwrap_or(u64::MAX))
-            .min(len);
+            .min(len)
+            .min(start.saturating_add(self.max_blocks_per_response));
         GetTransactionsResponse {
             log_length: Nat::from(len),
             first_index: Nat::from(start),
@@ -327,6 +337,9 @@ impl ModelLedger {
                     continue;
                 }
                 if from_archive && i >= self.archived_upto {
+                    break;
+                }
+                if blocks.len() as u64 >= self.max_blocks_per_response {
                     break;
                 }
                 blocks.push(BlockWithId {
@@ -383,10 +396,10 @@ impl ModelLedger {
                 let a: TransferFromArgs = candid::decode_one(arg).expect("TransferFromArgs");
                 Ok(candid::encode_one(self.transfer_from(caller, &a, now)).unwrap())
             }
-            "icrc3_get_blocks" if self.legacy_only => Err(CallError::Rejected {
-                code: RejectCode::CanisterReject,
-                message: format!("no method {method}"),
-            }),
+            "icrc3_get_blocks" | "get_transactions" if self.no_block_access => {
+                Err(no_method(callee, method))
+            }
+            "icrc3_get_blocks" if self.legacy_only => Err(no_method(callee, method)),
             "get_transactions" if self.legacy_only => {
                 let r: GetTransactionsRequest =
                     candid::decode_one(arg).expect("GetTransactionsRequest");
@@ -397,10 +410,7 @@ impl ModelLedger {
                     candid::decode_one(arg).expect("GetBlocksRequest");
                 Ok(candid::encode_one(self.get_blocks(&reqs, false)).unwrap())
             }
-            _ => Err(CallError::Rejected {
-                code: RejectCode::CanisterReject,
-                message: format!("no method {method}"),
-            }),
+            _ => Err(no_method(callee, method)),
         })
     }
 
@@ -412,5 +422,14 @@ impl ModelLedger {
             .filter(|(_, b)| b.memo.as_deref().and_then(crate::memo::decode) == Some(id))
             .map(|(i, _)| i as u64)
             .collect()
+    }
+}
+
+/// How the IC answers a call to a method the canister does not export (error code 536
+/// `CanisterMethodNotFound` → reject code CANISTER_ERROR, rs/types/error_types/src/lib.rs).
+fn no_method(callee: Principal, method: &str) -> CallError {
+    CallError::Rejected {
+        code: RejectCode::CanisterError,
+        message: format!("Error from Canister {callee}: Canister has no update method '{method}'"),
     }
 }

@@ -198,6 +198,7 @@ mod tests {
                 ledger: p(3),
                 op: LedgerOp::Icrc1Transfer(arg),
                 executor: Executor::SelfCanister,
+                window: None,
             }),
             status,
             attempts: 1,

@@ -1,4 +1,4 @@
-//! Recovery decisions for ledger transfers whose outcome is unknown (BRIEF §4).
+//! Recovery decisions for ledger transfers whose outcome is unknown (see `docs/recovery.md`).
 //!
 //! Everything here is pure: `plan` chooses how to look, `decide` turns what was seen into a
 //! decision. The I/O (resend, block scan) lives in `journal.rs` / `lookup.rs`.
@@ -33,10 +33,14 @@ pub enum LookupResult {
     /// `past_range` = a block with ledger time beyond `created_at_time + window + drift` was
     /// seen, i.e. the ledger's time is past the range and the transfer can no longer execute.
     Exhausted { scanned_to: u64, past_range: bool },
-    /// The per-attempt block budget ran out; the scan resumes from the saved cursor.
+    /// The per-attempt block or call budget ran out, or a read failed after progress was made;
+    /// the scan resumes from the saved cursor.
     Partial { next_block: u64 },
     /// Something could not be read (archive call failed, malformed block): NOT "not found".
     Undecided { detail: String },
+    /// The ledger has no endpoint to read its blocks (neither ICRC-3 `icrc3_get_blocks` nor
+    /// the legacy `get_transactions`). No number of retries changes that.
+    NoBlockAccess { detail: String },
 }
 
 /// What recovery observed in this attempt.
@@ -63,6 +67,12 @@ pub enum Decision {
     },
     /// Look again at `at` (deterministic backoff).
     RetryAt {
+        at: Timestamp,
+        note: String,
+    },
+    /// The scan progressed; continue at `at`. Progress is not a failed attempt: it does not
+    /// count against `max_attempts` (a scan always advances, so it ends).
+    Continue {
         at: Timestamp,
         note: String,
     },
@@ -94,6 +104,7 @@ pub fn decide(
     now: Timestamp,
     cfg: &Config,
     created_at_time: Option<u64>,
+    window: LedgerWindow,
     obs: &Observation,
 ) -> Decision {
     let retry = |note: String| {
@@ -164,9 +175,9 @@ pub fn decide(
                     match retry(note) {
                         Decision::RetryAt { at, note } => {
                             let closed_at = created_at_time.map_or(at, |cat| {
-                                scan_range(cat, cfg)
+                                scan_range(cat, window)
                                     .1
-                                    .saturating_add(cfg.ledger_permitted_drift_ns)
+                                    .saturating_add(window.permitted_drift_ns)
                             });
                             Decision::RetryAt {
                                 at: at.max(closed_at),
@@ -177,20 +188,19 @@ pub fn decide(
                     }
                 }
                 // Budget ran out mid-scan: progress was made, continue soon without burning the
-                // backoff (still bounded by max_attempts).
-                LookupResult::Partial { next_block } => {
-                    if attempts >= cfg.max_attempts {
-                        Decision::Manual {
-                        reason: format!("scan still incomplete at block {next_block} after {attempts} attempts"),
-                    }
-                    } else {
-                        Decision::RetryAt {
-                            at: now.saturating_add(cfg.backoff_base_ns),
-                            note: format!("scan continues at block {next_block}"),
-                        }
-                    }
-                }
+                // backoff or an attempt.
+                LookupResult::Partial { next_block } => Decision::Continue {
+                    at: now.saturating_add(cfg.backoff_base_ns),
+                    note: format!("scan continues at block {next_block}"),
+                },
                 LookupResult::Undecided { detail } => retry(format!("lookup undecided: {detail}")),
+                LookupResult::NoBlockAccess { detail } => Decision::Manual {
+                    reason: format!(
+                        "{detail}. The transfer cannot be looked up: check the ledger's blocks \
+                         another way (an index canister, an explorer) and resolve with the \
+                         evidence"
+                    ),
+                },
             }
         }
     }
@@ -222,6 +232,7 @@ pub fn decide_first_send(
             now,
             cfg,
             None,
+            cfg.ledger_window(candid::Principal::anonymous()),
             &Observation::Resend(CallOutcome::Transient {
                 detail: detail.clone(),
             }),
@@ -235,13 +246,26 @@ pub fn decide_first_send(
 }
 
 /// First block time that can hold the transfer, and the last.
-pub fn scan_range(created_at_time: u64, cfg: &Config) -> (u64, u64) {
+pub fn scan_range(created_at_time: u64, w: LedgerWindow) -> (u64, u64) {
     (
-        created_at_time.saturating_sub(cfg.ledger_permitted_drift_ns),
+        created_at_time.saturating_sub(w.permitted_drift_ns),
         created_at_time
-            .saturating_add(cfg.ledger_tx_window_ns)
-            .saturating_add(cfg.ledger_permitted_drift_ns),
+            .saturating_add(w.tx_window_ns)
+            .saturating_add(w.permitted_drift_ns),
     )
+}
+
+/// The window a transfer is judged by: the one recorded when it was journaled; for entries
+/// journaled before windows were recorded, the configured one of its ledger.
+pub fn window_of(intent: &TransferIntent, cfg: &Config) -> LedgerWindow {
+    intent
+        .window
+        .unwrap_or_else(|| cfg.ledger_window(intent.ledger))
+}
+
+/// `scan_range` of a journaled transfer, by its recorded window.
+pub fn scan_range_for(created_at_time: u64, intent: &TransferIntent, cfg: &Config) -> (u64, u64) {
+    scan_range(created_at_time, window_of(intent, cfg))
 }
 
 #[cfg(test)]
@@ -257,6 +281,7 @@ mod tests {
         TransferIntent {
             ledger: Principal::from_slice(&[1]),
             executor,
+            window: None,
             op: LedgerOp::Icrc1Transfer(TransferArg {
                 from_subaccount: None,
                 to: Account::from(Principal::from_slice(&[2])),
@@ -288,8 +313,13 @@ mod tests {
         );
     }
 
+    fn w(cfg: &Config) -> LedgerWindow {
+        cfg.ledger_window(Principal::anonymous())
+    }
+
     fn d(attempts: u32, obs: Observation) -> Decision {
-        decide(attempts, 100, &Config::default(), Some(100), &obs)
+        let cfg = Config::default();
+        decide(attempts, 100, &cfg, Some(100), w(&cfg), &obs)
     }
 
     #[test]
@@ -346,12 +376,12 @@ mod tests {
         let obs = Observation::Resend(CallOutcome::Unknown { detail: "t".into() });
         let mut last = 0;
         for a in 1..cfg.max_attempts {
-            match decide(a, 1_000, &cfg, Some(1_000), &obs) {
+            match decide(a, 1_000, &cfg, Some(1_000), w(&cfg), &obs) {
                 Decision::RetryAt { at, .. } => {
                     assert!(at >= last, "backoff must not shrink");
                     assert_eq!(at, 1_000 + cfg.backoff(a));
                     assert_eq!(
-                        decide(a, 1_000, &cfg, Some(1_000), &obs),
+                        decide(a, 1_000, &cfg, Some(1_000), w(&cfg), &obs),
                         Decision::RetryAt {
                             at,
                             note: "resend outcome unknown: t".into()
@@ -363,7 +393,7 @@ mod tests {
             }
         }
         assert!(matches!(
-            decide(cfg.max_attempts, 1_000, &cfg, Some(1_000), &obs),
+            decide(cfg.max_attempts, 1_000, &cfg, Some(1_000), w(&cfg), &obs),
             Decision::Manual { .. }
         ));
         assert_eq!(cfg.backoff(1), cfg.backoff_base_ns);
@@ -432,16 +462,25 @@ mod tests {
                 3,
                 Observation::Lookup(LookupResult::Partial { next_block: 50 })
             ),
-            Decision::RetryAt {
+            Decision::Continue {
                 at: 100 + Config::default().backoff_base_ns,
                 note: "scan continues at block 50".into()
             }
         );
+        // A scan that progresses is not failing: no number of attempts sends it to an operator.
         let max = Config::default().max_attempts;
         assert!(matches!(
             d(
-                max,
+                max + 5,
                 Observation::Lookup(LookupResult::Partial { next_block: 50 })
+            ),
+            Decision::Continue { .. }
+        ));
+        // No block endpoint at all: to an operator at once, whatever the attempt count.
+        assert!(matches!(
+            d(
+                1,
+                Observation::Lookup(LookupResult::NoBlockAccess { detail: "x".into() })
             ),
             Decision::Manual { .. }
         ));
@@ -498,12 +537,12 @@ mod tests {
     #[test]
     fn scan_range_covers_window_and_drift() {
         let cfg = Config::default();
-        let (lo, hi) = scan_range(100 * H, &cfg);
+        let (lo, hi) = scan_range(100 * H, w(&cfg));
         assert_eq!(lo, 100 * H - cfg.ledger_permitted_drift_ns);
         assert_eq!(
             hi,
             100 * H + cfg.ledger_tx_window_ns + cfg.ledger_permitted_drift_ns
         );
-        assert_eq!(scan_range(5, &cfg).0, 0);
+        assert_eq!(scan_range(5, w(&cfg)).0, 0);
     }
 }

@@ -1,0 +1,46 @@
+//! Run any journaled entry that has not started.
+
+use crate::error::JournalError;
+use crate::journal::Journal;
+use crate::runtime::Runtime;
+use crate::types::*;
+use ic_stable_structures::Memory;
+impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
+    /// Run a journaled transfer or local step that has not started yet.
+    pub async fn execute(&self, id: EntryId) -> Result<FlowResult, JournalError> {
+        let e = self
+            .get(id)
+            .ok_or(JournalError::NotFound { entry_id: id })?;
+        if e.status != Status::Pending || e.attempts != 0 {
+            return Err(JournalError::InvalidArgument {
+                message: format!(
+                    "entry {id} already started (status {:?}, attempts {})",
+                    e.status, e.attempts
+                ),
+            });
+        }
+        match e.kind {
+            Kind::Icrc1Transfer | Kind::Icrc2TransferFrom => {
+                let Intent::Transfer(t) = &e.intent else {
+                    unreachable!("transfer kind has transfer intent")
+                };
+                if t.executor != Executor::SelfCanister {
+                    return Err(JournalError::UnsupportedForKind {
+                        entry_id: id,
+                        message: "tracked transfers are executed by their owner".into(),
+                    });
+                }
+                self.send_first(id).await;
+            }
+            Kind::LocalStep => self.run_local(id).await,
+            Kind::Saga => return self.run_saga(id).await,
+            Kind::Record => {
+                return Err(JournalError::UnsupportedForKind {
+                    entry_id: id,
+                    message: "records are resolved with report_result".into(),
+                })
+            }
+        }
+        Ok(self.flow_result(id))
+    }
+}

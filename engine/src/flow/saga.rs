@@ -1,0 +1,281 @@
+//! Sagas: steps run in order, each journaled as a child entry; on a step's definitive failure
+//! the completed steps are compensated in reverse order.
+
+use crate::error::JournalError;
+use crate::journal::Journal;
+use crate::runtime::Runtime;
+use crate::status::Actor;
+use crate::types::*;
+use candid::Principal;
+use ic_stable_structures::Memory;
+impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
+    pub fn start_saga(
+        &self,
+        owner: Principal,
+        steps: Vec<SagaStepSpec>,
+        lock_key: Option<String>,
+    ) -> Result<EntryId, JournalError> {
+        let cfg = self.config();
+        if steps.is_empty() {
+            return Err(JournalError::InvalidArgument {
+                message: "a saga needs at least one step".into(),
+            });
+        }
+        if steps.len() > cfg.max_saga_steps as usize {
+            return Err(JournalError::PayloadTooLarge {
+                field: "steps".into(),
+                size: steps.len() as u64,
+                max: cfg.max_saga_steps as u64,
+            });
+        }
+        for s in &steps {
+            self.validate_action(&s.action)?;
+            if let Some(c) = &s.compensation {
+                self.validate_action(c)?;
+            }
+        }
+        let steps = steps
+            .into_iter()
+            .map(|s| SagaStep {
+                action: s.action,
+                compensation: s.compensation,
+                entry: None,
+                compensation_entry: None,
+            })
+            .collect();
+        self.create(owner, Kind::Saga, lock_key, None, |_, _| {
+            Intent::Saga(SagaIntent {
+                steps,
+                cursor: 0,
+                phase: SagaPhase::Forward,
+                failure: None,
+            })
+        })
+        .map(|e| e.id)
+    }
+
+    /// Drive a saga as far as it can go now (until done or waiting for a step's recovery).
+    pub async fn run_saga(&self, id: EntryId) -> Result<FlowResult, JournalError> {
+        let e = self
+            .get(id)
+            .ok_or(JournalError::NotFound { entry_id: id })?;
+        if e.kind != Kind::Saga {
+            return Err(JournalError::UnsupportedForKind {
+                entry_id: id,
+                message: "not a saga".into(),
+            });
+        }
+        self.drive_saga(id).await;
+        Ok(self.flow_result(id))
+    }
+
+    pub(crate) fn saga(&self, id: EntryId) -> Option<(Entry, SagaIntent)> {
+        let e = self.get(id)?;
+        let Intent::Saga(s) = e.intent.clone() else {
+            return None;
+        };
+        Some((e, s))
+    }
+
+    pub(crate) fn set_saga(&self, id: EntryId, s: SagaIntent, next: Option<Timestamp>) {
+        self.update(id, |e| {
+            e.intent = Intent::Saga(s);
+            if next.is_some() {
+                e.next_attempt_at = next;
+            }
+        });
+    }
+
+    pub(crate) fn start_child(
+        &self,
+        saga: &Entry,
+        action: &StepAction,
+    ) -> Result<EntryId, JournalError> {
+        match action {
+            StepAction::Transfer(spec) => self
+                .journal_transfer_with_parent(saga.owner, spec.clone(), None, Some(saga.id))
+                .map(|e| e.id),
+            StepAction::Local(l) => {
+                let l = l.clone();
+                self.create(saga.owner, Kind::LocalStep, None, Some(saga.id), |_, _| {
+                    Intent::Local(l)
+                })
+                .map(|e| e.id)
+            }
+        }
+    }
+
+    /// Saga children: transfers and local steps only (no recursion into sagas).
+    pub(crate) async fn execute_leaf(&self, id: EntryId) {
+        match self.get(id).map(|e| e.kind) {
+            Some(Kind::Icrc1Transfer | Kind::Icrc2TransferFrom) => self.send_first(id).await,
+            Some(Kind::LocalStep) => self.run_local(id).await,
+            _ => {}
+        }
+    }
+
+    pub(crate) async fn drive_saga(&self, id: EntryId) {
+        // Bounded: each iteration either advances the cursor or returns.
+        for _ in 0..(2 * self.config().max_saga_steps + 2) {
+            let Some((e, mut s)) = self.saga(id) else {
+                return;
+            };
+            if !matches!(
+                e.status,
+                Status::Pending | Status::Compensating | Status::Unknown | Status::Recovering
+            ) {
+                return;
+            }
+            let lease = self.lease_until();
+            match s.phase {
+                SagaPhase::Forward => {
+                    let i = s.cursor as usize;
+                    if i >= s.steps.len() {
+                        let _ = self.transition(
+                            id,
+                            Status::Succeeded,
+                            Actor::Engine,
+                            None,
+                            "all steps done",
+                            |e| {
+                                e.outcome = Some(Outcome::Succeeded {
+                                    block_index: None,
+                                    reply: vec![],
+                                    source: EvidenceSource::Host,
+                                })
+                            },
+                        );
+                        self.self_commit().await;
+                        return;
+                    }
+                    let child = match s.steps[i].entry {
+                        Some(c) => c,
+                        None => match self.start_child(&e, &s.steps[i].action) {
+                            Ok(c) => {
+                                s.steps[i].entry = Some(c);
+                                self.set_saga(id, s.clone(), Some(lease));
+                                c
+                            }
+                            Err(err) => {
+                                self.to_manual(id, &format!("cannot start step {i}: {err}"));
+                                return;
+                            }
+                        },
+                    };
+                    let Some(c) = self.get(child) else { return };
+                    match c.status {
+                        Status::Pending if c.attempts == 0 => {
+                            self.execute_leaf(child).await;
+                        }
+                        Status::Succeeded => {
+                            s.cursor += 1;
+                            self.set_saga(id, s, Some(lease));
+                        }
+                        Status::Failed | Status::Cancelled => {
+                            s.phase = SagaPhase::Compensating;
+                            s.failure = Some(format!("step {i} (entry {child}) failed"));
+                            // cursor = number of steps that may need compensation.
+                            let note = s.failure.clone().unwrap_or_default();
+                            let _ = self.transition(
+                                id,
+                                Status::Compensating,
+                                Actor::Engine,
+                                None,
+                                &note,
+                                |e| {
+                                    e.intent = Intent::Saga(s);
+                                    e.next_attempt_at = Some(lease);
+                                },
+                            );
+                        }
+                        // In flight, being recovered, or with an operator: wait; the child's
+                        // resolution wakes the saga.
+                        _ => {
+                            let at = c.next_attempt_at.unwrap_or(lease).max(self.now());
+                            self.update(id, |e| e.next_attempt_at = Some(at.max(lease.min(at))));
+                            return;
+                        }
+                    }
+                }
+                SagaPhase::Compensating => {
+                    // Steps [0, cursor) completed (step `cursor` failed); compensate in reverse.
+                    let Some(i) = (0..s.cursor as usize).rev().find(|&k| {
+                        s.steps[k].compensation.is_some()
+                            && !matches!(
+                                s.steps[k]
+                                    .compensation_entry
+                                    .and_then(|c| self.get(c))
+                                    .map(|c| c.status),
+                                Some(Status::Succeeded)
+                            )
+                    }) else {
+                        let failure = s.failure.clone().unwrap_or_default();
+                        let step = s.cursor;
+                        let first_failed = s
+                            .steps
+                            .get(step as usize)
+                            .and_then(|st| st.entry)
+                            .unwrap_or(id);
+                        let _ = self.transition(
+                            id,
+                            Status::Compensated,
+                            Actor::Engine,
+                            None,
+                            &failure,
+                            |e| {
+                                e.outcome = Some(Outcome::Failed {
+                                    reason: FailureReason::SagaStepFailed {
+                                        step,
+                                        entry: first_failed,
+                                    },
+                                    source: EvidenceSource::Host,
+                                })
+                            },
+                        );
+                        self.self_commit().await;
+                        return;
+                    };
+                    let action = s.steps[i]
+                        .compensation
+                        .clone()
+                        .expect("filtered on is_some");
+                    let child = match s.steps[i].compensation_entry {
+                        Some(c) => c,
+                        None => match self.start_child(&e, &action) {
+                            Ok(c) => {
+                                s.steps[i].compensation_entry = Some(c);
+                                self.set_saga(id, s.clone(), Some(lease));
+                                c
+                            }
+                            Err(err) => {
+                                self.to_manual(
+                                    id,
+                                    &format!("cannot start compensation of step {i}: {err}"),
+                                );
+                                return;
+                            }
+                        },
+                    };
+                    let Some(c) = self.get(child) else { return };
+                    match c.status {
+                        Status::Pending if c.attempts == 0 => {
+                            self.execute_leaf(child).await;
+                        }
+                        Status::Failed | Status::Cancelled => {
+                            self.to_manual(
+                                id,
+                                &format!("compensation of step {i} (entry {child}) failed"),
+                            );
+                            return;
+                        }
+                        _ => {
+                            let at = c.next_attempt_at.unwrap_or(lease).max(self.now());
+                            self.update(id, |e| e.next_attempt_at = Some(at));
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Reads: listings served from indexes, the audit trail, metrics.
+
+use crate::journal::Journal;
+use crate::metrics::*;
+use crate::runtime::Runtime;
+use crate::storage::counter;
+use crate::types::*;
+use ic_stable_structures::Memory;
+impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
+    pub fn lock_holder(&self, lock_key: &str) -> Option<EntryId> {
+        self.inner.store.borrow().lock_holder(lock_key)
+    }
+
+    pub fn audit(&self, start_seq: u64, limit: u32) -> Vec<AuditRecord> {
+        let limit = limit.min(self.inner.config.borrow().max_page_size) as u64;
+        self.inner.store.borrow().audit_range(start_seq, limit)
+    }
+
+    /// Keyset-paginated listing, served from an index: O(log n + scanned). `kind` and
+    /// `created_before` are filters applied while scanning at most `10 × limit` index entries;
+    /// a short page with `next` set means "continue from there".
+    pub fn list(&self, filter: &ListFilter, page: &PageRequest) -> Page<EntrySummary> {
+        let limit = page
+            .limit
+            .clamp(1, self.inner.config.borrow().max_page_size) as usize;
+        let max_scan = limit.saturating_mul(10);
+        let store = self.inner.store.borrow();
+        let ids: Box<dyn Iterator<Item = EntryId>> = match (filter.owner, filter.status) {
+            (Some(o), Some(s)) => Box::new(store.ids_by_owner_status(o, s, page.start_after)),
+            (Some(o), None) => {
+                // Merge the owner's per-status ranges (9 small ranges, each cut at max_scan).
+                let mut all: Vec<EntryId> = Status::ALL
+                    .iter()
+                    .flat_map(|s| {
+                        store
+                            .ids_by_owner_status(o, *s, page.start_after)
+                            .take(max_scan)
+                    })
+                    .collect();
+                all.sort_unstable();
+                Box::new(all.into_iter())
+            }
+            (None, Some(s)) => Box::new(store.ids_by_status(s, page.start_after)),
+            (None, None) => Box::new(store.entries_after(page.start_after).map(|e| e.id)),
+        };
+        let mut items = Vec::new();
+        let mut last = None;
+        let mut exhausted = true;
+        for (scanned, id) in ids.enumerate() {
+            if scanned >= max_scan || items.len() >= limit {
+                exhausted = false;
+                break;
+            }
+            last = Some(id);
+            let Some(e) = store.get(id) else { continue };
+            if let Some(t) = filter.created_before {
+                if e.created_at > t {
+                    // created_at is non-decreasing in id: nothing later can match.
+                    break;
+                }
+            }
+            if filter.kind.is_some_and(|k| k != e.kind) {
+                continue;
+            }
+            items.push(EntrySummary::from(&e));
+        }
+        Page {
+            next: if exhausted { None } else { last },
+            items,
+        }
+    }
+
+    pub fn metrics(&self) -> Metrics {
+        let store = self.inner.store.borrow();
+        let now = self.now();
+        let oldest = store
+            .oldest_unresolved()
+            .and_then(|id| store.get(id))
+            .map(|e| now.saturating_sub(e.created_at));
+        Metrics {
+            timestamp: now,
+            entries_total: store.len(),
+            entries_by_status: Status::ALL
+                .iter()
+                .map(|s| StatusCount {
+                    status: *s,
+                    count: store.counter(counter::STATUS | s.tag() as u32),
+                })
+                .collect(),
+            entries_by_kind: Kind::ALL
+                .iter()
+                .map(|k| KindCount {
+                    kind: *k,
+                    count: store.counter(counter::KIND | k.tag() as u32),
+                })
+                .collect(),
+            recoveries_by_path: RecoveryPath::ALL
+                .iter()
+                .map(|p| PathCount {
+                    path: *p,
+                    count: store.counter(counter::PATH | p.tag() as u32),
+                })
+                .collect(),
+            attempts_total: store.counter(counter::ATTEMPTS),
+            oldest_unresolved_age_ns: oldest,
+            manual_queue_depth: store.counter(counter::STATUS | Status::ManualReview.tag() as u32),
+            stable_memory_bytes: store.stable_bytes(),
+            audit_records: store.audit_len(),
+            contradictions: store.counter(counter::CONTRADICTIONS),
+            recovery_ticks: store.counter(counter::TICKS),
+        }
+    }
+
+    /// Earliest time the recovery timer has work (for hosts that schedule more precisely).
+    pub fn next_due(&self) -> Option<Timestamp> {
+        self.inner.store.borrow().next_due()
+    }
+}
