@@ -7,7 +7,7 @@
 //! interface exported here.
 //!
 //! Stable memory layout (one `MemoryManager`): `MemoryId 0` = service state (`persist`:
-//! configuration, pause flag), `MemoryId 1..=12` = the engine's journal (`Memories`).
+//! configuration, pause flag), `MemoryId 1..=16` = the engine's journal (`Memories`).
 //! There is no `pre_upgrade`: everything lives in stable structures (I5).
 
 pub mod config;
@@ -42,7 +42,7 @@ use std::rc::Rc;
 
 /// MemoryId of the service state.
 pub const STATE_MEMORY_ID: u8 = 0;
-/// First MemoryId of the engine's memories (`icjournal::MEMORY_COUNT` of them).
+/// First MemoryId of the engine's memories (`icjournal::RESERVED_MEMORY_IDS` reserved for it).
 pub const FIRST_ENGINE_MEMORY_ID: u8 = 1;
 
 type Mem = VirtualMemory<DefaultMemoryImpl>;
@@ -96,6 +96,16 @@ fn setup(arg: Option<ServiceConfig>) {
         .unwrap_or_else(|e| ic_cdk::trap(format!("icjournal: {e}")));
     svc.start_recovery_timer();
     SERVICE.with(|s| *s.borrow_mut() = Some(svc));
+}
+
+/// Guard of every update method: the size check, then revive the timers if a trap in
+/// `canister_global_timer` lost them (any update message brings recovery back).
+fn update_guard() -> Result<(), String> {
+    arg_size_guard()?;
+    if let Some(s) = SERVICE.with(|s| s.borrow().clone()) {
+        s.revive_timers();
+    }
+    Ok(())
 }
 
 /// Refuse oversized arguments before they are decoded (runs ahead of Candid decoding).
@@ -158,12 +168,12 @@ fn inspect_message() {
 // Generic journaling (callers see only their own entries)
 // ------------------------------------------------------------------------------------------
 
-#[update(guard = "arg_size_guard")]
+#[update(guard = "update_guard")]
 fn record_intent(args: RecordIntentArgs) -> ServiceResult<EntryId> {
     service().record_intent(&ctx(), args)
 }
 
-#[update(guard = "arg_size_guard")]
+#[update(guard = "update_guard")]
 fn report_result(args: ReportResultArgs) -> ServiceResult<Status> {
     service().report_result(&ctx(), args)
 }
@@ -192,31 +202,31 @@ fn list_failed(page: PageRequest) -> ServiceResult<Page<EntrySummary>> {
 // Transfers
 // ------------------------------------------------------------------------------------------
 
-#[update(guard = "arg_size_guard")]
+#[update(guard = "update_guard")]
 fn track_transfer(args: TrackTransferArgs) -> ServiceResult<TrackedTransfer> {
     service().track_transfer(&ctx(), args)
 }
 
-#[update(guard = "arg_size_guard")]
+#[update(guard = "update_guard")]
 async fn execute_transfer(req: TransferRequest) -> ServiceResult<FlowResult> {
     let ctx = ctx();
     let s = service();
     s.execute_transfer(&ctx, req).await
 }
 
-#[update(guard = "arg_size_guard")]
+#[update(guard = "update_guard")]
 fn submit_transfer(req: TransferRequest) -> ServiceResult<EntryId> {
     service().submit_transfer(&ctx(), req)
 }
 
-#[update(guard = "arg_size_guard")]
+#[update(guard = "update_guard")]
 async fn execute_saga(req: SagaRequest) -> ServiceResult<FlowResult> {
     let ctx = ctx();
     let s = service();
     s.execute_saga(&ctx, req).await
 }
 
-#[update(guard = "arg_size_guard")]
+#[update(guard = "update_guard")]
 fn submit_saga(req: SagaRequest) -> ServiceResult<EntryId> {
     service().submit_saga(&ctx(), req)
 }
@@ -238,7 +248,7 @@ fn metrics() -> Metrics {
 }
 
 /// Self-call commit point of the engine (a no-op; only the canister itself may call it).
-#[update(guard = "arg_size_guard")]
+#[update(guard = "update_guard")]
 fn icjournal_commit() {
     if let Err(e) = guard::self_only(&ctx(), ic_cdk::api::canister_self()) {
         ic_cdk::trap(e.to_string());
@@ -249,9 +259,11 @@ fn icjournal_commit() {
 // Operators (admins or controllers)
 // ------------------------------------------------------------------------------------------
 
-#[update(guard = "arg_size_guard")]
-fn admin_act(req: AdminRequest) -> ServiceResult<AdminResult> {
-    service().admin_act(&ctx(), req)
+#[update(guard = "update_guard")]
+async fn admin_act(req: AdminRequest) -> ServiceResult<AdminResult> {
+    let ctx = ctx();
+    let s = service();
+    s.admin_act(&ctx, req).await
 }
 
 #[query(guard = "arg_size_guard")]
@@ -274,17 +286,17 @@ fn get_config() -> ServiceResult<ConfigView> {
     service().get_config(&ctx())
 }
 
-#[update(guard = "arg_size_guard")]
+#[update(guard = "update_guard")]
 fn set_config(args: SetConfigArgs) -> ServiceResult<()> {
     service().set_config(&ctx(), args)
 }
 
-#[update(guard = "arg_size_guard")]
+#[update(guard = "update_guard")]
 fn pause_recovery(reason: String) -> ServiceResult<()> {
     service().pause_recovery(&ctx(), reason)
 }
 
-#[update(guard = "arg_size_guard")]
+#[update(guard = "update_guard")]
 fn resume_recovery(reason: String) -> ServiceResult<()> {
     service().resume_recovery(&ctx(), reason)
 }

@@ -30,7 +30,6 @@ pub struct Service<R: Runtime, M: Memory + Clone + 'static> {
     config: RefCell<ServiceConfig>,
     paused: Cell<bool>,
     in_flight: Rc<InFlight>,
-    timer_generation: Cell<u64>,
 }
 
 impl<R: Runtime, M: Memory + Clone + 'static> std::fmt::Debug for Service<R, M> {
@@ -75,7 +74,6 @@ impl<R: Runtime, M: Memory + Clone + 'static> Service<R, M> {
             config: RefCell::new(config),
             paused: Cell::new(paused),
             in_flight: Rc::new(InFlight::default()),
-            timer_generation: Cell::new(0),
         }))
     }
 
@@ -109,31 +107,19 @@ impl<R: Runtime, M: Memory + Clone + 'static> Service<R, M> {
     // Recovery timer
     // ---------------------------------------------------------------------------------------
 
-    /// (Re-)arm the recovery timer chain: call from init and post_upgrade (timers do not
-    /// survive upgrades) and after the interval changes. Each tick re-arms first, then runs
-    /// `Journal::recovery_tick` unless recovery is paused. The service runs the chain itself
-    /// (instead of `Journal::start_recovery_timer`) because operators can pause recovery.
+    /// (Re-)arm the recovery timer: call from init and post_upgrade (timers do not survive
+    /// upgrades) and after the interval changes. The engine's serial interval timer runs each
+    /// tick in its own message, so a trap in a tick never stops the next one; pausing is the
+    /// engine's too (`Journal::set_recovery_paused`).
     pub fn start_recovery_timer(self: &Rc<Self>) {
-        let generation = self.timer_generation.get().wrapping_add(1);
-        self.timer_generation.set(generation);
-        self.arm(generation, 0);
+        self.journal.set_recovery_paused(self.paused.get());
+        self.journal.start_recovery_timer();
     }
 
-    fn arm(self: &Rc<Self>, generation: u64, delay_ns: u64) {
-        let s = Rc::clone(self);
-        self.journal.runtime().set_timer(
-            delay_ns,
-            Box::pin(async move {
-                if s.timer_generation.get() != generation {
-                    return; // superseded chain
-                }
-                let interval = s.config.borrow().recovery_interval_ns;
-                s.arm(generation, interval);
-                if !s.paused.get() {
-                    s.journal.recovery_tick().await;
-                }
-            }),
-        );
+    /// Every update method calls this first: if a trap in `canister_global_timer` lost the
+    /// system timer, this message brings it back (see `Runtime::revive_timers`).
+    pub fn revive_timers(&self) {
+        self.journal.revive_timers();
     }
 
     // ---------------------------------------------------------------------------------------
@@ -351,20 +337,24 @@ impl<R: Runtime, M: Memory + Clone + 'static> Service<R, M> {
     // Operators (admins or controllers)
     // ---------------------------------------------------------------------------------------
 
-    pub fn admin_act(&self, ctx: &Ctx, req: AdminRequest) -> ServiceResult<AdminResult> {
+    /// An operator verb. A transfer's `ResolveSucceeded` reads the block from the ledger
+    /// first (an await), so this is an async update. Approvals count only while their
+    /// approver is still an operator (an admin in the current configuration, or a controller).
+    pub async fn admin_act(&self, ctx: &Ctx, req: AdminRequest) -> ServiceResult<AdminResult> {
         let actor = guard::operator(ctx, &self.config.borrow())?;
         validate::reason(&req.reason)?;
-        let summary = format!(
-            "{:?} on entry {} by {actor}: {}",
-            req.action, req.entry_id, req.reason
-        );
-        match self.journal.admin(actor, req) {
+        let summary = format!("{:?} on entry {}", req.action, req.entry_id);
+        let rt = self.journal.runtime();
+        let is_operator = |p: &Principal| {
+            guard::is_operator(&Ctx::new(*p, rt.is_controller(p)), &self.config.borrow())
+        };
+        match self.journal.admin(actor, req, is_operator).await {
             Ok(r) => {
-                log!(INFO, "admin {summary} -> {r:?}");
+                log!(INFO, "operator action {summary} -> {r:?}");
                 Ok(r)
             }
             Err(e) => {
-                log!(DEBUG, "admin {summary} refused: {e:?}");
+                log!(DEBUG, "operator action {summary} refused: {e:?}");
                 Err(e.into())
             }
         }
@@ -429,6 +419,7 @@ impl<R: Runtime, M: Memory + Clone + 'static> Service<R, M> {
         let actor = guard::operator(ctx, &self.config.borrow())?;
         validate::reason(&reason)?;
         self.paused.set(paused);
+        self.journal.set_recovery_paused(paused);
         self.persist();
         let verb = if paused { "paused" } else { "resumed" };
         log!(INFO, "recovery {verb} by {actor}: {reason}");

@@ -5,6 +5,7 @@ use crate::guard::Ctx;
 use crate::service::Service;
 use crate::validate::escrow_subaccount;
 use candid::{Nat, Principal};
+use futures::executor::block_on;
 use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
 use ic_stable_structures::{Memory, VectorMemory};
 use icjournal::{
@@ -568,7 +569,10 @@ fn tracked_transfer_returns_memo_and_time_and_takes_a_result() {
             },
         )
         .unwrap();
-    assert_eq!(s, Status::Succeeded);
+    // A reported block is a claim: recorded, verified against the ledger by recovery.
+    assert_eq!(s, Status::Unknown);
+    let e = w.svc.get_entry(&alice(), t.entry_id).unwrap();
+    assert_eq!(e.scan.and_then(|s| s.reported_block), Some(9));
 }
 
 #[test]
@@ -605,16 +609,16 @@ fn operator_endpoints_need_an_operator() {
     assert!(not_auth(w.svc.pause_recovery(&stranger, "r".into())));
     assert!(not_auth(w.svc.resume_recovery(&stranger, "r".into())));
     assert!(not_auth(
-        w.svc
-            .admin_act(
-                &stranger,
-                AdminRequest {
-                    entry_id: 0,
-                    action: AdminAction::Cancel,
-                    reason: "r".into()
-                }
-            )
-            .map(|_| ())
+        block_on(w.svc.admin_act(
+            &stranger,
+            AdminRequest {
+                entry_id: 0,
+                action: AdminAction::Cancel,
+                reason: "r".into(),
+                acknowledge_risk: None,
+            }
+        ))
+        .map(|_| ())
     ));
     // Admins and controllers may.
     for ctx in [admin_ctx(), controller_ctx()] {
@@ -649,27 +653,28 @@ fn operator_endpoints_need_an_operator() {
             .is_empty());
         // Verbs need a reason and act only on the manual queue.
         assert_eq!(
-            w.svc
-                .admin_act(
-                    &ctx,
-                    AdminRequest {
-                        entry_id: id,
-                        action: AdminAction::Cancel,
-                        reason: " ".into()
-                    }
-                )
-                .unwrap_err(),
-            ServiceError::Journal(JournalError::ReasonRequired)
-        );
-        assert!(matches!(
-            w.svc.admin_act(
+            block_on(w.svc.admin_act(
                 &ctx,
                 AdminRequest {
                     entry_id: id,
                     action: AdminAction::Cancel,
-                    reason: "dup".into()
+                    reason: " ".into(),
+                    acknowledge_risk: None,
                 }
-            ),
+            ))
+            .unwrap_err(),
+            ServiceError::Journal(JournalError::ReasonRequired)
+        );
+        assert!(matches!(
+            block_on(w.svc.admin_act(
+                &ctx,
+                AdminRequest {
+                    entry_id: id,
+                    action: AdminAction::Cancel,
+                    reason: "dup".into(),
+                    acknowledge_risk: None,
+                }
+            )),
             Err(ServiceError::Journal(
                 JournalError::NotInManualReview { .. }
             ))
@@ -677,36 +682,22 @@ fn operator_endpoints_need_an_operator() {
     }
 }
 
+/// A record whose owner never reports is the owner's business: at its timeout it is closed in
+/// the owner's failed list (its lock released), and the operators' queue stays empty.
 #[test]
-fn records_without_result_reach_the_manual_queue_and_an_admin_resolves_them() {
+fn should_close_a_record_without_result_in_its_owner_failed_list() {
     let w = world();
     let id = record(&w, &alice(), Some("k")).unwrap();
     w.svc.start_recovery_timer();
-    // Past the record timeout, a recovery tick moves the record to manual review.
     w.rt.advance(crate::config::engine_config(&config()).record_timeout_ns + 1);
     for t in w.rt.take_due_timers() {
         w.rt.run(t, |_| Ok(candid::encode_args(()).unwrap()));
     }
-    let e = w.svc.admin_get_entry(&admin_ctx(), id).unwrap();
-    assert_eq!(e.status, Status::ManualReview, "{e:?}");
-    let r = w
-        .svc
-        .admin_act(
-            &admin_ctx(),
-            AdminRequest {
-                entry_id: id,
-                action: AdminAction::ResolveFailed,
-                reason: "owner confirmed it never ran".into(),
-            },
-        )
-        .unwrap();
-    assert!(matches!(
-        r,
-        icjournal::AdminResult::Applied {
-            status: Status::Failed,
-            ..
-        }
-    ));
+    let e = w.svc.get_entry(&alice(), id).unwrap();
+    assert_eq!(e.status, Status::Failed, "{e:?}");
+    let failed = w.svc.list_failed(&alice(), PageRequest::default()).unwrap();
+    assert!(failed.items.iter().any(|s| s.id == id));
+    assert_eq!(w.svc.metrics().manual_queue_depth, 0);
     // The lock is released.
     record(&w, &alice(), Some("k")).unwrap();
 }
@@ -765,7 +756,11 @@ fn pause_stops_recovery_ticks_and_everything_persists_across_reopen() {
     assert!(svc2.recovery_paused());
     assert_eq!(svc2.get_entry(&alice(), id).unwrap().id, id);
     svc2.start_recovery_timer();
-    assert_eq!(w.rt.armed_timers(), 1, "timer re-armed after upgrade");
+    assert_eq!(
+        w.rt.armed_timers(),
+        2,
+        "timer re-armed after upgrade (interval + a first tick at once)"
+    );
     svc2.resume_recovery(&controller_ctx(), "done".into())
         .unwrap();
     // An upgrade argument replaces the config (validated).

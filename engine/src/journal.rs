@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::error::{JournalError, OpenError};
 use crate::lookup::LookupCache;
 use crate::metrics::*;
-use crate::runtime::{Runtime, Wait};
+use crate::runtime::{Runtime, TimerHandle, Wait};
 use crate::status::{self, Actor};
 use crate::storage::{counter, intent_charge, Memories, Store};
 use crate::types::*;
@@ -44,8 +44,14 @@ pub(crate) struct Inner<R: Runtime, M: Memory + 'static> {
     pub(crate) config: RefCell<Config>,
     pub(crate) handlers: RefCell<BTreeMap<String, LocalHandler>>,
     /// Start time of the running tick (overlap guard; a lease so a lost reset cannot wedge it).
-    pub(crate) tick_running_since: Cell<Option<u64>>,
-    pub(crate) timer_generation: Cell<u64>,
+    /// The running tick: (its generation, start time). An overlap guard with a lease, so a
+    /// tick whose end was lost cannot wedge recovery.
+    pub(crate) tick_running: Cell<Option<(u64, u64)>>,
+    pub(crate) tick_generation: Cell<u64>,
+    /// The recovery interval timer, once armed.
+    pub(crate) timer: Cell<Option<TimerHandle>>,
+    /// Ticks from the timer do nothing while paused.
+    pub(crate) paused: Cell<bool>,
     /// What lookups learned about each ledger (endpoints, block times). Memory only.
     pub(crate) lookup_cache: LookupCache,
     #[cfg(test)]
@@ -85,11 +91,9 @@ impl<R: Runtime, M: Memory + 'static> Drop for FlowGuard<R, M> {
         if e.status == self.owned_status && e.attempts == self.attempt && e.outcome.is_none() {
             let now = j.now();
             let at = now.saturating_add(j.config().backoff(e.attempts.max(1)));
-            let _ = j.transition(
+            j.transition_or_park(
                 self.id,
                 Status::Unknown,
-                Actor::Engine,
-                None,
                 "flow interrupted (trap in callback)",
                 |e| {
                     e.next_attempt_at = Some(at);
@@ -114,8 +118,10 @@ impl<R: Runtime, M: Memory + Clone + 'static> Journal<R, M> {
                 store: RefCell::new(store),
                 config: RefCell::new(config),
                 handlers: RefCell::new(BTreeMap::new()),
-                tick_running_since: Cell::new(None),
-                timer_generation: Cell::new(0),
+                tick_running: Cell::new(None),
+                tick_generation: Cell::new(0),
+                timer: Cell::new(None),
+                paused: Cell::new(false),
                 lookup_cache: LookupCache::default(),
                 #[cfg(test)]
                 bug: Cell::new(PlantedBug::None),
@@ -369,6 +375,7 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             scan: None,
             history: vec![],
             history_dropped: 0,
+            blocked_on: None,
         };
         let mut store = self.inner.store.borrow_mut();
         store.write(None, &entry);
@@ -427,6 +434,19 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             }
             return;
         }
+        if let Intent::Transfer(t) = &cur.intent {
+            let claimant = self.inner.store.borrow().claimant(t.ledger, block);
+            if let Some(other) = claimant.filter(|o| *o != id) {
+                self.to_manual(
+                    id,
+                    &format!(
+                        "block {block} ({source:?}) matches this transfer but already proves \
+                         entry {other}: one block cannot prove two entries"
+                    ),
+                );
+                return;
+            }
+        }
         let outcome = Outcome::Succeeded {
             block_index: Some(block),
             reply: vec![],
@@ -469,15 +489,55 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             return;
         }
         let note = format!("failed: {reason:?}");
-        let _ = self.transition(id, Status::Failed, Actor::Engine, None, &note, |e| {
+        self.transition_or_park(id, Status::Failed, &note, |e| {
             e.outcome = Some(Outcome::Failed { reason, source });
         });
     }
 
     pub(crate) fn to_manual(&self, id: EntryId, reason: &str) {
-        let _ = self.transition(id, Status::ManualReview, Actor::Engine, None, reason, |e| {
+        self.to_manual_blocked(id, reason, None);
+    }
+
+    /// To manual review; `blocked_on`: the saga waits for an operator to act on that entry.
+    /// If even that change is refused (the entry is already with an operator, or final), the
+    /// refusal is recorded as a contradiction — never dropped.
+    pub(crate) fn to_manual_blocked(&self, id: EntryId, reason: &str, blocked_on: Option<EntryId>) {
+        let r = self.transition(id, Status::ManualReview, Actor::Engine, None, reason, |e| {
             e.manual_reason = Some(truncate(reason, 1024));
+            e.blocked_on = blocked_on;
         });
+        if let Err(err) = r {
+            self.contradiction(
+                id,
+                &format!("could not go to manual review ({err}): {reason}"),
+            );
+        }
+    }
+
+    /// A status change a flow relies on. If the status machine refuses it — the entry changed
+    /// under the flow in a way the flow did not expect — the entry goes to manual review with
+    /// the reason, instead of silently staying where it is (and being re-driven forever).
+    pub(crate) fn transition_or_park(
+        &self,
+        id: EntryId,
+        to: Status,
+        note: &str,
+        mutate: impl FnOnce(&mut Entry),
+    ) -> Option<Entry> {
+        match self.transition(id, to, Actor::Engine, None, note, mutate) {
+            Ok(e) => Some(e),
+            Err(JournalError::InvalidTransition { from, to, .. }) => {
+                self.to_manual(
+                    id,
+                    &format!(
+                        "the flow needed the impossible status change {from:?} -> {to:?} ({note}); \
+                         it cannot continue on its own"
+                    ),
+                );
+                None
+            }
+            Err(_) => None,
+        }
     }
 
     pub(crate) fn contradiction(&self, id: EntryId, detail: &str) {

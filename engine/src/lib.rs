@@ -27,7 +27,7 @@ pub use error::{JournalError, OpenError};
 pub use journal::{Journal, LocalHandler};
 pub use metrics::{encode_prometheus, Metrics, RecoveryPath};
 pub use runtime::{CallError, CallResult, FakeRuntime, IcRuntime, PendingCall, Runtime, Wait};
-pub use storage::{Memories, Store, MEMORY_COUNT};
+pub use storage::{Memories, Store, MEMORY_COUNT, RESERVED_MEMORY_IDS};
 pub use types::*;
 #[cfg(test)]
 mod tests;

@@ -2,8 +2,10 @@
 //!
 //! # Layout (version 1)
 //!
-//! The host hands the engine `MEMORY_COUNT` (12) memories — with a `MemoryManager`, the
-//! `MemoryId`s `first .. first + 12` (`Memories::from_manager`). Offsets relative to `first`:
+//! The host reserves `RESERVED_MEMORY_IDS` (16) `MemoryId`s for the engine, `first .. first + 16`
+//! (`Memories::from_manager`); this layout uses the first `MEMORY_COUNT` (13) of them, and later
+//! layouts stay inside the reserved range, so a host never has to move its own memories.
+//! Offsets relative to `first`:
 //!
 //! | off | name         | structure                                        | purpose                               |
 //! |-----|--------------|--------------------------------------------------|---------------------------------------|
@@ -19,8 +21,9 @@
 //! | 9   | audit_index  | `StableLog` index                                | append-only audit trail               |
 //! | 10  | audit_data   | `StableLog` data                                 |                                       |
 //! | 11  | approvals    | `BTreeMap<u64 id, Approvals>`                    | pending M-of-N approvals              |
+//! | 12  | claims       | `BTreeMap<(Principal ledger, u64 block), u64 id>` | block → the transfer entry it proves  |
 //!
-//! Retired offsets: none yet. Retired status/kind tags: none yet (tags live in `types.rs`;
+//! Retired offsets: none yet. Reserved, unused: 13, 14, 15. Retired status/kind tags: none yet (tags live in `types.rs`;
 //! never renumber, only append). Retired counter keys: none.
 //!
 //! # Encoding
@@ -60,8 +63,10 @@ const FORMAT_SCHEMA: u8 = 2;
 /// Offset of the schema table in the meta memory (after magic, version, next id).
 const SCHEMA_TABLE: u64 = 16;
 
-/// Number of memories (and `MemoryId`s) the journal uses.
-pub const MEMORY_COUNT: u8 = 12;
+/// Number of memories (and `MemoryId`s) this layout uses.
+pub const MEMORY_COUNT: u8 = 13;
+/// `MemoryId`s a host reserves for the engine, now and for every later layout.
+pub const RESERVED_MEMORY_IDS: u8 = 16;
 
 /// The memories the journal lives in. All must be distinct.
 pub struct Memories<M: Memory> {
@@ -77,13 +82,15 @@ pub struct Memories<M: Memory> {
     pub audit_index: M,
     pub audit_data: M,
     pub approvals: M,
+    pub claims: M,
 }
 
 impl<N: Memory> Memories<VirtualMemory<N>> {
-    /// Uses `MemoryId`s `first .. first + MEMORY_COUNT` of `mm`.
+    /// Uses `MemoryId`s `first .. first + MEMORY_COUNT` of `mm` (reserve
+    /// `first .. first + RESERVED_MEMORY_IDS` for the engine).
     pub fn from_manager(mm: &MemoryManager<N>, first: u8) -> Self {
         assert!(
-            first as u16 + MEMORY_COUNT as u16 <= 255,
+            first as u16 + RESERVED_MEMORY_IDS as u16 <= 255,
             "icjournal: MemoryId range out of bounds"
         );
         let m = |off: u8| mm.get(MemoryId::new(first + off));
@@ -100,12 +107,13 @@ impl<N: Memory> Memories<VirtualMemory<N>> {
             audit_index: m(9),
             audit_data: m(10),
             approvals: m(11),
+            claims: m(12),
         }
     }
 }
 
 impl<M: Memory> Memories<M> {
-    fn all(&self) -> [&M; 12] {
+    fn all(&self) -> [&M; 13] {
         [
             &self.meta,
             &self.entries,
@@ -119,6 +127,7 @@ impl<M: Memory> Memories<M> {
             &self.audit_index,
             &self.audit_data,
             &self.approvals,
+            &self.claims,
         ]
     }
 }
@@ -392,6 +401,7 @@ fn sample_entry() -> Entry {
         scan: None,
         history: vec![],
         history_dropped: 0,
+        blocked_on: None,
     }
 }
 
@@ -418,6 +428,7 @@ pub struct Store<M: Memory> {
     counters: StableBTreeMap<u32, u64, M>,
     audit: StableLog<Stored<AuditRecord>, M, M>,
     approvals: StableBTreeMap<u64, Approvals, M>,
+    claims: StableBTreeMap<(Principal, u64), u64, M>,
     sizes: Vec<M>,
 }
 
@@ -467,6 +478,7 @@ impl<M: Memory + Clone> Store<M> {
             counters: StableBTreeMap::init(mem.counters),
             audit: StableLog::init(mem.audit_index, mem.audit_data),
             approvals: StableBTreeMap::init(mem.approvals),
+            claims: StableBTreeMap::init(mem.claims),
             sizes,
         })
     }
@@ -530,6 +542,9 @@ impl<M: Memory> Store<M> {
             if old.status.is_unresolved() && !new.status.is_unresolved() {
                 self.release(new);
             }
+            if old.status != Status::Succeeded {
+                self.claim(new);
+            }
         } else {
             self.by_owner
                 .insert((new.owner, new.status.tag(), new.id), ());
@@ -569,6 +584,20 @@ impl<M: Memory> Store<M> {
             self.owners.insert(e.owner, u);
         }
         self.approvals.remove(&e.id);
+    }
+
+    /// A succeeded transfer claims its block: the same block can never prove two entries.
+    fn claim(&mut self, e: &Entry) {
+        if let (Status::Succeeded, Intent::Transfer(t), Some(b)) =
+            (e.status, &e.intent, e.block_index())
+        {
+            self.claims.insert((t.ledger, b), e.id);
+        }
+    }
+
+    /// The entry whose success block `block` of `ledger` is, if any.
+    pub fn claimant(&self, ledger: Principal, block: u64) -> Option<EntryId> {
+        self.claims.get(&(ledger, block))
     }
 
     pub fn bump(&mut self, key: u32, delta: i64) {

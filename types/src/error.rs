@@ -36,6 +36,31 @@ pub enum JournalError {
     UnsupportedForKind { entry_id: EntryId, message: String },
     /// M-of-N approvals: this principal already approved this exact action.
     AlreadyApproved { entry_id: EntryId },
+    /// The entry already has a different result: a report (or a repeated report after a lost
+    /// reply) that disagrees with it is refused. The same report again is answered with the
+    /// status instead.
+    AlreadyReported { entry_id: EntryId, status: Status },
+    /// A success needs evidence that could not be checked now (the ledger or its archive
+    /// could not be read). Nothing was changed; try again when the ledger answers.
+    EvidenceUnverifiable { entry_id: EntryId, message: String },
+    /// The evidence given does not prove the entry's result: the block does not hold this
+    /// transfer (every journaled field must match), or another entry already claims it.
+    EvidenceMismatch {
+        entry_id: EntryId,
+        block_index: u64,
+        message: String,
+    },
+    /// The ledger may still execute this transfer (its deduplication window, plus permitted
+    /// drift, closes at `closes_at`): closing it as failed or cancelled would release its lock
+    /// key while it can still pay. Set `acknowledge_risk` to do it anyway, or wait.
+    WindowStillOpen { entry_id: EntryId, closes_at: u64 },
+    /// The action cannot run while another entry it depends on is unresolved (e.g. compensating
+    /// a saga whose current step's outcome is still unknown).
+    Blocked {
+        entry_id: EntryId,
+        on: EntryId,
+        message: String,
+    },
     /// The journal is busy or out of a resource; retry later. Nothing was changed.
     TemporarilyUnavailable { message: String },
     /// Anything else, with a stable numeric code for programmatic handling.

@@ -344,6 +344,11 @@ pub enum FailureReason {
     Admin { audit_seq: u64 },
     /// A saga step failed and the saga was compensated.
     SagaStepFailed { step: u32, entry: EntryId },
+    /// A record's owner reported no result (or only "unknown") before the record timeout.
+    /// The engine executes nothing for records, so this proves nothing about the owner's
+    /// step: the record is closed and left in its owner's failed list for the owner to act on,
+    /// not in the operators' queue.
+    RecordTimedOut { reported_unknown: bool },
 }
 
 /// How a result was established (the evidence behind it).
@@ -397,6 +402,9 @@ pub struct ScanState {
     /// The ledger answered `TooOld` to an identical resend *before* this scan's blocks were
     /// read: the transfer can no longer execute, so reaching the tip completes the proof.
     pub window_closed: bool,
+    /// The block the owner reported for a tracked transfer, not yet checked against the
+    /// ledger: recovery reads it first and records success only if every field matches.
+    pub reported_block: Option<u64>,
 }
 
 /// A journal entry.
@@ -427,6 +435,9 @@ pub struct Entry {
     pub history: Vec<HistoryItem>,
     /// How many older history items were dropped from `history` (all are in the audit log).
     pub history_dropped: u32,
+    /// A saga in `ManualReview` because this step (or compensation) needs an operator: the
+    /// saga continues by itself once the operator acts on that entry.
+    pub blocked_on: Option<EntryId>,
 }
 
 impl Entry {
@@ -548,6 +559,11 @@ pub struct AdminRequest {
     pub action: AdminAction,
     /// Required, non-empty, bounded.
     pub reason: String,
+    /// `ResolveFailed` / `Cancel` on a transfer whose ledger could still execute it (its
+    /// deduplication window, plus clock drift, has not closed): the operator must set this to
+    /// say they know the transfer may still execute after its lock is released, so a new
+    /// request with the same lock key could pay twice. Recorded in the audit trail.
+    pub acknowledge_risk: Option<bool>,
 }
 
 /// Result of an admin request.
@@ -577,6 +593,18 @@ pub enum AuditEvent {
     AdminAction {
         action: AdminAction,
         reason: String,
+        /// The operator acknowledged that the ledger may still execute the transfer.
+        acknowledged_risk: Option<bool>,
+    },
+    /// An operator proposed a different action on an entry with pending approvals: those
+    /// approvals were dropped (M-of-N restarts for the new action).
+    ApprovalsReplaced {
+        previous: AdminAction,
+        dropped: Vec<Principal>,
+    },
+    /// Approvals by principals that are no longer operators were discarded.
+    ApprovalsExpired {
+        dropped: Vec<Principal>,
     },
     AdminApproval {
         action: AdminAction,
@@ -636,10 +664,18 @@ pub struct SagaStepSpec {
 /// What one recovery tick did. Candid-encodable so a host can return it from an endpoint.
 #[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct TickReport {
+    /// Due entries looked at.
     pub examined: u32,
+    /// Entries that reached a terminal status or manual review.
     pub resolved: u32,
+    /// Another tick was still running: this one did nothing.
     pub skipped_overlap: bool,
+    /// The tick stopped at its instruction budget.
     pub budget_exhausted: bool,
+    /// More work was due than this tick took (another tick follows at once).
+    pub more_due: bool,
+    /// Instructions the tick's call context used.
+    pub instructions: u64,
 }
 
 impl From<crate::metrics::RecoveryPath> for EvidenceSource {

@@ -3,7 +3,6 @@
 
 use crate::journal::{truncate, Journal};
 use crate::runtime::Runtime;
-use crate::status::Actor;
 use crate::storage::counter;
 use crate::types::*;
 use ic_stable_structures::Memory;
@@ -52,20 +51,13 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                     } else {
                         reply
                     };
-                    let _ = self.transition(
-                        id,
-                        Status::Succeeded,
-                        Actor::Engine,
-                        None,
-                        "local step done",
-                        |e| {
-                            e.outcome = Some(Outcome::Succeeded {
-                                block_index: None,
-                                reply,
-                                source: EvidenceSource::Host,
-                            })
-                        },
-                    );
+                    self.transition_or_park(id, Status::Succeeded, "local step done", |e| {
+                        e.outcome = Some(Outcome::Succeeded {
+                            block_index: None,
+                            reply,
+                            source: EvidenceSource::Host,
+                        })
+                    });
                 }
                 Err(message) => self.apply_failure(
                     id,

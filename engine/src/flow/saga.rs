@@ -4,7 +4,6 @@
 use crate::error::JournalError;
 use crate::journal::Journal;
 use crate::runtime::Runtime;
-use crate::status::Actor;
 use crate::types::*;
 use candid::Principal;
 use ic_stable_structures::Memory;
@@ -127,24 +126,28 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                 return;
             }
             let lease = self.lease_until();
+            // An operator's retry leaves a compensating saga `Unknown`; `Compensated` is reached
+            // only from `Compensating`, so take that edge first.
+            if s.phase == SagaPhase::Compensating && e.status != Status::Compensating {
+                if self
+                    .transition_or_park(id, Status::Compensating, "compensation resumes", |_| {})
+                    .is_none()
+                {
+                    return;
+                }
+                continue;
+            }
             match s.phase {
                 SagaPhase::Forward => {
                     let i = s.cursor as usize;
                     if i >= s.steps.len() {
-                        let _ = self.transition(
-                            id,
-                            Status::Succeeded,
-                            Actor::Engine,
-                            None,
-                            "all steps done",
-                            |e| {
-                                e.outcome = Some(Outcome::Succeeded {
-                                    block_index: None,
-                                    reply: vec![],
-                                    source: EvidenceSource::Host,
-                                })
-                            },
-                        );
+                        self.transition_or_park(id, Status::Succeeded, "all steps done", |e| {
+                            e.outcome = Some(Outcome::Succeeded {
+                                block_index: None,
+                                reply: vec![],
+                                source: EvidenceSource::Host,
+                            })
+                        });
                         self.self_commit().await;
                         return;
                     }
@@ -176,20 +179,26 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                             s.failure = Some(format!("step {i} (entry {child}) failed"));
                             // cursor = number of steps that may need compensation.
                             let note = s.failure.clone().unwrap_or_default();
-                            let _ = self.transition(
-                                id,
-                                Status::Compensating,
-                                Actor::Engine,
-                                None,
-                                &note,
-                                |e| {
-                                    e.intent = Intent::Saga(s);
-                                    e.next_attempt_at = Some(lease);
-                                },
-                            );
+                            self.transition_or_park(id, Status::Compensating, &note, |e| {
+                                e.intent = Intent::Saga(s);
+                                e.next_attempt_at = Some(lease);
+                            });
                         }
-                        // In flight, being recovered, or with an operator: wait; the child's
-                        // resolution wakes the saga.
+                        // The step needs an operator: so does the saga, in the queue, saying which
+                        // entry it waits for. The operator's action on the step releases it.
+                        Status::ManualReview => {
+                            self.to_manual_blocked(
+                                id,
+                                &format!(
+                                    "blocked: step {i} (entry {child}) is in manual review: {}",
+                                    c.manual_reason.as_deref().unwrap_or("")
+                                ),
+                                Some(child),
+                            );
+                            return;
+                        }
+                        // In flight or being recovered: wait; the child's resolution wakes the
+                        // saga.
                         _ => {
                             let at = c.next_attempt_at.unwrap_or(lease).max(self.now());
                             self.update(id, |e| e.next_attempt_at = Some(at.max(lease.min(at))));
@@ -216,22 +225,15 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                             .get(step as usize)
                             .and_then(|st| st.entry)
                             .unwrap_or(id);
-                        let _ = self.transition(
-                            id,
-                            Status::Compensated,
-                            Actor::Engine,
-                            None,
-                            &failure,
-                            |e| {
-                                e.outcome = Some(Outcome::Failed {
-                                    reason: FailureReason::SagaStepFailed {
-                                        step,
-                                        entry: first_failed,
-                                    },
-                                    source: EvidenceSource::Host,
-                                })
-                            },
-                        );
+                        self.transition_or_park(id, Status::Compensated, &failure, |e| {
+                            e.outcome = Some(Outcome::Failed {
+                                reason: FailureReason::SagaStepFailed {
+                                    step,
+                                    entry: first_failed,
+                                },
+                                source: EvidenceSource::Host,
+                            })
+                        });
                         self.self_commit().await;
                         return;
                     };
@@ -264,7 +266,22 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                         Status::Failed | Status::Cancelled => {
                             self.to_manual(
                                 id,
-                                &format!("compensation of step {i} (entry {child}) failed"),
+                                &format!(
+                                    "compensation of step {i} (entry {child}) failed; retry the \
+                                     saga to start a new compensation of that step"
+                                ),
+                            );
+                            return;
+                        }
+                        Status::ManualReview => {
+                            self.to_manual_blocked(
+                                id,
+                                &format!(
+                                    "blocked: compensation of step {i} (entry {child}) is in \
+                                     manual review: {}",
+                                    c.manual_reason.as_deref().unwrap_or("")
+                                ),
+                                Some(child),
                             );
                             return;
                         }

@@ -7,7 +7,6 @@ use crate::ledger::{self, CallOutcome};
 use crate::memo;
 use crate::recovery::{self, Decision};
 use crate::runtime::Runtime;
-use crate::status::Actor;
 use crate::storage::counter;
 use crate::types::*;
 use candid::Principal;
@@ -141,7 +140,7 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             }
             Decision::Failed { reason } => self.apply_failure(id, reason, EvidenceSource::Reply),
             Decision::RetryAt { at, note } => {
-                let _ = self.transition(id, Status::Unknown, Actor::Engine, None, &note, |e| {
+                self.transition_or_park(id, Status::Unknown, &note, |e| {
                     e.next_attempt_at = Some(at);
                     e.last_error = Some(truncate(&note, 512));
                 });

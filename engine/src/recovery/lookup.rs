@@ -430,6 +430,69 @@ fn undecided(e: FetchError) -> LookupResult {
     }
 }
 
+/// What one block says about a journaled transfer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockCheck {
+    /// The block holds exactly this transfer: every journaled field matches.
+    Matches,
+    /// The block exists and is not this transfer (why, in words).
+    DoesNotMatch { reason: String },
+    /// The block could not be read now.
+    Unreadable { detail: String },
+}
+
+/// Read block `block` of the transfer's ledger and compare it with the journaled transfer:
+/// the evidence check behind an owner's reported block and an operator's `ResolveSucceeded`.
+pub async fn check_block<R: Runtime>(
+    rt: &R,
+    cfg: &Config,
+    cache: &LookupCache,
+    intent: &TransferIntent,
+    sender: Principal,
+    block: u64,
+) -> BlockCheck {
+    let mut calls = Calls {
+        left: cfg.lookup_max_calls_per_attempt,
+    };
+    let f = match fetch(rt, cfg, cache, &mut calls, intent.ledger, block, 1).await {
+        Ok(f) => f,
+        Err(FetchError::Unreadable(detail) | FetchError::NoBlockAccess(detail)) => {
+            return BlockCheck::Unreadable { detail }
+        }
+    };
+    let Some(b) = f.blocks.first() else {
+        return BlockCheck::DoesNotMatch {
+            reason: format!(
+                "block {block} does not exist (the ledger holds {} blocks)",
+                f.log_length
+            ),
+        };
+    };
+    match &b.transfer {
+        Some(t) if f.legacy && matches_legacy(intent, sender, t) => BlockCheck::Matches,
+        Some(t) if !f.legacy && matches(intent, sender, t) => BlockCheck::Matches,
+        Some(t) => BlockCheck::DoesNotMatch {
+            reason: format!(
+                "block {block} is not this transfer ({:?} {} from {} to {}, memo {})",
+                t.op,
+                t.amount,
+                t.from.owner,
+                t.to.owner,
+                t.memo
+                    .as_deref()
+                    .map(|m| crate::memo::decode(m).map_or_else(
+                        || format!("{} bytes", m.len()),
+                        |id| format!("of entry {id}")
+                    ))
+                    .unwrap_or_else(|| "none".into())
+            ),
+        },
+        None => BlockCheck::DoesNotMatch {
+            reason: format!("block {block} is not a transfer"),
+        },
+    }
+}
+
 /// One lookup attempt. Updates `scan` (the caller persists it) and reports what it found.
 pub async fn lookup<R: Runtime>(
     rt: &R,

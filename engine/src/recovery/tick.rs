@@ -4,6 +4,7 @@
 use crate::journal::{truncate, FlowGuard, Journal};
 use crate::ledger::{self};
 use crate::lookup::{self};
+use crate::metrics::RecoveryPath;
 use crate::recovery::{self, Decision, Observation, Plan};
 use crate::runtime::{LocalFuture, Runtime};
 use crate::status::Actor;
@@ -14,63 +15,120 @@ use ic_stable_structures::Memory;
 #[cfg(test)]
 use crate::journal::PlantedBug;
 
-/// Resets the tick overlap guard when the tick ends or is dropped by a trap's cleanup.
-struct TickGuard<R: Runtime, M: Memory + 'static>(Journal<R, M>);
+/// Clears the overlap marker when the tick that set it ends or is dropped by a trap's cleanup
+/// — only if the marker is still its own: a tick presumed dead (its lease ran out) that ends
+/// late must not clear the marker of the tick that replaced it.
+struct TickGuard<R: Runtime, M: Memory + 'static> {
+    journal: Journal<R, M>,
+    generation: u64,
+}
 
 impl<R: Runtime, M: Memory + 'static> Drop for TickGuard<R, M> {
     fn drop(&mut self) {
-        self.0.inner.tick_running_since.set(None);
+        let running = &self.journal.inner.tick_running;
+        if running.get().is_some_and(|(g, _)| g == self.generation) {
+            running.set(None);
+        }
     }
 }
 
 impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
     /// Arm the recovery timer. Call from `init` and `post_upgrade` (timers do not survive an
-    /// upgrade). Calling it again replaces the previous chain.
+    /// upgrade); calling it again replaces the previous timer (e.g. after the interval changed).
+    ///
+    /// The timer is an interval timer: it is re-scheduled outside the tick's own messages, so
+    /// a trap anywhere in a tick rolls back only that tick, never the next one. Ticks never
+    /// overlap (the tick's guard). A first tick runs at once.
     pub fn start_recovery_timer(&self) {
-        let generation = self.inner.timer_generation.get().wrapping_add(1);
-        self.inner.timer_generation.set(generation);
-        self.arm(generation, 0);
-    }
-
-    pub(crate) fn arm(&self, generation: u64, delay: u64) {
+        if let Some(old) = self.inner.timer.take() {
+            self.inner.rt.clear_timer(old);
+        }
+        let interval = self.inner.config.borrow().recovery_interval_ns;
         let j = self.clone();
-        let task: LocalFuture<()> = Box::pin(async move {
-            if j.inner.timer_generation.get() != generation {
-                return; // superseded chain
-            }
-            // Re-arm first: the next tick is scheduled even if this one traps.
-            let interval = j.inner.config.borrow().recovery_interval_ns;
-            j.arm(generation, interval);
-            j.recovery_tick().await;
-        });
-        self.inner.rt.set_timer(delay, task);
+        let handle = self.inner.rt.set_timer_interval(
+            interval,
+            Box::new(move || {
+                let j = j.clone();
+                Box::pin(async move { j.timer_tick().await }) as LocalFuture<()>
+            }),
+        );
+        self.inner.timer.set(Some(handle));
+        self.tick_soon();
     }
 
-    /// One recovery pass over a bounded batch of due entries (I6).
+    /// Pause or resume the timer's ticks (operators pause recovery while a ledger is being
+    /// repaired). Not persisted: the host persists it and calls this after `open`.
+    pub fn set_recovery_paused(&self, paused: bool) {
+        self.inner.paused.set(paused);
+    }
+
+    pub fn recovery_paused(&self) -> bool {
+        self.inner.paused.get()
+    }
+
+    /// Bring timers back if the system timer was lost (see `Runtime::revive_timers`). Cheap:
+    /// call it from every update method of the host.
+    pub fn revive_timers(&self) {
+        self.inner.rt.revive_timers();
+    }
+
+    /// An extra tick at once (one-shot). Used when more work is due than a tick takes; a trap
+    /// in it loses only this extra tick, the interval timer stays.
+    fn tick_soon(&self) {
+        let j = self.clone();
+        self.inner
+            .rt
+            .set_timer(0, Box::pin(async move { j.timer_tick().await }));
+    }
+
+    async fn timer_tick(&self) {
+        if self.inner.paused.get() {
+            return;
+        }
+        let report = self.recovery_tick().await;
+        if report.more_due && !report.skipped_overlap {
+            self.tick_soon();
+        }
+    }
+
+    /// One recovery pass over a bounded batch of due entries (I6), stopping early once the
+    /// tick's call context has used `recovery_instruction_budget` instructions. The budget is
+    /// measured with the call-context counter: the per-message counter restarts at every
+    /// await, so after the first call it would always read (almost) nothing.
     pub async fn recovery_tick(&self) -> TickReport {
         let mut report = TickReport::default();
         let cfg = self.config();
         let now = self.now();
-        if let Some(since) = self.inner.tick_running_since.get() {
+        if let Some((_, since)) = self.inner.tick_running.get() {
             if now < since.saturating_add(cfg.in_flight_lease_ns) {
                 report.skipped_overlap = true;
                 return report;
             }
         }
-        self.inner.tick_running_since.set(Some(now));
-        let _guard = TickGuard(self.clone());
+        let generation = self.inner.tick_generation.get().wrapping_add(1);
+        self.inner.tick_generation.set(generation);
+        self.inner.tick_running.set(Some((generation, now)));
+        let _guard = TickGuard {
+            journal: self.clone(),
+            generation,
+        };
         self.inner.store.borrow_mut().bump(counter::TICKS, 1);
-        let start = self.inner.rt.instruction_counter();
+        let start = self.inner.rt.call_context_instruction_counter();
         let due = self
             .inner
             .store
             .borrow()
-            .due(now, cfg.recovery_batch as usize);
-        for (_, id) in due {
-            if self.inner.rt.instruction_counter().saturating_sub(start)
-                > cfg.recovery_instruction_budget
-            {
+            .due(now, cfg.recovery_batch as usize + 1);
+        report.more_due = due.len() > cfg.recovery_batch as usize;
+        for (_, id) in due.into_iter().take(cfg.recovery_batch as usize) {
+            let used = self
+                .inner
+                .rt
+                .call_context_instruction_counter()
+                .saturating_sub(start);
+            if used > cfg.recovery_instruction_budget {
                 report.budget_exhausted = true;
+                report.more_due = true;
                 break;
             }
             report.examined += 1;
@@ -78,6 +136,11 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                 report.resolved += 1;
             }
         }
+        report.instructions = self
+            .inner
+            .rt
+            .call_context_instruction_counter()
+            .saturating_sub(start);
         report
     }
 
@@ -101,14 +164,22 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                     .is_some_and(|e| !e.status.is_unresolved() || e.status == Status::ManualReview)
             }
             Kind::Record => {
-                // Records are resolved by their owner; one still pending at its deadline needs
-                // an operator (I2). Unknown records too: the engine cannot find out by itself.
-                let why = if e.status == Status::Unknown {
-                    "record outcome reported unknown; the engine cannot find it out"
-                } else {
-                    "no result reported before the record timeout"
-                };
-                self.to_manual(id, why);
+                // Records are resolved by their owner. One with no result at its deadline goes
+                // to its owner's failed list: the engine can find nothing out by itself, and a
+                // caller (or throw-away principals) must not be able to fill the operators'
+                // queue with records left to time out.
+                let reported_unknown = e.status == Status::Unknown;
+                self.transition_or_park(
+                    id,
+                    Status::Failed,
+                    "no result reported before the record timeout",
+                    |e| {
+                        e.outcome = Some(Outcome::Failed {
+                            reason: FailureReason::RecordTimedOut { reported_unknown },
+                            source: EvidenceSource::Host,
+                        })
+                    },
+                );
                 true
             }
         }
@@ -206,6 +277,48 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                 window_closed: false,
             },
         };
+        // The owner said which block holds its transfer: read that block first. Only a block
+        // that holds exactly this transfer is proof; anything else is noted and the lookup runs.
+        if let (Decision::Lookup { .. }, Some(block)) = (&decision, scan.reported_block) {
+            match lookup::check_block(
+                &self.inner.rt,
+                &cfg,
+                &self.inner.lookup_cache,
+                &t,
+                sender,
+                block,
+            )
+            .await
+            {
+                lookup::BlockCheck::Matches => {
+                    decision = Decision::Succeeded {
+                        block,
+                        path: RecoveryPath::MemoLookup,
+                    };
+                }
+                lookup::BlockCheck::DoesNotMatch { reason } => {
+                    scan.reported_block = None;
+                    let (note, scan_copy) =
+                        (format!("reported block rejected: {reason}"), scan.clone());
+                    self.update(id, |e| {
+                        e.scan = Some(scan_copy);
+                        e.last_error = Some(truncate(&note, 512));
+                    });
+                }
+                lookup::BlockCheck::Unreadable { detail } => {
+                    decision = recovery::decide(
+                        attempt,
+                        self.now(),
+                        &cfg,
+                        t.created_at_time(),
+                        window,
+                        &Observation::Lookup(recovery::LookupResult::Undecided {
+                            detail: format!("reported block {block}: {detail}"),
+                        }),
+                    );
+                }
+            }
+        }
         if let Decision::Lookup { window_closed } = decision {
             scan.window_closed |= window_closed;
             let result = lookup::lookup(
@@ -249,14 +362,14 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                 true
             }
             Decision::RetryAt { at, note } if owned => {
-                let _ = self.transition(id, Status::Unknown, Actor::Engine, None, &note, |e| {
+                self.transition_or_park(id, Status::Unknown, &note, |e| {
                     e.next_attempt_at = Some(at);
                     e.last_error = Some(truncate(&note, 512));
                 });
                 false
             }
             Decision::Continue { at, note } if owned => {
-                let _ = self.transition(id, Status::Unknown, Actor::Engine, None, &note, |e| {
+                self.transition_or_park(id, Status::Unknown, &note, |e| {
                     e.next_attempt_at = Some(at);
                     // Progress is not a failed attempt.
                     e.attempts = e.attempts.saturating_sub(1);

@@ -4,7 +4,7 @@
 //! driver answers it with `respond`. Time only moves when the test says so. Timers and spawned
 //! tasks are queued and run when the driver asks. Nothing here is random.
 
-use super::{CallResult, LocalFuture, Runtime, Wait};
+use super::{CallResult, LocalFuture, Runtime, TaskFactory, TimerHandle, Wait};
 use candid::Principal;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -25,17 +25,33 @@ pub struct PendingCall {
 
 type Slot = Rc<RefCell<Option<CallResult>>>;
 
+enum FakeTimer {
+    Once(LocalFuture<()>),
+    /// An interval timer; after a pause it runs once and re-schedules from now, as the IC's
+    /// timer library does once its runs pile up.
+    Interval {
+        interval: u64,
+        make: TaskFactory,
+    },
+}
+
 #[derive(Default)]
 struct Inner {
     now: Cell<u64>,
     self_id: Cell<Option<Principal>>,
     caller: Cell<Option<Principal>>,
+    controllers: RefCell<Vec<Principal>>,
     instructions: Cell<u64>,
+    context_instructions: Cell<u64>,
+    instructions_per_call: Cell<u64>,
     next_call: Cell<u64>,
     pending: RefCell<BTreeMap<u64, (PendingCall, Slot)>>,
-    timers: RefCell<Vec<(u64, u64, LocalFuture<()>)>>,
+    /// (due time, timer id, timer)
+    timers: RefCell<Vec<(u64, u64, FakeTimer)>>,
     next_timer: Cell<u64>,
     spawned: RefCell<Vec<LocalFuture<()>>>,
+    /// `revive_timers` calls seen.
+    revived: Cell<u64>,
 }
 
 /// Cheap to clone; clones share state.
@@ -64,16 +80,39 @@ impl FakeRuntime {
         self.inner.caller.set(Some(caller));
     }
 
+    pub fn set_controllers(&self, controllers: Vec<Principal>) {
+        *self.inner.controllers.borrow_mut() = controllers;
+    }
+
     /// Pretend the current message used `n` more instructions.
     pub fn burn_instructions(&self, n: u64) {
         self.inner
             .instructions
             .set(self.inner.instructions.get().saturating_add(n));
+        self.inner
+            .context_instructions
+            .set(self.inner.context_instructions.get().saturating_add(n));
     }
 
-    /// New message: the instruction counter restarts.
+    /// New message: the per-message instruction counter restarts.
     pub fn reset_instructions(&self) {
         self.inner.instructions.set(0);
+    }
+
+    /// New call context: both counters restart.
+    pub fn reset_call_context(&self) {
+        self.inner.instructions.set(0);
+        self.inner.context_instructions.set(0);
+    }
+
+    /// Every call made from now on counts as `n` instructions of work in its call context.
+    pub fn set_instructions_per_call(&self, n: u64) {
+        self.inner.instructions_per_call.set(n);
+    }
+
+    /// How often `revive_timers` was called.
+    pub fn revived(&self) -> u64 {
+        self.inner.revived.get()
     }
 
     /// Calls made and not yet answered, oldest first.
@@ -103,13 +142,31 @@ impl FakeRuntime {
         self.inner.pending.borrow_mut().remove(&id);
     }
 
-    /// Timers whose time has come, in (due time, creation) order. The caller runs them.
+    /// Runs of the timers whose time has come, in (due time, creation) order; the caller runs
+    /// them. One-shot timers are removed; interval timers are re-scheduled one interval on.
     pub fn take_due_timers(&self) -> Vec<LocalFuture<()>> {
         let now = self.inner.now.get();
         let mut timers = self.inner.timers.borrow_mut();
         timers.sort_by_key(|(at, seq, _)| (*at, *seq));
         let split = timers.iter().take_while(|(at, _, _)| *at <= now).count();
-        timers.drain(..split).map(|(_, _, f)| f).collect()
+        let due: Vec<_> = timers.drain(..split).collect();
+        let mut runs = Vec::new();
+        for (at, id, t) in due {
+            match t {
+                FakeTimer::Once(f) => runs.push(f),
+                FakeTimer::Interval { interval, mut make } => {
+                    runs.push(make());
+                    let next = at.saturating_add(interval);
+                    let next = if next <= now {
+                        now.saturating_add(interval)
+                    } else {
+                        next
+                    };
+                    timers.push((next, id, FakeTimer::Interval { interval, make }));
+                }
+            }
+        }
+        runs
     }
 
     /// Due time of the earliest armed timer.
@@ -165,13 +222,19 @@ impl FakeRuntime {
 
 struct FakeCall {
     slot: Slot,
+    rt: Rc<Inner>,
 }
 
 impl Future for FakeCall {
     type Output = CallResult;
     fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<CallResult> {
         match self.slot.borrow_mut().take() {
-            Some(r) => Poll::Ready(r),
+            // The code after an await runs in a new message (the callback): the per-message
+            // counter restarts, the call context's does not.
+            Some(r) => {
+                self.rt.instructions.set(0);
+                Poll::Ready(r)
+            }
             None => Poll::Pending,
         }
     }
@@ -193,8 +256,16 @@ impl Runtime for FakeRuntime {
         self.inner.caller.get().unwrap_or(Principal::anonymous())
     }
 
+    fn is_controller(&self, p: &Principal) -> bool {
+        self.inner.controllers.borrow().contains(p)
+    }
+
     fn instruction_counter(&self) -> u64 {
         self.inner.instructions.get()
+    }
+
+    fn call_context_instruction_counter(&self) -> u64 {
+        self.inner.context_instructions.get()
     }
 
     fn call(
@@ -206,6 +277,7 @@ impl Runtime for FakeRuntime {
     ) -> LocalFuture<CallResult> {
         let id = self.inner.next_call.get();
         self.inner.next_call.set(id + 1);
+        self.burn_instructions(self.inner.instructions_per_call.get());
         let slot: Slot = Rc::new(RefCell::new(None));
         let call = PendingCall {
             id,
@@ -218,14 +290,47 @@ impl Runtime for FakeRuntime {
             .pending
             .borrow_mut()
             .insert(id, (call, slot.clone()));
-        Box::pin(FakeCall { slot })
+        Box::pin(FakeCall {
+            slot,
+            rt: self.inner.clone(),
+        })
     }
 
-    fn set_timer(&self, delay_ns: u64, task: LocalFuture<()>) {
+    fn set_timer(&self, delay_ns: u64, task: LocalFuture<()>) -> TimerHandle {
         let at = self.inner.now.get().saturating_add(delay_ns);
         let seq = self.inner.next_timer.get();
         self.inner.next_timer.set(seq + 1);
-        self.inner.timers.borrow_mut().push((at, seq, task));
+        self.inner
+            .timers
+            .borrow_mut()
+            .push((at, seq, FakeTimer::Once(task)));
+        TimerHandle(seq)
+    }
+
+    fn set_timer_interval(&self, interval_ns: u64, make: TaskFactory) -> TimerHandle {
+        let at = self.inner.now.get().saturating_add(interval_ns);
+        let seq = self.inner.next_timer.get();
+        self.inner.next_timer.set(seq + 1);
+        self.inner.timers.borrow_mut().push((
+            at,
+            seq,
+            FakeTimer::Interval {
+                interval: interval_ns,
+                make,
+            },
+        ));
+        TimerHandle(seq)
+    }
+
+    fn clear_timer(&self, timer: TimerHandle) {
+        self.inner
+            .timers
+            .borrow_mut()
+            .retain(|(_, id, _)| *id != timer.0);
+    }
+
+    fn revive_timers(&self) {
+        self.inner.revived.set(self.inner.revived.get() + 1);
     }
 
     fn spawn(&self, task: LocalFuture<()>) {

@@ -39,6 +39,13 @@ pub enum CallError {
 
 pub type CallResult = Result<Vec<u8>, CallError>;
 
+/// A timer set through the runtime, to clear it later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TimerHandle(pub u64);
+
+/// Makes one run of a repeating timer's task.
+pub type TaskFactory = Box<dyn FnMut() -> LocalFuture<()>>;
+
 pub trait Runtime: 'static {
     /// Current time (ns). Monotonic, not strictly: two messages may see the same value.
     fn now(&self) -> u64;
@@ -46,8 +53,14 @@ pub trait Runtime: 'static {
     fn self_id(&self) -> Principal;
     /// The caller of the current message.
     fn caller(&self) -> Principal;
-    /// Instructions used by the current message so far (for per-tick budgets).
+    /// Whether `p` is a controller of this canister (`ic0.is_controller`).
+    fn is_controller(&self, p: &Principal) -> bool;
+    /// Instructions used by the current message so far.
     fn instruction_counter(&self) -> u64;
+    /// Instructions used by the current call context so far, across its awaits
+    /// (`ic0.performance_counter(1)`): what a recovery tick's budget is measured in, because the
+    /// per-message counter restarts at every await.
+    fn call_context_instruction_counter(&self) -> u64;
     /// Inter-canister call with Candid-encoded `arg`; resolves to the raw reply.
     fn call(
         &self,
@@ -57,7 +70,19 @@ pub trait Runtime: 'static {
         arg: Vec<u8>,
     ) -> LocalFuture<CallResult>;
     /// Run `task` once after `delay_ns` (a timer; on the IC via ic-cdk-timers).
-    fn set_timer(&self, delay_ns: u64, task: LocalFuture<()>);
+    fn set_timer(&self, delay_ns: u64, task: LocalFuture<()>) -> TimerHandle;
+    /// Run a task made by `make` every `interval_ns`. Runs may overlap (the task guards
+    /// itself). The re-scheduling must not be undone by a trap in the task: on the IC,
+    /// ic-cdk-timers re-schedules in `canister_global_timer` and runs each task in its own
+    /// self-call, so a task's trap rolls back only the task.
+    fn set_timer_interval(&self, interval_ns: u64, make: TaskFactory) -> TimerHandle;
+    /// Cancel a timer (a no-op if it already ran or was cleared).
+    fn clear_timer(&self, timer: TimerHandle);
+    /// Re-arm the system timer if it was lost. On the IC the global timer is deactivated when
+    /// `canister_global_timer` is scheduled; if that message then traps, the timer library's
+    /// re-arming is rolled back with it and no timer fires again. Hosts call this from their
+    /// update methods so that any later message brings timers back.
+    fn revive_timers(&self);
     /// Run `task` as a separate task in the current message context.
     fn spawn(&self, task: LocalFuture<()>);
 }

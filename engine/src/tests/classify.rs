@@ -398,6 +398,8 @@ fn tick_report_round_trips_through_candid() {
         resolved: 2,
         skipped_overlap: false,
         budget_exhausted: true,
+        more_due: true,
+        instructions: 7,
     };
     let bytes = candid::encode_one(&r).unwrap();
     assert_eq!(candid::decode_one::<crate::TickReport>(&bytes).unwrap(), r);

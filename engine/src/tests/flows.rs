@@ -1,7 +1,6 @@
 //! End-to-end flows on the fake runtime + model ledger, one behaviour per test.
 
 use super::harness::*;
-use crate::runtime::Runtime;
 use crate::types::*;
 use crate::{Config, JournalError, LocalHandler, RecoveryPath, SagaStepSpec};
 use candid::{Nat, Principal};
@@ -621,7 +620,7 @@ fn open_refuses_foreign_or_newer_layouts() {
 }
 
 #[test]
-fn records_are_owner_scoped_and_time_out_into_manual_review() {
+fn should_scope_records_to_their_owner_and_close_timed_out_ones_in_the_owner_failed_list() {
     let cfg = Config::default();
     let mut h = Harness::new(cfg.clone());
     let a = h
@@ -667,7 +666,10 @@ fn records_are_owner_scoped_and_time_out_into_manual_review() {
                 message: "x".into()
             }
         ),
-        Err(JournalError::InvalidTransition { .. })
+        Err(JournalError::AlreadyReported {
+            status: Status::Succeeded,
+            ..
+        })
     ));
     let b = h
         .journal
@@ -675,9 +677,20 @@ fn records_are_owner_scoped_and_time_out_into_manual_review() {
         .unwrap();
     h.rt.advance(cfg.record_timeout_ns + 1);
     h.tick();
+    // Not an operator's problem: the owner never reported; the record is closed in the owner's
+    // failed list, and the operators' queue stays empty.
     let e = h.journal.get(b).unwrap();
-    assert_eq!(e.status, Status::ManualReview);
-    assert!(e.manual_reason.is_some());
+    assert_eq!(e.status, Status::Failed);
+    assert!(matches!(
+        e.outcome,
+        Some(Outcome::Failed {
+            reason: FailureReason::RecordTimedOut {
+                reported_unknown: false
+            },
+            ..
+        })
+    ));
+    assert_eq!(h.journal.metrics().manual_queue_depth, 0);
 }
 
 #[test]
@@ -759,30 +772,29 @@ fn operator_verbs_are_validated_and_audited() {
         entry_id: id,
         action,
         reason: reason.into(),
+        acknowledge_risk: None,
     };
     assert_eq!(
-        h.journal.admin(admin, req(AdminAction::Cancel, "  ")),
+        h.admin(admin, req(AdminAction::Cancel, "  ")),
         Err(JournalError::ReasonRequired)
     );
     assert_eq!(
-        h.journal
-            .admin(Principal::anonymous(), req(AdminAction::Cancel, "r")),
+        h.admin(Principal::anonymous(), req(AdminAction::Cancel, "r")),
         Err(JournalError::AnonymousCaller)
     );
     assert!(matches!(
-        h.journal.admin(
+        h.admin(
             admin,
             req(AdminAction::ResolveSucceeded { block_index: None }, "r")
         ),
         Err(JournalError::InvalidArgument { .. })
     ));
     assert!(matches!(
-        h.journal.admin(admin, req(AdminAction::Compensate, "r")),
+        h.admin(admin, req(AdminAction::Compensate, "r")),
         Err(JournalError::UnsupportedForKind { .. })
     ));
     // Retry: back to recovery, which now succeeds.
     let res = h
-        .journal
         .admin(admin, req(AdminAction::Retry, "ledger is back"))
         .unwrap();
     assert!(matches!(
@@ -797,7 +809,7 @@ fn operator_verbs_are_validated_and_audited() {
     assert_eq!(e.status, Status::Succeeded);
     // Verbs only act on the manual queue (I4).
     assert_eq!(
-        h.journal.admin(admin, req(AdminAction::ResolveFailed, "r")),
+        h.admin(admin, req(AdminAction::ResolveFailed, "r")),
         Err(JournalError::NotInManualReview {
             entry_id: id,
             status: Status::Succeeded
@@ -827,11 +839,9 @@ fn m_of_n_approvals() {
         entry_id: id,
         action,
         reason: "checked the ledger by hand".into(),
+        acknowledge_risk: Some(true),
     };
-    let r1 = h
-        .journal
-        .admin(user(70), req(AdminAction::ResolveFailed))
-        .unwrap();
+    let r1 = h.admin(user(70), req(AdminAction::ResolveFailed)).unwrap();
     assert!(matches!(
         r1,
         AdminResult::ApprovalRecorded {
@@ -841,14 +851,14 @@ fn m_of_n_approvals() {
         }
     ));
     assert_eq!(
-        h.journal.admin(user(70), req(AdminAction::ResolveFailed)),
+        h.admin(user(70), req(AdminAction::ResolveFailed)),
         Err(JournalError::AlreadyApproved { entry_id: id })
     );
     assert_eq!(h.journal.get(id).unwrap().status, Status::ManualReview);
     // A different action from the second admin does not complete the first one.
-    let r = h.journal.admin(user(71), req(AdminAction::Cancel)).unwrap();
+    let r = h.admin(user(71), req(AdminAction::Cancel)).unwrap();
     assert!(matches!(r, AdminResult::ApprovalRecorded { have: 1, .. }));
-    let r = h.journal.admin(user(70), req(AdminAction::Cancel)).unwrap();
+    let r = h.admin(user(70), req(AdminAction::Cancel)).unwrap();
     assert!(matches!(
         r,
         AdminResult::Applied {
@@ -1117,40 +1127,137 @@ fn metrics_and_prometheus() {
     assert!(text.contains("icjournal_manual_queue_depth 0"));
 }
 
+/// The recovery timer is one serial interval timer, re-scheduled outside the ticks: a tick
+/// dropped midway (a trap in its callback: the cleanup drops its future) stops nothing, and
+/// ticks never overlap.
 #[test]
-fn recovery_timer_rearms_and_never_overlaps() {
+fn should_keep_ticking_after_a_tick_is_dropped_midway_and_never_overlap() {
     let cfg = Config::default();
     let mut h = Harness::new(cfg.clone());
     h.journal.start_recovery_timer();
+    // The interval timer, plus a first tick at once.
+    assert_eq!(h.rt.armed_timers(), 2);
+    for t in h.rt.take_due_timers() {
+        h.drive(t);
+    }
     assert_eq!(h.rt.armed_timers(), 1);
     h.faults.push_back(Fault::LoseResponse);
     ok(h.transfer(user(1), h.icrc1(5), None));
-    h.rt.advance(cfg.backoff(1));
-    let timers = h.rt.take_due_timers();
-    assert_eq!(timers.len(), 1);
-    for t in timers {
-        // Overlap: a second tick while the first awaits is skipped.
-        let mut t = t;
-        assert!(crate::FakeRuntime::poll_once(&mut t).is_pending());
-        assert_eq!(h.rt.armed_timers(), 1, "re-armed before doing work");
-        let j = h.journal.clone();
-        let mut second: std::pin::Pin<Box<dyn std::future::Future<Output = crate::TickReport>>> =
-            Box::pin(async move { j.recovery_tick().await });
-        match crate::FakeRuntime::poll_once(&mut second) {
-            std::task::Poll::Ready(r) => assert!(r.skipped_overlap),
-            _ => panic!("overlapping tick must return at once"),
-        }
+    h.rt.advance(cfg.recovery_interval_ns);
+    let mut runs = h.rt.take_due_timers();
+    assert_eq!(runs.len(), 1);
+    let mut t = runs.pop().unwrap();
+    assert!(
+        crate::FakeRuntime::poll_once(&mut t).is_pending(),
+        "awaits the resend"
+    );
+    assert_eq!(h.rt.armed_timers(), 1, "the next run is already scheduled");
+    // A tick started meanwhile (by hand, or a one-shot extra tick) does nothing.
+    let j = h.journal.clone();
+    let mut second: std::pin::Pin<Box<dyn std::future::Future<Output = crate::TickReport>>> =
+        Box::pin(async move { j.recovery_tick().await });
+    match crate::FakeRuntime::poll_once(&mut second) {
+        std::task::Poll::Ready(r) => assert!(r.skipped_overlap),
+        _ => panic!("overlapping tick must return at once"),
+    }
+    // The tick's callback traps: its future is dropped, its call never answered.
+    for c in h.rt.pending_calls() {
+        h.rt.forget_call(c.id);
+    }
+    drop(t);
+    assert_eq!(h.journal.get(0).unwrap().status, Status::Unknown);
+    h.rt.advance(cfg.recovery_interval_ns);
+    let runs = h.rt.take_due_timers();
+    assert_eq!(runs.len(), 1, "the next tick still comes");
+    for t in runs {
         h.drive(t);
     }
     assert_eq!(h.journal.get(0).unwrap().status, Status::Succeeded);
-    // A second start replaces the chain instead of adding one.
+    // A second start replaces the timer instead of adding one.
     h.journal.start_recovery_timer();
-    h.rt.set_now(h.rt.now() + 10 * cfg.recovery_interval_ns);
-    let due = h.rt.take_due_timers();
-    for t in due {
+    for t in h.rt.take_due_timers() {
         h.drive(t);
     }
     assert_eq!(h.rt.armed_timers(), 1);
+}
+
+/// A tick whose lease ran out is replaced by a new one; when the old one ends late it must not
+/// clear the new one's overlap marker, or a third tick would run beside the second.
+#[test]
+fn should_not_let_a_late_tick_clear_the_marker_of_the_tick_that_replaced_it() {
+    let cfg = Config::default();
+    let mut h = Harness::new(cfg.clone());
+    h.faults.push_back(Fault::LoseResponse);
+    ok(h.transfer(user(1), h.icrc1(5), None));
+    h.faults.push_back(Fault::LoseResponse);
+    ok(h.transfer(user(2), h.icrc1(6), None));
+    h.rt.advance(cfg.backoff(1));
+    type Tick = std::pin::Pin<Box<dyn std::future::Future<Output = crate::TickReport>>>;
+    let tick = |h: &Harness| -> Tick {
+        let j = h.journal.clone();
+        Box::pin(async move { j.recovery_tick().await })
+    };
+    let mut a = tick(&h);
+    assert!(crate::FakeRuntime::poll_once(&mut a).is_pending());
+    let a_calls: Vec<u64> = h.rt.pending_calls().iter().map(|c| c.id).collect();
+    // A's end is lost for longer than its lease: B takes over.
+    h.rt.advance(cfg.in_flight_lease_ns + 1);
+    let mut b = tick(&h);
+    assert!(crate::FakeRuntime::poll_once(&mut b).is_pending(), "B runs");
+    // A ends late.
+    for id in a_calls {
+        h.rt.respond(
+            id,
+            Err(crate::CallError::NotSent {
+                message: "late".into(),
+            }),
+        );
+    }
+    loop {
+        match crate::FakeRuntime::poll_once(&mut a) {
+            std::task::Poll::Ready(_) => break,
+            std::task::Poll::Pending => {
+                let own: Vec<_> =
+                    h.rt.pending_calls()
+                        .into_iter()
+                        .filter(|c| c.callee == h.self_id)
+                        .collect();
+                assert!(!own.is_empty(), "A waits only on its commit");
+                for c in own {
+                    h.rt.respond(c.id, Ok(candid::encode_args(()).unwrap()));
+                }
+            }
+        }
+    }
+    // B is still running: a third tick must not start.
+    let mut c = tick(&h);
+    match crate::FakeRuntime::poll_once(&mut c) {
+        std::task::Poll::Ready(r) => assert!(r.skipped_overlap, "{r:?}"),
+        _ => panic!("a third tick ran beside B"),
+    }
+}
+
+/// The per-tick budget is measured over the tick's whole call context: the per-message counter
+/// restarts at every await and would let a tick run its whole batch whatever the budget.
+#[test]
+fn should_stop_a_tick_at_its_instruction_budget() {
+    let cfg = Config {
+        recovery_instruction_budget: 1_000_000,
+        ..Config::default()
+    };
+    let mut h = Harness::new(cfg.clone());
+    for i in 0..10 {
+        h.faults.push_back(Fault::LoseResponse);
+        ok(h.transfer(user(i), h.icrc1(5), None));
+    }
+    h.rt.advance(cfg.backoff(1));
+    // Each resend and each commit: 300k instructions of work in the tick's call context.
+    h.rt.set_instructions_per_call(300_000);
+    h.rt.reset_call_context();
+    let r = h.tick().unwrap();
+    assert!(r.budget_exhausted, "{r:?}");
+    assert!((1..10).contains(&r.examined), "{r:?}");
+    assert!(r.more_due, "{r:?}");
 }
 
 #[test]

@@ -211,6 +211,32 @@ impl Harness {
         }
     }
 
+    /// An operator verb by `actor`, every principal counting as an operator.
+    pub fn admin(
+        &mut self,
+        actor: Principal,
+        req: crate::AdminRequest,
+    ) -> Result<crate::AdminResult, crate::JournalError> {
+        self.admin_among(actor, req, None)
+    }
+
+    /// An operator verb by `actor`; `operators`: who still counts as one (None: everyone).
+    pub fn admin_among(
+        &mut self,
+        actor: Principal,
+        req: crate::AdminRequest,
+        operators: Option<Vec<Principal>>,
+    ) -> Result<crate::AdminResult, crate::JournalError> {
+        let j = self.journal.clone();
+        self.drive(async move {
+            j.admin(actor, req, |p| {
+                operators.as_ref().is_none_or(|o| o.contains(p))
+            })
+            .await
+        })
+        .expect("an operator verb does not trap")
+    }
+
     pub fn tick(&mut self) -> Option<crate::TickReport> {
         let j = self.journal.clone();
         self.drive(j.recovery_tick())

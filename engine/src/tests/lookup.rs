@@ -105,9 +105,11 @@ fn should_reuse_what_one_lookup_learned_about_block_times_for_the_next() {
 /// budget per attempt and few allowed attempts it still decides.
 #[test]
 fn should_not_count_scan_progress_against_max_attempts() {
-    let mut cfg = Config::default();
-    cfg.max_attempts = 3;
-    cfg.lookup_max_calls_per_attempt = 2;
+    let cfg = Config {
+        max_attempts: 3,
+        lookup_max_calls_per_attempt: 2,
+        ..Config::default()
+    };
     let mut h = Harness::new(cfg.clone());
     h.faults.push_back(Fault::CanisterErrorNotExecuted);
     let r = h.transfer(user(1), h.icrc1(5), None).unwrap().unwrap();

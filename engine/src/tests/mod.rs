@@ -6,3 +6,4 @@ pub mod harness;
 mod lookup;
 pub mod model_ledger;
 mod prop;
+mod repair;

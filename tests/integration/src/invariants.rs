@@ -225,6 +225,7 @@ mod tests {
             scan: None,
             history: vec![],
             history_dropped: 0,
+            blocked_on: None,
         }
     }
 

@@ -324,6 +324,7 @@ fn main() {
             entry_id: e.id,
             action: AdminAction::Retry,
             reason: "ledger fixed; retry".into(),
+            acknowledge_risk: None,
         }));
         if r.is_ok() {
             resolved += 1;

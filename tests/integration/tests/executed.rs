@@ -305,6 +305,7 @@ fn should_send_to_manual_review_and_let_an_admin_resolve() {
             entry_id: a.entry_id,
             action: AdminAction::Retry,
             reason: "x".into(),
+            acknowledge_risk: None,
         }))
         .unwrap_err();
         assert!(is_refused(&e), "{e:?}");
@@ -314,6 +315,7 @@ fn should_send_to_manual_review_and_let_an_admin_resolve() {
         entry_id: a.entry_id,
         action: AdminAction::Retry,
         reason: " ".into(),
+        acknowledge_risk: None,
     }))
     .unwrap_err();
     assert!(matches!(
@@ -325,14 +327,31 @@ fn should_send_to_manual_review_and_let_an_admin_resolve() {
         entry_id: a.entry_id,
         action: AdminAction::Retry,
         reason: "ledger fixed".into(),
+        acknowledge_risk: None,
     }))
     .unwrap();
     assert!(matches!(r, AdminResult::Applied { .. }));
     // Resolve as failed: the operator asserts it never executed (true: the ledger trapped).
+    // Inside the dedup window the ledger could still execute it: the operator must say so.
+    let e = run(ops.admin_act(AdminRequest {
+        entry_id: b.entry_id,
+        action: AdminAction::ResolveFailed,
+        reason: "ledger trapped on every attempt".into(),
+        acknowledge_risk: None,
+    }))
+    .unwrap_err();
+    assert!(
+        matches!(
+            service_err(e),
+            ServiceError::Journal(icjournal::JournalError::WindowStillOpen { .. })
+        ),
+        "closing a transfer inside its window needs the acknowledgment"
+    );
     let r = run(ops.admin_act(AdminRequest {
         entry_id: b.entry_id,
         action: AdminAction::ResolveFailed,
         reason: "ledger trapped on every attempt".into(),
+        acknowledge_risk: Some(true),
     }))
     .unwrap();
     assert!(
@@ -362,6 +381,7 @@ fn should_send_to_manual_review_and_let_an_admin_resolve() {
         entry_id: a.entry_id,
         action: AdminAction::ResolveFailed,
         reason: "try to flip".into(),
+        acknowledge_risk: None,
     }))
     .unwrap_err();
     assert!(matches!(
@@ -404,6 +424,7 @@ fn should_resolve_succeeded_with_block_evidence() {
             block_index: Some(block),
         },
         reason: "block found by memo in the archive".into(),
+        acknowledge_risk: None,
     }))
     .unwrap();
     assert!(

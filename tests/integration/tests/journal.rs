@@ -107,28 +107,26 @@ fn should_isolate_callers_entries() {
     assert_eq!(s.service_entry(id).status, Status::Pending);
 }
 
+/// A record nobody reports on is its owner's business, not the operators': at the timeout it
+/// is closed in the owner's failed list and its lock is released.
 #[test]
-fn should_send_unreported_records_to_manual_review() {
+fn should_close_unreported_records_in_their_owner_failed_list() {
     let s = Setup::new();
     let id = record(&s, user(1), Some("r")).unwrap();
     s.advance_secs(24 * 3600 + 60);
     s.settle(600);
     let e = s.service_entry(id);
-    assert_eq!(e.status, Status::ManualReview, "{e:?}");
-    assert!(e.manual_reason.is_some());
-    let r = run(s.admin_client().admin_act(AdminRequest {
-        entry_id: id,
-        action: AdminAction::Cancel,
-        reason: "order abandoned by the caller".into(),
-    }))
-    .unwrap();
+    assert_eq!(e.status, Status::Failed, "{e:?}");
     assert!(matches!(
-        r,
-        icjournal::AdminResult::Applied {
-            status: Status::Cancelled,
+        e.outcome,
+        Some(icjournal::Outcome::Failed {
+            reason: icjournal::FailureReason::RecordTimedOut { .. },
             ..
-        }
+        })
     ));
+    assert!(s.service_manual_queue().is_empty());
+    let failed = run(s.client(user(1)).list_failed(PageRequest::default())).unwrap();
+    assert!(failed.items.iter().any(|x| x.id == id));
     // The lock is free again.
     record(&s, user(1), Some("r")).unwrap();
 }

@@ -168,6 +168,7 @@ fn should_compensate_after_an_operator_resolves_a_stuck_step() {
             entry_id: step2,
             action: icjournal::AdminAction::ResolveFailed,
             reason: "no block with this memo on the ledger".into(),
+            acknowledge_risk: Some(true),
         }))
         .unwrap();
     }
@@ -176,6 +177,7 @@ fn should_compensate_after_an_operator_resolves_a_stuck_step() {
             entry_id: r.entry_id,
             action: icjournal::AdminAction::Compensate,
             reason: "refund the deposit".into(),
+            acknowledge_risk: None,
         }))
         .unwrap();
     }

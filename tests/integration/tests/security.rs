@@ -165,6 +165,7 @@ fn endpoints(owner_entry: u64) -> Vec<(&'static str, Role, Call)> {
                     entry_id: owner_entry,
                     action: AdminAction::Cancel,
                     reason: "matrix".into(),
+                    acknowledge_risk: None,
                 })))
             }),
         ),

@@ -91,6 +91,7 @@ fn should_require_m_of_n_approvals_for_resolutions() {
         entry_id: r.entry_id,
         action: AdminAction::ResolveFailed,
         reason: "never executed (ledger trapped)".into(),
+        acknowledge_risk: Some(true),
     };
     let first = run(s.admin_client().admin_act(req())).unwrap();
     assert!(

@@ -71,9 +71,15 @@ fn should_track_a_transfer_sent_and_reported_by_the_caller() {
             reply: vec![],
         },
     );
-    assert_eq!(st, Status::Succeeded);
+    // The owner's block is a claim until the service has read it from the ledger.
+    assert_eq!(st, Status::Unknown);
+    s.recovery_rounds(2);
     let e = run(s.client(user(1)).get_entry(t.entry_id)).unwrap();
-    assert_eq!(e.block_index(), Some(block));
+    assert_eq!(
+        (e.status, e.block_index()),
+        (Status::Succeeded, Some(block))
+    );
+    assert_eq!(evidence(&e), Some(EvidenceSource::MemoLookup));
     // Another caller cannot see or report it (I7).
     assert!(run(s.client(user(2)).get_entry(t.entry_id)).is_err());
     let r = run(s.client(user(2)).report_result(ReportResultArgs {
@@ -222,6 +228,7 @@ fn should_survive_an_upgrade_and_go_to_manual_review_when_the_archive_is_unreada
         entry_id: a.entry_id,
         action: icjournal::AdminAction::Retry,
         reason: "archive readable again".into(),
+        acknowledge_risk: None,
     }))
     .unwrap();
     s.settle(3600);

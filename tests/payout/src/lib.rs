@@ -19,6 +19,10 @@
 //! // init + post_upgrade (no pre_upgrade): re-arm recovery
 //! journal.start_recovery_timer();
 //!
+//! // every update method's guard: bring timers back if a trapped canister_global_timer lost them
+//! fn revive() -> Result<(), String> { journal().revive_timers(); Ok(()) }
+//! #[update(guard = "revive")] async fn payout(..) { .. }
+//!
 //! // the self-call commit target
 //! #[update(hidden = true)] fn icjournal_commit() {}
 //!
@@ -97,12 +101,19 @@ fn post_upgrade(arg: Option<PayoutArg>) {
 #[update(hidden = true)]
 fn icjournal_commit() {}
 
+/// Guard of every user and operator update: if a trap in `canister_global_timer` lost the
+/// system timer, any update message brings recovery back.
+fn revive() -> Result<(), String> {
+    journal().revive_timers();
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Users
 // ---------------------------------------------------------------------------------------------
 
 /// Pay `amount` from the caller's internal balance to `to` on the ledger.
-#[update]
+#[update(guard = "revive")]
 async fn payout(to: Account, amount: Nat) -> Result<PayoutReceipt, PayoutError> {
     let owner = caller_user()?;
     let plan = read_state(|s| {
@@ -156,7 +167,7 @@ fn settings() -> Settings {
 // ---------------------------------------------------------------------------------------------
 
 /// Credit an internal balance (test/admin funding). Returns the new balance.
-#[update]
+#[update(guard = "revive")]
 fn deposit(to: Principal, amount: Nat) -> Result<Nat, PayoutError> {
     caller_admin()?;
     let amount = nat_to_u128("amount", &amount)?;
@@ -207,6 +218,7 @@ async fn admin_verb(
     entry_id: EntryId,
     action: AdminAction,
     reason: String,
+    acknowledge_risk: Option<bool>,
 ) -> Result<AdminResult, PayoutError> {
     let actor = caller_admin()?;
     let journal = journal();
@@ -214,21 +226,25 @@ async fn admin_verb(
         entry_id,
         action,
         reason,
+        acknowledge_risk,
     };
-    let result = journal.admin(actor, request)?;
+    // An approval counts only while its approver is still an admin or a controller.
+    let admins = read_state(|s| s.settings.get().admins.clone());
+    let is_operator = |p: &Principal| admins.contains(p) || ic_cdk::api::is_controller(p);
+    let result = journal.admin(actor, request, is_operator).await?;
     // The action commits at the first await below; the payout then continues right away.
     payout::resume(&journal, entry_id).await;
     Ok(result)
 }
 
 /// Run recovery on a manual-review entry again (attempts reset).
-#[update]
+#[update(guard = "revive")]
 async fn admin_retry(entry_id: EntryId, reason: String) -> Result<AdminResult, PayoutError> {
-    admin_verb(entry_id, AdminAction::Retry, reason).await
+    admin_verb(entry_id, AdminAction::Retry, reason, None).await
 }
 
 /// Close as succeeded; a transfer needs its block index as evidence.
-#[update]
+#[update(guard = "revive")]
 async fn admin_resolve_succeeded(
     entry_id: EntryId,
     block_index: Option<u64>,
@@ -238,34 +254,47 @@ async fn admin_resolve_succeeded(
         entry_id,
         AdminAction::ResolveSucceeded { block_index },
         reason,
+        None,
     )
     .await
 }
 
 /// Close as failed (the operator asserts the step did not execute); a payout saga waiting on
-/// this step then credits the debit back.
-#[update]
+/// this step then credits the debit back. While the ledger could still execute a transfer,
+/// `acknowledge_risk = opt true` is required (see `JournalError::WindowStillOpen`).
+#[update(guard = "revive")]
 async fn admin_resolve_failed(
     entry_id: EntryId,
     reason: String,
+    acknowledge_risk: Option<bool>,
 ) -> Result<AdminResult, PayoutError> {
-    admin_verb(entry_id, AdminAction::ResolveFailed, reason).await
+    admin_verb(
+        entry_id,
+        AdminAction::ResolveFailed,
+        reason,
+        acknowledge_risk,
+    )
+    .await
 }
 
 /// Payout saga: credit the debit back (compensate completed steps).
-#[update]
+#[update(guard = "revive")]
 async fn admin_compensate(entry_id: EntryId, reason: String) -> Result<AdminResult, PayoutError> {
-    admin_verb(entry_id, AdminAction::Compensate, reason).await
+    admin_verb(entry_id, AdminAction::Compensate, reason, None).await
 }
 
-/// Close without executing.
-#[update]
-async fn admin_cancel(entry_id: EntryId, reason: String) -> Result<AdminResult, PayoutError> {
-    admin_verb(entry_id, AdminAction::Cancel, reason).await
+/// Close without executing (same `acknowledge_risk` rule as `admin_resolve_failed`).
+#[update(guard = "revive")]
+async fn admin_cancel(
+    entry_id: EntryId,
+    reason: String,
+    acknowledge_risk: Option<bool>,
+) -> Result<AdminResult, PayoutError> {
+    admin_verb(entry_id, AdminAction::Cancel, reason, acknowledge_risk).await
 }
 
 /// Run one recovery pass now (what the timer does every `recovery_interval_ns`).
-#[update]
+#[update(guard = "revive")]
 async fn admin_run_recovery() -> Result<RecoveryReport, PayoutError> {
     caller_admin()?;
     let r = journal().recovery_tick().await;

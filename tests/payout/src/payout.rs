@@ -321,8 +321,9 @@ pub fn receipt(saga: &Entry, get: impl Fn(EntryId) -> Option<Entry>) -> Option<P
         },
         Status::Failed => PayoutStatus::Failed,
         Status::Cancelled => PayoutStatus::Cancelled,
+        // A saga blocked on a step names the step: that is the entry the operator acts on.
         Status::ManualReview => PayoutStatus::ManualReview {
-            entry_id: saga.id,
+            entry_id: saga.blocked_on.unwrap_or(saga.id),
             reason: saga.manual_reason.clone().unwrap_or_default(),
         },
         Status::Pending | Status::Unknown | Status::Recovering | Status::Compensating => {

@@ -8,7 +8,7 @@
 //! | 1        | internal balances                     | `StableBTreeMap<Principal, u128>` |
 //! | 2        | sum of internal balances              | `StableCell<u128>`               |
 //! | 3 ..= 15 | reserved for this canister            |                                  |
-//! | 16 ..= 27| the icjournal engine (`Memories::from_manager(&mm, 16)`) | see engine `storage.rs` |
+//! | 16 ..= 31| the icjournal engine (`Memories::from_manager(&mm, 16)`) | see engine `storage.rs` |
 //!
 //! There is no `pre_upgrade`: every byte that must survive an upgrade is already in stable
 //! memory; `post_upgrade` re-opens the same structures.
@@ -20,7 +20,7 @@ use candid::{Decode, Encode, Principal};
 use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
 use ic_stable_structures::storable::Bound;
 use ic_stable_structures::{DefaultMemoryImpl, Memory, StableCell, Storable};
-use icjournal::{IcRuntime, Journal, Memories, MEMORY_COUNT};
+use icjournal::{IcRuntime, Journal, Memories, RESERVED_MEMORY_IDS};
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -31,10 +31,11 @@ pub type PayoutJournal = Journal<IcRuntime, Mem>;
 const SETTINGS_MEMORY: MemoryId = MemoryId::new(0);
 const BALANCES_MEMORY: MemoryId = MemoryId::new(1);
 const BALANCES_TOTAL_MEMORY: MemoryId = MemoryId::new(2);
-/// First `MemoryId` handed to the engine; it uses `MEMORY_COUNT` ids from here.
+/// First `MemoryId` handed to the engine; it reserves `RESERVED_MEMORY_IDS` ids from here.
 pub const JOURNAL_FIRST_MEMORY_ID: u8 = 16;
 const _: () = assert!(
-    JOURNAL_FIRST_MEMORY_ID > 2 && JOURNAL_FIRST_MEMORY_ID as u16 + MEMORY_COUNT as u16 <= 255
+    JOURNAL_FIRST_MEMORY_ID > 2
+        && JOURNAL_FIRST_MEMORY_ID as u16 + RESERVED_MEMORY_IDS as u16 <= 255
 );
 
 /// Bounds on the init/upgrade arguments.

@@ -248,9 +248,16 @@ impl From<JournalError> for PayoutError {
             JournalError::ReasonRequired => PayoutError::ReasonRequired,
             e @ (JournalError::InvalidTransition { .. }
             | JournalError::UnsupportedForKind { .. }
-            | JournalError::AlreadyApproved { .. }) => PayoutError::OperationRejected {
+            | JournalError::AlreadyApproved { .. }
+            | JournalError::AlreadyReported { .. }
+            | JournalError::EvidenceMismatch { .. }
+            | JournalError::WindowStillOpen { .. }
+            | JournalError::Blocked { .. }) => PayoutError::OperationRejected {
                 message: e.to_string(),
             },
+            JournalError::EvidenceUnverifiable { message, .. } => {
+                PayoutError::TemporarilyUnavailable { message }
+            }
             JournalError::TemporarilyUnavailable { message } => {
                 PayoutError::TemporarilyUnavailable { message }
             }

@@ -338,21 +338,25 @@ fn manual_review_then_operator_resolves_failed_and_the_debit_is_credited_back() 
         e.plan(user(1), Account::from(user(98)), 1),
         Err(PayoutError::PayoutInProgress { .. })
     ));
-    // Operator: reason required, then resolve the step as failed.
+    // Operator: reason required, then resolve the step as failed — acknowledging that the
+    // ledger could still execute it (its window is open).
     let req = |reason: &str| AdminRequest {
         entry_id,
         action: AdminAction::ResolveFailed,
         reason: reason.into(),
+        acknowledge_risk: Some(true),
+    };
+    let admin_verb = |r: AdminRequest| {
+        e.rt.run(
+            e.journal.admin(admin(), r, |_| true),
+            e.responder(|_| panic!("no ledger call for a failed resolution")),
+        )
     };
     assert_eq!(
-        e.journal
-            .admin(admin(), req(" "))
-            .map_err(PayoutError::from),
+        admin_verb(req(" ")).map_err(PayoutError::from),
         Err(PayoutError::ReasonRequired)
     );
-    e.journal
-        .admin(admin(), req("ledger shows no block with this memo"))
-        .unwrap();
+    admin_verb(req("ledger shows no block with this memo")).unwrap();
     // The admin endpoint resumes the payout at once: credited back in the same call.
     e.rt.run(
         resume(&e.journal, entry_id),
@@ -364,9 +368,7 @@ fn manual_review_then_operator_resolves_failed_and_the_debit_is_credited_back() 
     assert_eq!(e.journal.lock_holder(&lock_key(&user(1))), None);
     // Admin verbs on a resolved entry are refused with a typed error.
     assert!(matches!(
-        e.journal
-            .admin(admin(), req("again"))
-            .map_err(PayoutError::from),
+        admin_verb(req("again")).map_err(PayoutError::from),
         Err(PayoutError::NotInManualReview { .. })
     ));
 }
