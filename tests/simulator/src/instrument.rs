@@ -86,10 +86,8 @@ pub(crate) fn instrument(wasm: &[u8]) -> Result<Instrumented> {
     for payload in Parser::new(0).parse_all(wasm) {
         let payload = payload.context("invalid Wasm module")?;
         match &payload {
-            Payload::Version { encoding, .. } => {
-                if *encoding != wasmparser::Encoding::Module {
-                    bail!("Wasm components are not supported; expected a core module");
-                }
+            Payload::Version { encoding, .. } if *encoding != wasmparser::Encoding::Module => {
+                bail!("Wasm components are not supported; expected a core module");
             }
             Payload::ImportSection(r) => {
                 for imp in r.clone().into_imports() {

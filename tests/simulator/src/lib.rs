@@ -12,6 +12,7 @@
 pub mod build;
 mod exec;
 mod instrument;
+pub mod mgmt;
 #[cfg(test)]
 mod tests;
 
@@ -93,6 +94,13 @@ pub enum SimError {
     },
     NotStopped(Principal),
     StopTimedOut(Principal),
+    /// Canister settings the IC would refuse (too many controllers, out-of-range values, ...).
+    InvalidSettings(String),
+    /// `create_canister` was sent fewer cycles than the creation fee.
+    InsufficientCyclesForCreate {
+        sent: u128,
+        required: u128,
+    },
 }
 
 impl std::fmt::Display for SimError {
@@ -115,6 +123,11 @@ impl std::fmt::Display for SimError {
             SimError::StopTimedOut(c) => {
                 write!(f, "canister {c} did not stop (open call contexts remain)")
             }
+            SimError::InvalidSettings(m) => write!(f, "invalid settings: {m}"),
+            SimError::InsufficientCyclesForCreate { sent, required } => write!(
+                f,
+                "create_canister needs at least {required} cycles (the creation fee), got {sent}"
+            ),
         }
     }
 }
@@ -243,6 +256,7 @@ struct Compiled {
     has_memory: bool,
     has_table: bool,
     exports: Vec<String>,
+    wasm_len: usize,
 }
 
 fn engine() -> &'static Engine {
@@ -286,6 +300,7 @@ fn compile(wasm: &[u8]) -> Result<Arc<Compiled>, SimError> {
         has_memory: inst.has_memory,
         has_table: inst.has_table,
         exports,
+        wasm_len: wasm.len(),
     });
     cache.lock().unwrap().insert(hash, c.clone());
     Ok(c)
@@ -298,6 +313,7 @@ struct Inst {
     table: Option<Table>,
     globals: Vec<Global>,
     module_hash: [u8; 32],
+    module_len: usize,
 }
 
 impl Inst {
@@ -338,7 +354,18 @@ struct Canister {
     callbacks: HashMap<u64, Callback>,
     total_instructions: u64,
     messages: u64,
+    settings: mgmt::Settings,
+    /// Pending `stop_canister` calls: answered once the canister is stopped.
+    stop_waiters: Vec<(Origin, u128)>,
+    /// The last changes (canister_info), oldest first, and the number of changes ever made.
+    history: Vec<mgmt::Change>,
+    total_changes: u64,
 }
+
+/// The IC keeps this many recent changes per canister.
+/// Source: dfinity/ic `rs/replicated_state/src/canister_state/system_state.rs`
+/// (`MAX_CANISTER_HISTORY_CHANGES`).
+const MAX_HISTORY: usize = 20;
 
 #[derive(Clone, Debug)]
 struct Request {
@@ -487,6 +514,20 @@ fn blank_ctx(subnet: Principal) -> Ctx {
     }
 }
 
+fn new_store(ctx: Ctx) -> Store<Ctx> {
+    Store::new(engine(), ctx)
+}
+
+fn canister_memory_usage(c: &Canister) -> u64 {
+    let heap = c
+        .inst
+        .as_ref()
+        .and_then(|i| i.memory.map(|m| m.data_size(&c.store) as u64))
+        .unwrap_or(0);
+    let binary = c.inst.as_ref().map_or(0, |i| i.module_len as u64);
+    heap + c.store.data().stable.len() as u64 + binary
+}
+
 fn reject(code: RejectCode, msg: impl Into<String>) -> RejectResponse {
     RejectResponse {
         reject_code: code,
@@ -506,7 +547,7 @@ impl Simulator {
             seq: 0,
             queue: Vec::new(),
             scheduler: None,
-            rand: Rng(0x1c5_1d),
+            rand: Rng(0x0001_c51d),
             ingress: HashMap::new(),
             next_ingress: 0,
             next_id: 1,
@@ -579,6 +620,24 @@ impl Simulator {
     }
 
     pub fn create_canister_with_controllers(&mut self, controllers: Vec<Principal>) -> Principal {
+        let settings = mgmt::CanisterSettings {
+            controllers: Some(controllers),
+            ..Default::default()
+        };
+        self.create_canister_full(Self::default_controller(), DEFAULT_CYCLES, &settings)
+            .expect("valid default settings")
+    }
+
+    /// Create a canister the way `create_canister` does: `settings.controllers` default to
+    /// `[sender]`, the balance is `cycles`.
+    pub fn create_canister_full(
+        &mut self,
+        sender: Principal,
+        cycles: u128,
+        settings: &mgmt::CanisterSettings,
+    ) -> Result<Principal, SimError> {
+        let mut s = mgmt::Settings::default();
+        let controllers = mgmt::apply_settings(&mut s, settings)?.unwrap_or_else(|| vec![sender]);
         let n = self.next_canister;
         self.next_canister += 1;
         let mut bytes = n.to_be_bytes().to_vec();
@@ -586,9 +645,9 @@ impl Simulator {
         let id = Principal::from_slice(&bytes);
         let mut ctx = blank_ctx(self.subnet);
         ctx.sys.self_id = id;
-        ctx.sys.controllers = controllers;
-        ctx.sys.cycles = DEFAULT_CYCLES;
-        let store = Store::new(engine(), ctx);
+        ctx.sys.controllers = controllers.clone();
+        ctx.sys.cycles = cycles;
+        let store = new_store(ctx);
         self.canisters.insert(
             id,
             Canister {
@@ -599,9 +658,177 @@ impl Simulator {
                 callbacks: HashMap::new(),
                 total_instructions: 0,
                 messages: 0,
+                settings: s,
+                stop_waiters: Vec::new(),
+                history: Vec::new(),
+                total_changes: 0,
             },
         );
-        id
+        self.record_change(
+            id,
+            sender,
+            mgmt::ChangeDetails::Creation(mgmt::CreationRecord {
+                controllers,
+                environment_variables_hash: None,
+            }),
+        );
+        Ok(id)
+    }
+
+    fn record_change(
+        &mut self,
+        canister: Principal,
+        sender: Principal,
+        details: mgmt::ChangeDetails,
+    ) {
+        let time = self.time;
+        let origin = match self.canisters.get(&sender) {
+            Some(c) => mgmt::ChangeOrigin::FromCanister(mgmt::FromCanisterRecord {
+                canister_id: sender,
+                canister_version: Some(c.store.data().sys.version),
+            }),
+            None => mgmt::ChangeOrigin::FromUser(mgmt::FromUserRecord { user_id: sender }),
+        };
+        let Some(c) = self.canisters.get_mut(&canister) else {
+            return;
+        };
+        c.total_changes += 1;
+        c.history.push(mgmt::Change {
+            timestamp_nanos: time,
+            canister_version: c.store.data().sys.version,
+            origin,
+            details: Some(details),
+        });
+        if c.history.len() > MAX_HISTORY {
+            c.history.remove(0);
+        }
+    }
+
+    /// Apply `update_settings` (controllers checked).
+    pub fn update_settings(
+        &mut self,
+        canister: Principal,
+        sender: Option<Principal>,
+        settings: mgmt::CanisterSettings,
+    ) -> Result<(), SimError> {
+        self.check_controller(canister, sender)?;
+        let c = self.canisters.get_mut(&canister).unwrap();
+        let controllers = mgmt::apply_settings(&mut c.settings, &settings)?;
+        c.store.data_mut().sys.version += 1;
+        if let Some(controllers) = controllers {
+            c.store.data_mut().sys.controllers = controllers.clone();
+            let sender = sender.unwrap_or_else(Self::default_controller);
+            self.record_change(
+                canister,
+                sender,
+                mgmt::ChangeDetails::ControllersChange(mgmt::ControllersChangeRecord {
+                    controllers,
+                }),
+            );
+        }
+        Ok(())
+    }
+
+    /// The canister's settings.
+    pub fn settings(&self, canister: Principal) -> Option<&mgmt::Settings> {
+        self.canisters.get(&canister).map(|c| &c.settings)
+    }
+
+    /// Memory the canister uses as the IC counts it here: Wasm heap, stable memory and the
+    /// Wasm binary.
+    pub fn memory_usage(&self, canister: Principal) -> Option<u64> {
+        let c = self.canisters.get(&canister)?;
+        Some(canister_memory_usage(c))
+    }
+
+    /// The `canister_status` record the management canister returns.
+    pub fn canister_status_result(
+        &self,
+        canister: Principal,
+    ) -> Option<mgmt::CanisterStatusResult> {
+        let c = self.canisters.get(&canister)?;
+        let d = c.store.data();
+        let s = &c.settings;
+        let heap = c
+            .inst
+            .as_ref()
+            .and_then(|i| i.memory.map(|m| m.data_size(&c.store) as u64))
+            .unwrap_or(0);
+        let binary = c.inst.as_ref().map_or(0, |i| i.module_len as u64);
+        let memory_size = canister_memory_usage(c);
+        let charged = if s.memory_allocation > 0 {
+            s.memory_allocation
+        } else {
+            memory_size
+        } as u128;
+        let idle = (charged * mgmt::GIB_STORAGE_PER_SECOND_FEE / (1 << 30)
+            + s.compute_allocation as u128 * mgmt::COMPUTE_PERCENT_PER_SECOND_FEE)
+            * 86_400;
+        let n = |v: u128| candid::Nat::from(v);
+        Some(mgmt::CanisterStatusResult {
+            status: match c.status {
+                CanisterStatus::Running => mgmt::CanisterStatusType::Running,
+                CanisterStatus::Stopping => mgmt::CanisterStatusType::Stopping,
+                CanisterStatus::Stopped => mgmt::CanisterStatusType::Stopped,
+            },
+            ready_for_migration: false,
+            version: d.sys.version,
+            settings: mgmt::DefiniteCanisterSettings {
+                controllers: d.sys.controllers.clone(),
+                compute_allocation: n(s.compute_allocation as u128),
+                memory_allocation: n(s.memory_allocation as u128),
+                freezing_threshold: n(s.freezing_threshold as u128),
+                reserved_cycles_limit: n(s.reserved_cycles_limit),
+                log_visibility: s.log_visibility.clone(),
+                wasm_memory_limit: n(s.wasm_memory_limit as u128),
+                wasm_memory_threshold: n(s.wasm_memory_threshold as u128),
+                log_memory_limit: n(s.log_memory_limit as u128),
+                snapshot_visibility: s.snapshot_visibility.clone(),
+                status_visibility: s.status_visibility.clone(),
+                minimum_incoming_canister_call_cycles: n(s.minimum_incoming_canister_call_cycles),
+                environment_variables: s.environment_variables.clone(),
+            },
+            module_hash: c.inst.as_ref().map(|i| i.module_hash.to_vec()),
+            memory_size: n(memory_size as u128),
+            memory_metrics: mgmt::MemoryMetrics {
+                wasm_memory_size: n(heap as u128),
+                stable_memory_size: n(d.stable.len() as u128),
+                global_memory_size: n(0),
+                wasm_binary_size: n(binary as u128),
+                custom_sections_size: n(0),
+                canister_history_size: n(0),
+                wasm_chunk_store_size: n(0),
+                snapshots_size: n(0),
+                log_memory_store_size: n(0),
+            },
+            cycles: n(d.sys.cycles),
+            reserved_cycles: n(0),
+            idle_cycles_burned_per_day: n(idle),
+            query_stats: mgmt::QueryStats {
+                num_calls_total: n(0),
+                num_instructions_total: n(0),
+                request_payload_bytes_total: n(0),
+                response_payload_bytes_total: n(0),
+            },
+        })
+    }
+
+    /// The `canister_info` record (anyone may ask).
+    pub fn canister_info(
+        &self,
+        canister: Principal,
+        num_requested_changes: Option<u64>,
+    ) -> Option<mgmt::CanisterInfoResult> {
+        let c = self.canisters.get(&canister)?;
+        let n = num_requested_changes
+            .unwrap_or(0)
+            .min(c.history.len() as u64) as usize;
+        Some(mgmt::CanisterInfoResult {
+            total_num_changes: c.total_changes,
+            recent_changes: c.history[c.history.len() - n..].to_vec(),
+            module_hash: c.inst.as_ref().map(|i| i.module_hash.to_vec()),
+            controllers: c.store.data().sys.controllers.clone(),
+        })
     }
 
     pub fn canister_exists(&self, canister: Principal) -> bool {
@@ -624,11 +851,11 @@ impl Simulator {
         sender: Option<Principal>,
         controllers: Vec<Principal>,
     ) -> Result<(), SimError> {
-        self.check_controller(canister, sender)?;
-        let c = self.canisters.get_mut(&canister).unwrap();
-        c.store.data_mut().sys.controllers = controllers;
-        c.store.data_mut().sys.version += 1;
-        Ok(())
+        let settings = mgmt::CanisterSettings {
+            controllers: Some(controllers),
+            ..Default::default()
+        };
+        self.update_settings(canister, sender, settings)
     }
 
     /// The canister's `ic0.canister_version`.
@@ -742,6 +969,7 @@ impl Simulator {
             table,
             globals,
             module_hash: hash,
+            module_len: compiled.wasm_len,
         })
     }
 
@@ -753,11 +981,13 @@ impl Simulator {
         arg: Vec<u8>,
         sender: Option<Principal>,
     ) -> Result<(), SimError> {
-        self.check_controller(canister, sender)?;
-        if self.canisters[&canister].inst.is_some() {
-            return Err(SimError::AlreadyInstalled(canister));
-        }
-        self.install_code(canister, &wasm, arg, sender, false)
+        self.install_code_mode(
+            canister,
+            wasm,
+            arg,
+            sender,
+            mgmt::CanisterInstallMode::Install,
+        )
     }
 
     /// Replace the module, dropping heap *and* stable memory, then run `canister_init(arg)`.
@@ -768,8 +998,13 @@ impl Simulator {
         arg: Vec<u8>,
         sender: Option<Principal>,
     ) -> Result<(), SimError> {
-        self.check_controller(canister, sender)?;
-        self.install_code(canister, &wasm, arg, sender, false)
+        self.install_code_mode(
+            canister,
+            wasm,
+            arg,
+            sender,
+            mgmt::CanisterInstallMode::Reinstall,
+        )
     }
 
     /// Upgrade: `canister_pre_upgrade` (old module), keep stable memory, new module,
@@ -782,11 +1017,72 @@ impl Simulator {
         arg: Vec<u8>,
         sender: Option<Principal>,
     ) -> Result<(), SimError> {
+        self.install_code_mode(
+            canister,
+            wasm,
+            arg,
+            sender,
+            mgmt::CanisterInstallMode::Upgrade(None),
+        )
+    }
+
+    /// `install_code` with any mode, as the management canister runs it (controllers checked;
+    /// `install` needs an empty canister, `upgrade` an installed one; `skip_pre_upgrade`
+    /// honoured).
+    pub fn install_code_mode(
+        &mut self,
+        canister: Principal,
+        wasm: Vec<u8>,
+        arg: Vec<u8>,
+        sender: Option<Principal>,
+        mode: mgmt::CanisterInstallMode,
+    ) -> Result<(), SimError> {
         self.check_controller(canister, sender)?;
-        if self.canisters[&canister].inst.is_none() {
-            return Err(SimError::NotInstalled(canister));
-        }
-        self.install_code(canister, &wasm, arg, sender, true)
+        let installed = self.canisters[&canister].inst.is_some();
+        let (upgrade, skip_pre_upgrade, record_mode) = match mode {
+            mgmt::CanisterInstallMode::Install => {
+                if installed {
+                    return Err(SimError::AlreadyInstalled(canister));
+                }
+                (false, false, mgmt::CodeDeploymentMode::Install)
+            }
+            mgmt::CanisterInstallMode::Reinstall => {
+                (false, false, mgmt::CodeDeploymentMode::Reinstall)
+            }
+            mgmt::CanisterInstallMode::Upgrade(flags) => {
+                if !installed {
+                    return Err(SimError::NotInstalled(canister));
+                }
+                let flags = flags.unwrap_or_default();
+                if flags.wasm_memory_persistence == Some(mgmt::WasmMemoryPersistence::Keep) {
+                    // Keeping the heap is enhanced orthogonal persistence (Motoko), which the
+                    // simulator does not model.
+                    return Err(SimError::InvalidSettings("Invalid upgrade option: ic-sim does not support `wasm_memory_persistence = opt keep` (enhanced orthogonal persistence).".into()));
+                }
+                (
+                    true,
+                    flags.skip_pre_upgrade.unwrap_or(false),
+                    mgmt::CodeDeploymentMode::Upgrade,
+                )
+            }
+        };
+        self.install_code(canister, &wasm, arg, sender, upgrade, skip_pre_upgrade)?;
+        let hash = self.canisters[&canister]
+            .inst
+            .as_ref()
+            .unwrap()
+            .module_hash
+            .to_vec();
+        let sender = sender.unwrap_or_else(Self::default_controller);
+        self.record_change(
+            canister,
+            sender,
+            mgmt::ChangeDetails::CodeDeployment(mgmt::CodeDeploymentRecord {
+                mode: record_mode,
+                module_hash: hash,
+            }),
+        );
+        Ok(())
     }
 
     fn install_code(
@@ -796,6 +1092,7 @@ impl Simulator {
         arg: Vec<u8>,
         sender: Option<Principal>,
         upgrade: bool,
+        skip_pre_upgrade: bool,
     ) -> Result<(), SimError> {
         let compiled = compile(wasm)?;
         let hash: [u8; 32] = sha2::Sha256::digest(wasm).into();
@@ -807,7 +1104,7 @@ impl Simulator {
             None
         };
         let old_stable = self.canisters[&canister].store.data().stable.clone();
-        if upgrade {
+        if upgrade && !skip_pre_upgrade {
             let has_pre = self.canisters[&canister]
                 .inst
                 .as_ref()
@@ -833,7 +1130,7 @@ impl Simulator {
         }
         // Fresh store with the system state carried over.
         let can = self.canisters.get_mut(&canister).unwrap();
-        let placeholder = Store::new(engine(), blank_ctx(self.subnet));
+        let placeholder = new_store(blank_ctx(self.subnet));
         let old_store = std::mem::replace(&mut can.store, placeholder);
         let old_inst = can.inst.take();
         let mut ctx = old_store.into_data();
@@ -845,7 +1142,7 @@ impl Simulator {
         ctx.sys.global_timer = 0;
         ctx.sys.version += 1;
         ctx.print_logs = self.print_logs;
-        let mut store = Store::new(engine(), ctx);
+        let mut store = new_store(ctx);
         let inst = match self.instantiate(&mut store, &compiled, hash) {
             Ok(i) => i,
             Err(e) => {
@@ -853,7 +1150,7 @@ impl Simulator {
                 let mut ctx = store.into_data();
                 ctx.sys = saved_sys;
                 ctx.stable = old_stable;
-                can.store = Store::new(engine(), ctx);
+                can.store = new_store(ctx);
                 can.inst = None;
                 if let (Some(old), Some(snap)) = (old_inst, old_snapshot) {
                     self.reinstate(canister, old.compiled.clone(), old.module_hash, &snap);
@@ -888,11 +1185,11 @@ impl Simulator {
                 // Roll back to the state before install/upgrade.
                 let can = self.canisters.get_mut(&canister).unwrap();
                 can.inst = None;
-                let placeholder = Store::new(engine(), blank_ctx(self.subnet));
+                let placeholder = new_store(blank_ctx(self.subnet));
                 let mut ctx = std::mem::replace(&mut can.store, placeholder).into_data();
                 ctx.sys = saved_sys;
                 ctx.stable = old_stable;
-                can.store = Store::new(engine(), ctx);
+                can.store = new_store(ctx);
                 if let (Some(old), Some(snap)) = (old_inst, old_snapshot) {
                     self.reinstate(canister, old.compiled.clone(), old.module_hash, &snap);
                 }
@@ -914,9 +1211,9 @@ impl Simulator {
         snap: &Snapshot,
     ) {
         let can = self.canisters.get_mut(&canister).unwrap();
-        let placeholder = Store::new(engine(), blank_ctx(self.subnet));
+        let placeholder = new_store(blank_ctx(self.subnet));
         let ctx = std::mem::replace(&mut can.store, placeholder).into_data();
-        let mut store = Store::new(engine(), ctx);
+        let mut store = new_store(ctx);
         let inst = self
             .instantiate(&mut store, &compiled, hash)
             .expect("re-instantiating a previously instantiated module");
@@ -982,8 +1279,12 @@ impl Simulator {
     ) -> Result<(), SimError> {
         self.check_controller(canister, sender)?;
         let c = self.canisters.get_mut(&canister).unwrap();
+        let was_stopping = c.status == CanisterStatus::Stopping;
         c.status = CanisterStatus::Running;
         c.store.data_mut().sys.status = 1;
+        if was_stopping {
+            self.cancel_stop_waiters(canister);
+        }
         Ok(())
     }
 
@@ -1011,14 +1312,13 @@ impl Simulator {
         let subnet = self.subnet;
         let c = self.canisters.get_mut(&canister).unwrap();
         c.inst = None;
-        let mut ctx =
-            std::mem::replace(&mut c.store, Store::new(engine(), blank_ctx(subnet))).into_data();
+        let mut ctx = std::mem::replace(&mut c.store, new_store(blank_ctx(subnet))).into_data();
         ctx.stable.clear();
         ctx.sys.certified_data.clear();
         ctx.sys.global_timer = 0;
         ctx.sys.version += 1;
         ctx.memory = None;
-        c.store = Store::new(engine(), ctx);
+        c.store = new_store(ctx);
         c.callbacks.clear();
         let contexts: Vec<CallContext> = c.contexts.drain().map(|(_, v)| v).collect();
         for cc in contexts {
@@ -1034,6 +1334,8 @@ impl Simulator {
             }
         }
         self.update_stopping(canister);
+        let sender = sender.unwrap_or_else(Self::default_controller);
+        self.record_change(canister, sender, mgmt::ChangeDetails::CodeUninstall);
         Ok(())
     }
 
@@ -1530,25 +1832,6 @@ impl Simulator {
         self.finish(receiver, ctx_id, ex);
     }
 
-    fn management_call(&mut self, r: Request) {
-        match r.method.as_str() {
-            "raw_rand" => {
-                let bytes: Vec<u8> = (0..4)
-                    .flat_map(|_| self.rand.next().to_le_bytes())
-                    .collect();
-                let reply = candid::encode_one(bytes).unwrap();
-                self.respond_to_origin(r.origin, Payload::Reply(reply), r.cycles);
-            }
-            m => self.reject_request(
-                &r,
-                RejectCode::CanisterReject,
-                format!(
-                    "ic-sim: management canister method '{m}' is not implemented by the simulator"
-                ),
-            ),
-        }
-    }
-
     fn deliver_response(&mut self, resp: Response) {
         let Some(c) = self.canisters.get_mut(&resp.receiver) else {
             return;
@@ -1729,6 +2012,7 @@ impl Simulator {
             if c.status == CanisterStatus::Stopping && c.contexts.is_empty() {
                 c.status = CanisterStatus::Stopped;
                 c.store.data_mut().sys.status = 3;
+                self.answer_stop_waiters(canister);
             }
         }
     }
@@ -2059,7 +2343,7 @@ fn load_snapshot(store: &mut Store<Ctx>, inst: &Inst, snap: &Snapshot) {
         m.data_mut(&mut *store)[..snap.memory.len()].copy_from_slice(&snap.memory);
     }
     for (g, v) in inst.globals.iter().zip(&snap.globals) {
-        g.set(&mut *store, v.clone()).expect("restore global");
+        g.set(&mut *store, *v).expect("restore global");
     }
     let time = store.data().sys.time;
     store.data_mut().sys = snap.sys.clone();

@@ -837,3 +837,429 @@ fn inspect_message_can_reject_ingress() {
     let e = sim.update_call(c, user(), "nope", vec![]).unwrap_err();
     assert_eq!(e.reject_code, RejectCode::CanisterReject);
 }
+
+// ------------------------------------------------------------------ management canister calls
+
+type Mgmt<T> = Result<T, (u32, String)>;
+
+/// Call a `mgmt_*` endpoint of the test canister `via` and decode its `Result`.
+fn mgmt<A, R>(sim: &mut Simulator, via: Principal, method: &str, args: A) -> Mgmt<R>
+where
+    A: candid::utils::ArgumentEncoder,
+    R: candid::CandidType + for<'a> serde::Deserialize<'a>,
+{
+    sim.update_candid::<A, (Mgmt<R>,)>(via, user(), method, args)
+        .unwrap_or_else(|e| panic!("{method} itself failed: {e}"))
+        .0
+}
+
+fn sha256(b: &[u8]) -> Vec<u8> {
+    sha2::Sha256::digest(b).to_vec()
+}
+
+/// Canister `a` (ic-cdk test canister) and a canister `c` it created (controller: `a`).
+fn parent_and_child(sim: &mut Simulator, extra: u128) -> (Principal, Principal) {
+    let a = cdk_canister(sim);
+    let c: Principal = mgmt(
+        sim,
+        a,
+        "mgmt_create",
+        (extra, None::<mgmt::CanisterSettings>),
+    )
+    .expect("create_canister");
+    (a, c)
+}
+
+#[test]
+fn should_create_install_upgrade_stop_and_delete_a_canister_through_the_management_canister() {
+    let mut sim = Simulator::new();
+    let a = cdk_canister(&mut sim);
+    let before = sim.cycle_balance(a).unwrap();
+    let extra = 2_000_000_000_000u128;
+    let c: Principal = mgmt(
+        &mut sim,
+        a,
+        "mgmt_create",
+        (extra, None::<mgmt::CanisterSettings>),
+    )
+    .unwrap();
+    assert_eq!(
+        sim.controllers(c),
+        Some(vec![a]),
+        "controllers default to the caller"
+    );
+    assert_eq!(
+        sim.cycle_balance(a).unwrap(),
+        before - mgmt::CANISTER_CREATION_FEE - extra,
+        "the caller pays what it attached"
+    );
+    assert_eq!(
+        sim.cycle_balance(c),
+        Some(extra),
+        "attached minus the creation fee"
+    );
+
+    let wasm = cdk_wasm();
+    let r: Mgmt<()> = mgmt(
+        &mut sim,
+        a,
+        "mgmt_install",
+        (
+            c,
+            "install",
+            wasm.clone(),
+            encode_one(Some(9u64)).unwrap(),
+            None::<bool>,
+        ),
+    );
+    r.unwrap();
+    assert_eq!(
+        qry(&mut sim, c, "init_arg"),
+        9,
+        "init ran with the given arg"
+    );
+    assert_eq!(sim.module_hash(c).map(|h| h.to_vec()), Some(sha256(&wasm)));
+    upd(&mut sim, c, "inc");
+    upd(&mut sim, c, "inc");
+
+    let r: Mgmt<()> = mgmt(
+        &mut sim,
+        a,
+        "mgmt_install",
+        (
+            c,
+            "upgrade",
+            wasm.clone(),
+            encode_one(Some(11u64)).unwrap(),
+            None::<bool>,
+        ),
+    );
+    r.unwrap();
+    assert_eq!(
+        qry(&mut sim, c, "get"),
+        2,
+        "pre_upgrade saved, post_upgrade restored"
+    );
+    assert_eq!(qry(&mut sim, c, "init_arg"), 11);
+    // With skip_pre_upgrade the counter is not saved again: post_upgrade finds the old value.
+    upd(&mut sim, c, "inc");
+    let r: Mgmt<()> = mgmt(
+        &mut sim,
+        a,
+        "mgmt_install",
+        (
+            c,
+            "upgrade",
+            wasm.clone(),
+            encode_one(None::<u64>).unwrap(),
+            Some(true),
+        ),
+    );
+    r.unwrap();
+    assert_eq!(
+        qry(&mut sim, c, "get"),
+        2,
+        "skip_pre_upgrade skipped canister_pre_upgrade"
+    );
+
+    // The full canister_status record decodes with the IC's types inside the canister.
+    let st: mgmt::CanisterStatusResult = mgmt(&mut sim, a, "mgmt_status", (c,)).unwrap();
+    assert_eq!(st.status, mgmt::CanisterStatusType::Running);
+    assert_eq!(st.module_hash, Some(sha256(&wasm)));
+    assert_eq!(st.settings.controllers, vec![a]);
+    assert_eq!(st.cycles, candid::Nat::from(extra));
+    assert_eq!(
+        st.settings.wasm_memory_limit,
+        candid::Nat::from(mgmt::DEFAULT_WASM_MEMORY_LIMIT)
+    );
+    assert_eq!(
+        st.settings.freezing_threshold,
+        candid::Nat::from(mgmt::DEFAULT_FREEZING_THRESHOLD)
+    );
+    assert!(st.memory_size.0 > wasm.len().into());
+    assert_eq!(st, sim.canister_status_result(c).unwrap());
+
+    let info: mgmt::CanisterInfoResult = mgmt(&mut sim, a, "mgmt_info", (c,)).unwrap();
+    assert_eq!(info.total_num_changes, 4, "creation + install + 2 upgrades");
+    assert!(matches!(
+        info.recent_changes[0].details,
+        Some(mgmt::ChangeDetails::Creation(_))
+    ));
+    assert!(
+        matches!(&info.recent_changes[0].origin, mgmt::ChangeOrigin::FromCanister(o) if o.canister_id == a)
+    );
+    assert!(
+        matches!(&info.recent_changes[3].details, Some(mgmt::ChangeDetails::CodeDeployment(d)) if d.mode == mgmt::CodeDeploymentMode::Upgrade)
+    );
+
+    // Deleting a running canister is refused; stop first.
+    let e = mgmt::<_, ()>(&mut sim, a, "mgmt_delete", (c,)).unwrap_err();
+    assert_eq!(e.0, RejectCode::CanisterError as u32, "{e:?}");
+    assert!(
+        e.1.contains("must be stopped before it is deleted"),
+        "{e:?}"
+    );
+    mgmt::<_, ()>(&mut sim, a, "mgmt_stop", (c,)).unwrap();
+    assert_eq!(sim.canister_status(c), Some(CanisterStatus::Stopped));
+    mgmt::<_, ()>(&mut sim, a, "mgmt_start", (c,)).unwrap();
+    assert_eq!(upd(&mut sim, c, "inc"), 3);
+    mgmt::<_, ()>(&mut sim, a, "mgmt_stop", (c,)).unwrap();
+    mgmt::<_, ()>(&mut sim, a, "mgmt_delete", (c,)).unwrap();
+    assert!(!sim.canister_exists(c));
+    let e = mgmt::<_, mgmt::CanisterStatusResult>(&mut sim, a, "mgmt_status", (c,)).unwrap_err();
+    assert_eq!(e.0, RejectCode::DestinationInvalid as u32, "{e:?}");
+}
+
+#[test]
+fn should_reject_non_controllers_unknown_canisters_and_bad_arguments_like_the_replica() {
+    let mut sim = Simulator::new();
+    let (a, c) = parent_and_child(&mut sim, 1_000_000_000_000);
+    let b = cdk_canister(&mut sim);
+    let wasm = cdk_wasm();
+    let not_controller = |e: (u32, String)| {
+        assert_eq!(e.0, RejectCode::CanisterError as u32, "{e:?}");
+        assert!(
+            e.1.contains(&format!(
+                "Only the controllers of the canister {c} can control it."
+            )) && e.1.contains(&format!("Sender's ID: {b}")),
+            "{e:?}"
+        );
+    };
+    not_controller(
+        mgmt::<_, ()>(
+            &mut sim,
+            b,
+            "mgmt_install",
+            (
+                c,
+                "install",
+                wasm.clone(),
+                vec![0x44u8, 0x49, 0x44, 0x4c, 0, 0],
+                None::<bool>,
+            ),
+        )
+        .unwrap_err(),
+    );
+    not_controller(
+        mgmt::<_, mgmt::CanisterStatusResult>(&mut sim, b, "mgmt_status", (c,)).unwrap_err(),
+    );
+    not_controller(mgmt::<_, ()>(&mut sim, b, "mgmt_stop", (c,)).unwrap_err());
+    not_controller(mgmt::<_, ()>(&mut sim, b, "mgmt_delete", (c,)).unwrap_err());
+    let s = mgmt::CanisterSettings {
+        controllers: Some(vec![b]),
+        ..Default::default()
+    };
+    not_controller(mgmt::<_, ()>(&mut sim, b, "mgmt_update_settings", (c, s.clone())).unwrap_err());
+    assert_eq!(sim.controllers(c), Some(vec![a]));
+
+    // A controller may hand over control.
+    mgmt::<_, ()>(&mut sim, a, "mgmt_update_settings", (c, s)).unwrap();
+    assert_eq!(sim.controllers(c), Some(vec![b]));
+    let e = mgmt::<_, ()>(&mut sim, a, "mgmt_stop", (c,)).unwrap_err();
+    assert_eq!(e.0, RejectCode::CanisterError as u32);
+
+    // Anyone may deposit cycles.
+    let before = sim.cycle_balance(c).unwrap();
+    mgmt::<_, ()>(&mut sim, a, "mgmt_deposit", (c, 5_000u128)).unwrap();
+    assert_eq!(sim.cycle_balance(c).unwrap(), before + 5_000);
+
+    // Unknown canister: DestinationInvalid.
+    let missing = Principal::from_slice(&[0, 0, 0, 0, 0, 0, 0x77, 0, 1, 1]);
+    let e = mgmt::<_, ()>(&mut sim, a, "mgmt_start", (missing,)).unwrap_err();
+    assert_eq!(e.0, RejectCode::DestinationInvalid as u32, "{e:?}");
+    let e = mgmt::<_, ()>(&mut sim, a, "mgmt_deposit", (missing, 1u128)).unwrap_err();
+    assert_eq!(e.0, RejectCode::DestinationInvalid as u32, "{e:?}");
+
+    // Arguments that are not the method's Candid type: CanisterReject.
+    let mgmt_id = Principal::management_canister();
+    let r = decode_call(
+        sim.update_call(a, user(), "call", call_arg(mgmt_id, "install_code", None))
+            .unwrap(),
+    );
+    assert_eq!(reject_code(&r), RejectCode::CanisterReject as u32, "{r:?}");
+    // Invalid settings: CanisterReject.
+    let many = mgmt::CanisterSettings {
+        controllers: Some(vec![a; 11]),
+        ..Default::default()
+    };
+    let e = mgmt::<_, ()>(&mut sim, b, "mgmt_update_settings", (c, many)).unwrap_err();
+    assert_eq!(e.0, RejectCode::CanisterReject as u32, "{e:?}");
+    // Unknown management method.
+    let r = decode_call(
+        sim.update_call(a, user(), "call", call_arg(mgmt_id, "no_such_method", None))
+            .unwrap(),
+    );
+    assert_eq!(reject_code(&r), RejectCode::CanisterError as u32, "{r:?}");
+}
+
+#[test]
+fn should_charge_the_creation_fee_from_the_attached_cycles_and_refund_a_refused_create() {
+    let mut sim = Simulator::new();
+    let a = cdk_canister(&mut sim);
+    let before = sim.cycle_balance(a).unwrap();
+    let e = mgmt::<_, Principal>(
+        &mut sim,
+        a,
+        "mgmt_create_raw",
+        (mgmt::CANISTER_CREATION_FEE - 1,),
+    )
+    .unwrap_err();
+    assert_eq!(e.0, RejectCode::CanisterReject as u32, "{e:?}");
+    assert!(e.1.contains("requires a fee of 500000000000"), "{e:?}");
+    assert_eq!(
+        sim.cycle_balance(a).unwrap(),
+        before,
+        "the refused cycles are refunded"
+    );
+
+    let c = mgmt::<_, Principal>(
+        &mut sim,
+        a,
+        "mgmt_create_raw",
+        (mgmt::CANISTER_CREATION_FEE + 1_234,),
+    )
+    .unwrap();
+    assert_eq!(sim.cycle_balance(c), Some(1_234));
+    assert_eq!(
+        sim.cycle_balance(a).unwrap(),
+        before - mgmt::CANISTER_CREATION_FEE - 1_234
+    );
+
+    // Settings given at creation are stored.
+    let s = mgmt::CanisterSettings {
+        memory_allocation: Some(candid::Nat::from(1u64 << 30)),
+        freezing_threshold: Some(candid::Nat::from(7u64)),
+        wasm_memory_limit: Some(candid::Nat::from(1u64 << 28)),
+        compute_allocation: Some(candid::Nat::from(3u64)),
+        reserved_cycles_limit: Some(candid::Nat::from(9u64)),
+        log_visibility: Some(mgmt::Visibility::Public),
+        ..Default::default()
+    };
+    let d: Principal = mgmt(&mut sim, a, "mgmt_create", (0u128, Some(s))).unwrap();
+    let st = sim.canister_status_result(d).unwrap();
+    assert_eq!(st.settings.memory_allocation, candid::Nat::from(1u64 << 30));
+    assert_eq!(st.settings.freezing_threshold, candid::Nat::from(7u64));
+    assert_eq!(st.settings.wasm_memory_limit, candid::Nat::from(1u64 << 28));
+    assert_eq!(st.settings.compute_allocation, candid::Nat::from(3u64));
+    assert_eq!(st.settings.reserved_cycles_limit, candid::Nat::from(9u64));
+    assert_eq!(st.settings.log_visibility, mgmt::Visibility::Public);
+}
+
+#[test]
+fn should_reject_an_invalid_module_and_leave_the_canister_empty_when_init_traps() {
+    let mut sim = Simulator::new();
+    let (a, c) = parent_and_child(&mut sim, 1_000_000_000_000);
+    let e = mgmt::<_, ()>(
+        &mut sim,
+        a,
+        "mgmt_install",
+        (
+            c,
+            "install",
+            b"not wasm".to_vec(),
+            Vec::<u8>::new(),
+            None::<bool>,
+        ),
+    )
+    .unwrap_err();
+    assert_eq!(e.0, RejectCode::CanisterError as u32, "{e:?}");
+    assert!(e.1.contains("Wasm module is not valid"), "{e:?}");
+    assert_eq!(sim.module_hash(c), None);
+
+    let trapping = wat(
+        r#"(module (import "ic0" "trap" (func $t (param i32 i32))) (memory 1)
+        (data (i32.const 0) "init says no")
+        (func (export "canister_init") (call $t (i32.const 0) (i32.const 12))))"#,
+    );
+    let from = sim.message_count();
+    let e = mgmt::<_, ()>(
+        &mut sim,
+        a,
+        "mgmt_install",
+        (c, "install", trapping, Vec::<u8>::new(), None::<bool>),
+    )
+    .unwrap_err();
+    assert_eq!(e.0, RejectCode::CanisterError as u32, "{e:?}");
+    assert!(e.1.contains("init says no"), "{e:?}");
+    assert_eq!(
+        sim.module_hash(c),
+        None,
+        "a trapping init leaves the canister empty"
+    );
+    // init ran as its own message on the target canister.
+    assert!(sim.trace()[from as usize..]
+        .iter()
+        .any(|r| r.canister == c && r.kind == MessageKind::Init && r.trap.is_some()));
+    // The canister is usable afterwards.
+    mgmt::<_, ()>(
+        &mut sim,
+        a,
+        "mgmt_install",
+        (
+            c,
+            "install",
+            cdk_wasm(),
+            encode_one(Some(1u64)).unwrap(),
+            None::<bool>,
+        ),
+    )
+    .unwrap();
+    // Installing again with mode install is refused: the canister is not empty.
+    let e = mgmt::<_, ()>(
+        &mut sim,
+        a,
+        "mgmt_install",
+        (
+            c,
+            "install",
+            cdk_wasm(),
+            encode_one(Some(1u64)).unwrap(),
+            None::<bool>,
+        ),
+    )
+    .unwrap_err();
+    assert_eq!(e.0, RejectCode::CanisterError as u32, "{e:?}");
+    assert!(e.1.contains("not empty"), "{e:?}");
+}
+
+#[test]
+fn should_answer_stop_canister_only_once_open_call_contexts_drain() {
+    let mut sim = Simulator::new();
+    let (a, c) = parent_and_child(&mut sim, 1_000_000_000_000);
+    mgmt::<_, ()>(
+        &mut sim,
+        a,
+        "mgmt_install",
+        (
+            c,
+            "install",
+            cdk_wasm(),
+            encode_one(None::<u64>).unwrap(),
+            None::<bool>,
+        ),
+    )
+    .unwrap();
+    let b = cdk_canister(&mut sim);
+    // c opens a call context that waits on b, which itself waits on raw_rand.
+    let pending = sim.submit_call(c, user(), "call", call_arg(b, "rand", None));
+    assert!(sim.step());
+    assert_eq!(sim.open_call_contexts(c), 1);
+    let stop = sim.submit_call(a, user(), "mgmt_stop", encode_one(c).unwrap());
+    // a runs, then the management canister handles the request: c is stopping.
+    while sim.canister_status(c) == Some(CanisterStatus::Running) {
+        assert!(sim.step());
+    }
+    assert_eq!(sim.canister_status(c), Some(CanisterStatus::Stopping));
+    assert!(
+        sim.call_result(stop).is_none(),
+        "stop must wait for the open call context"
+    );
+    let r = sim.await_call(stop).unwrap();
+    let r: (Mgmt<()>,) = candid::decode_args(&r).unwrap();
+    r.0.unwrap();
+    assert_eq!(sim.canister_status(c), Some(CanisterStatus::Stopped));
+    assert!(
+        sim.call_result(pending).is_some(),
+        "the open context closed before the stop completed"
+    );
+}
