@@ -2,6 +2,7 @@
 //! availability per execution context (spec "Overview of imports").
 
 use crate::{MessageKind, Principal, RejectCode};
+use std::collections::HashMap;
 use wasmtime::Result;
 use wasmtime::{Caller, Linker, Memory};
 
@@ -77,6 +78,18 @@ pub(crate) struct MsgState {
     pub logs: Vec<String>,
     /// Forced return code of `call_perform` (fault injection), per performed call index.
     pub call_perform_fail: Option<(u32, u32)>,
+    /// Largest request (method name + argument) the canister may build.
+    pub max_request_bytes: u64,
+    /// Largest reply the message may build.
+    pub max_reply_bytes: u64,
+    /// Output queue capacity per callee, and the calls already in flight per callee.
+    pub queue_capacity: u32,
+    pub inflight: HashMap<Principal, u32>,
+    /// Wasm memory limit enforced for this message (bytes, 0 = none).
+    pub wasm_memory_limit: u64,
+    /// Bytes the canister may still grow its heap and stable memory by (memory allocation or
+    /// the subnet's remaining capacity).
+    pub mem_available: u64,
 }
 
 impl MsgState {
@@ -105,6 +118,12 @@ impl MsgState {
             trap: None,
             logs: Vec::new(),
             call_perform_fail: None,
+            max_request_bytes: u64::MAX,
+            max_reply_bytes: u64::MAX,
+            queue_capacity: u32::MAX,
+            inflight: HashMap::new(),
+            wasm_memory_limit: 0,
+            mem_available: u64::MAX,
         }
     }
 }
@@ -116,6 +135,51 @@ pub(crate) struct Ctx {
     pub memory: Option<Memory>,
     pub subnet: Principal,
     pub print_logs: bool,
+}
+
+/// Wasm memory growth under the IC's limits. The replica checks them right after a
+/// `memory.grow` and traps (dfinity/ic `rs/embedders/src/wasmtime_embedder/system_api.rs`,
+/// `try_grow_wasm_memory`: `WasmMemoryLimitExceeded`, or `OutOfMemory` when the memory
+/// allocation / subnet capacity is exhausted); it does not make `memory.grow` return -1.
+impl wasmtime::ResourceLimiter for Ctx {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> Result<bool> {
+        if maximum.is_some_and(|m| desired > m) {
+            return Ok(false);
+        }
+        // Instantiation (initial memory) is not a canister execution.
+        if self.msg.kind == MessageKind::Start {
+            return Ok(true);
+        }
+        let m = &mut self.msg;
+        let limit = m.wasm_memory_limit;
+        if limit != 0 && desired as u64 > limit {
+            let text = format!("Canister exceeded its current Wasm memory limit of {limit} bytes. The peak Wasm memory usage was {desired} bytes.");
+            m.trap = Some(text.clone());
+            return Err(wasmtime::Error::msg(text));
+        }
+        let delta = (desired - current) as u64;
+        if delta > m.mem_available {
+            let text = "Canister cannot grow its memory usage.".to_string();
+            m.trap = Some(text.clone());
+            return Err(wasmtime::Error::msg(text));
+        }
+        m.mem_available -= delta;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> Result<bool> {
+        Ok(true)
+    }
 }
 
 /// Execution-context class letters of the spec's import table:
@@ -299,8 +363,10 @@ fn stable_grow(c: &mut Caller<'_, Ctx>, pages: u64, max_pages: u64) -> u64 {
     let ctx = c.data_mut();
     let old_len = ctx.stable.len();
     let old_pages = old_len as u64 / WASM_PAGE;
+    let new_bytes = pages.saturating_mul(WASM_PAGE);
     match old_pages.checked_add(pages) {
-        Some(n) if n <= max_pages => {
+        Some(n) if n <= max_pages && new_bytes <= ctx.msg.mem_available => {
+            ctx.msg.mem_available -= new_bytes;
             ctx.msg.stable_undo.push(StableUndo::Grow(old_len));
             ctx.stable.resize((n * WASM_PAGE) as usize, 0);
             old_pages
@@ -487,6 +553,14 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Ctx>> {
         move |mut c: C, src: i32, size: i32| -> Result<()> {
             enter(&mut c, "msg_reply_data_append", "UQNyt")?;
             respond(&mut c, "msg_reply_data_append")?;
+            let total = c.data().msg.reply_buf.len() as u64 + u(size);
+            let max = c.data().msg.max_reply_bytes;
+            if total > max {
+                return trap(
+                    &mut c,
+                    format!("Canister violated contract: ic0.msg_reply_data_append: application payload size ({total}) cannot be larger than {max}."),
+                );
+            }
             let bytes = read(&mut c, u(src), u(size))?;
             c.data_mut().msg.reply_buf.extend_from_slice(&bytes);
             Ok(())
@@ -709,7 +783,16 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Ctx>> {
         "call_data_append",
         move |mut c: C, src: i32, size: i32| -> Result<()> {
             enter(&mut c, "call_data_append", "UytT")?;
-            pending(&mut c, "call_data_append")?;
+            let p = pending(&mut c, "call_data_append")?;
+            let current = (p.method.len() + p.arg.len()) as u64;
+            let (callee, method) = (p.callee, p.method.clone());
+            let max = c.data().msg.max_request_bytes;
+            if current + u(size) > max {
+                return trap(
+                    &mut c,
+                    format!("Canister violated contract: Request to {callee}:{method} has a payload size of {}, which exceeds the allowed limit of {max}.", current + u(size)),
+                );
+            }
             let bytes = read(&mut c, u(src), u(size))?;
             pending(&mut c, "call_data_append")?
                 .arg
@@ -763,6 +846,20 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Ctx>> {
                 ctx.sys.cycles += call.cycles;
                 return Ok(code as i32);
             }
+        }
+        // The output queue to the callee (with the slots reserved for responses) is full: the
+        // replica refuses the call synchronously with SYS_TRANSIENT (dfinity/ic
+        // `rs/embedders/src/wasmtime_embedder/system_api.rs`, `ic0_call_perform`).
+        let queued = ctx.msg.inflight.get(&call.callee).copied().unwrap_or(0)
+            + ctx
+                .msg
+                .calls
+                .iter()
+                .filter(|c| c.callee == call.callee)
+                .count() as u32;
+        if queued >= ctx.msg.queue_capacity {
+            ctx.sys.cycles += call.cycles;
+            return Ok(RejectCode::SysTransient as i32);
         }
         ctx.msg.calls.push(call);
         Ok(0)

@@ -204,15 +204,23 @@ pub enum RejectWhen {
     AfterExecution,
 }
 
-/// Per-message instruction limits (the IC's defaults).
+/// Per-message instruction limits of an application subnet.
 #[derive(Clone, Copy, Debug)]
 pub struct InstructionLimits {
-    /// Updates, callbacks, cleanup, timers.
+    /// Updates, callbacks (a callback and its cleanup share one budget), timers, heartbeats:
+    /// 40 B. Source: dfinity/ic `rs/config/src/subnet_config.rs`,
+    /// `MAX_INSTRUCTIONS_PER_MESSAGE`.
     pub update: u64,
-    /// Queries and inspect_message.
+    /// Queries, also when called as an update (replicated query): 5 B. Source: dfinity/ic
+    /// `rs/config/src/subnet_config.rs`, `MAX_INSTRUCTIONS_PER_QUERY_MESSAGE`, used for
+    /// replicated queries by `rs/execution_environment/src/execution_environment.rs`.
     pub query: u64,
-    /// install / upgrade (pre_upgrade + post_upgrade each).
+    /// `install_code` (start + init, or pre_upgrade + post_upgrade): 300 B. Source: dfinity/ic
+    /// `rs/config/src/subnet_config.rs`, `MAX_INSTRUCTIONS_PER_INSTALL_CODE`.
     pub install: u64,
+    /// `canister_inspect_message`: 200 M. Source: dfinity/ic
+    /// `rs/config/src/execution_environment.rs`, `MAX_INSTRUCTIONS_FOR_MESSAGE_ACCEPTANCE_CALLS`.
+    pub inspect_message: u64,
 }
 
 impl Default for InstructionLimits {
@@ -221,6 +229,46 @@ impl Default for InstructionLimits {
             update: 40_000_000_000,
             query: 5_000_000_000,
             install: 300_000_000_000,
+            inspect_message: 200_000_000,
+        }
+    }
+}
+
+/// Size and capacity limits of an application subnet (each configurable for tests).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Requests in flight from one canister to another (output queue plus the input-queue
+    /// slots reserved for their responses): 500. Beyond it `ic0.call_perform` returns
+    /// SYS_TRANSIENT (2). Source: dfinity/ic `rs/replicated_state/src/canister_state/queues.rs`,
+    /// `DEFAULT_QUEUE_CAPACITY`.
+    pub queue_capacity: u32,
+    /// Largest inter-canister response, and request to another subnet: 2 MiB. Source:
+    /// dfinity/ic `rs/types/types/src/messages.rs`, `MAX_INTER_CANISTER_PAYLOAD_IN_BYTES`.
+    pub max_inter_canister_payload: u64,
+    /// A request to a canister on the same subnet may be this many times larger: 5 (10 MiB).
+    /// Source: dfinity/ic `rs/embedders/src/wasmtime_embedder/system_api.rs`,
+    /// `MULTIPLIER_MAX_SIZE_LOCAL_SUBNET`.
+    pub local_subnet_request_multiplier: u64,
+    /// Largest reply of a non-replicated query: 3 MiB. Source: dfinity/ic
+    /// `rs/embedders/src/wasmtime_embedder/system_api.rs`, `MAX_NON_REPLICATED_QUERY_REPLY_SIZE`.
+    pub max_query_reply: u64,
+    /// Largest ingress message (here: method name + argument): 2 MiB. Source: dfinity/ic
+    /// `rs/limits/src/lib.rs`, `MAX_INGRESS_BYTES_PER_MESSAGE_APP_SUBNET`.
+    pub max_ingress_bytes: u64,
+    /// Memory all canisters together may use: 2 TiB. Source: dfinity/ic
+    /// `rs/config/src/execution_environment.rs`, `SUBNET_MEMORY_CAPACITY`.
+    pub subnet_memory_capacity: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            queue_capacity: 500,
+            max_inter_canister_payload: 2 << 20,
+            local_subnet_request_multiplier: 5,
+            max_query_reply: 3 << 20,
+            max_ingress_bytes: 2 << 20,
+            subnet_memory_capacity: 2 << 40,
         }
     }
 }
@@ -479,6 +527,7 @@ pub struct Simulator {
     trace: Vec<MessageRecord>,
     logs: Vec<LogRecord>,
     limits: InstructionLimits,
+    size_limits: Limits,
     trap_faults: Vec<TrapFault>,
     reject_faults: Vec<RejectFault>,
     perform_faults: Vec<PerformFault>,
@@ -515,7 +564,9 @@ fn blank_ctx(subnet: Principal) -> Ctx {
 }
 
 fn new_store(ctx: Ctx) -> Store<Ctx> {
-    Store::new(engine(), ctx)
+    let mut store = Store::new(engine(), ctx);
+    store.limiter(|c: &mut Ctx| c as &mut dyn wasmtime::ResourceLimiter);
+    store
 }
 
 fn canister_memory_usage(c: &Canister) -> u64 {
@@ -556,6 +607,7 @@ impl Simulator {
             trace: Vec::new(),
             logs: Vec::new(),
             limits: InstructionLimits::default(),
+            size_limits: Limits::default(),
             trap_faults: Vec::new(),
             reject_faults: Vec::new(),
             perform_faults: Vec::new(),
@@ -591,6 +643,14 @@ impl Simulator {
 
     pub fn instruction_limits(&self) -> InstructionLimits {
         self.limits
+    }
+
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.size_limits = limits;
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.size_limits
     }
 
     // ---------------------------------------------------------------- time
@@ -1351,6 +1411,20 @@ impl Simulator {
     ) -> MessageId {
         let id = MessageId(self.next_ingress);
         self.next_ingress += 1;
+        let size = (method.len() + arg.len()) as u64;
+        let max = self.size_limits.max_ingress_bytes;
+        if size > max {
+            // On the IC the HTTP endpoint refuses the submission (no reject code exists for
+            // it); ic-sim reports it as SYS_FATAL so the call fails loudly.
+            self.ingress.insert(
+                id,
+                IngressStatus::Done(Err(reject(
+                    RejectCode::SysFatal,
+                    format!("Request {} is too large. Message byte size {size} is larger than the max allowed {max}.", id.0),
+                ))),
+            );
+            return id;
+        }
         // canister_inspect_message runs (non-replicated) before the message is accepted.
         if let Some(c) = self.canisters.get(&canister) {
             let has_inspect = c.status == CanisterStatus::Running
@@ -1876,8 +1950,13 @@ impl Simulator {
             Some(ctx_id),
         );
         let ex = if ex.trap.is_some() {
+            let mut ex = ex;
             if let Some((cfun, cenv)) = cb.call.cleanup {
-                let msg = MsgState::new(MessageKind::Cleanup);
+                // The cleanup runs on what the callback left of the message's budget, and both
+                // count towards the call context (dfinity/ic
+                // `rs/execution_environment/src/execution/response.rs`).
+                let mut msg = MsgState::new(MessageKind::Cleanup);
+                msg.fuel_limit = self.limits.update.saturating_sub(ex.instructions);
                 let cl = self.run(
                     resp.receiver,
                     MessageKind::Cleanup,
@@ -1886,7 +1965,7 @@ impl Simulator {
                     Some(ctx_id),
                 );
                 // Cleanup cannot respond or call; only its state changes matter.
-                let _ = cl;
+                ex.instructions += cl.instructions;
             }
             ex
         } else {
@@ -2017,6 +2096,45 @@ impl Simulator {
         }
     }
 
+    /// Size, queue and memory limits that apply while `canister` executes `msg`.
+    fn set_message_limits(&self, canister: Principal, msg: &mut MsgState) {
+        let l = &self.size_limits;
+        let c = &self.canisters[&canister];
+        msg.max_request_bytes = l.max_inter_canister_payload * l.local_subnet_request_multiplier;
+        msg.max_reply_bytes = match msg.kind {
+            MessageKind::Query | MessageKind::InspectMessage => l.max_query_reply,
+            _ => l.max_inter_canister_payload,
+        };
+        msg.queue_capacity = l.queue_capacity;
+        msg.inflight.clear();
+        for cb in c.callbacks.values() {
+            *msg.inflight.entry(cb.call.callee).or_insert(0) += 1;
+        }
+        // The replica does not enforce the Wasm memory limit in queries and response
+        // executions (dfinity/ic `rs/embedders/src/wasmtime_embedder/system_api.rs`,
+        // `effective_wasm_memory_limit`).
+        msg.wasm_memory_limit = match msg.kind {
+            MessageKind::Update
+            | MessageKind::GlobalTimer
+            | MessageKind::Heartbeat
+            | MessageKind::Init
+            | MessageKind::PreUpgrade
+            | MessageKind::PostUpgrade => c.settings.wasm_memory_limit,
+            _ => 0,
+        };
+        let usage = canister_memory_usage(c);
+        msg.mem_available = if c.settings.memory_allocation > 0 {
+            c.settings.memory_allocation.saturating_sub(usage)
+        } else {
+            let used: u64 = self
+                .canisters
+                .values()
+                .map(|c| canister_memory_usage(c).max(c.settings.memory_allocation))
+                .sum();
+            l.subnet_memory_capacity.saturating_sub(used)
+        };
+    }
+
     /// Execute one message on `canister` atomically.
     fn run(
         &mut self,
@@ -2059,14 +2177,17 @@ impl Simulator {
             msg.call_perform_fail = Some((f.call_index, f.code));
         }
         let limit = match kind {
-            MessageKind::Query | MessageKind::InspectMessage => self.limits.query,
+            MessageKind::Query | MessageKind::ReplicatedQuery => self.limits.query,
+            MessageKind::InspectMessage => self.limits.inspect_message,
             MessageKind::Init
             | MessageKind::PostUpgrade
             | MessageKind::PreUpgrade
             | MessageKind::Start => self.limits.install,
             _ => self.limits.update,
-        };
+        }
+        .min(msg.fuel_limit);
         msg.fuel_limit = limit;
+        self.set_message_limits(canister, &mut msg);
         let cycles_before = msg.cycles_available;
         let time = self.time;
         let print_logs = self.print_logs;

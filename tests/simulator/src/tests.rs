@@ -1263,3 +1263,235 @@ fn should_answer_stop_canister_only_once_open_call_contexts_drain() {
         "the open context closed before the stop completed"
     );
 }
+
+// ------------------------------------------------------------------ call-context instruction counter
+
+#[test]
+fn should_count_the_whole_call_context_with_performance_counter_1_and_each_message_with_0() {
+    let mut sim = Simulator::new();
+    let c = cdk_canister(&mut sim);
+    let from = sim.message_count() as usize;
+    let counters = sim
+        .update_candid::<(u32,), (Vec<(u64, u64)>,)>(c, user(), "counters", (3,))
+        .unwrap()
+        .0;
+    assert_eq!(counters.len(), 4);
+    // The messages of this call context: the update and its three reply callbacks (the
+    // `noop` self-calls are other call contexts).
+    let ctx_msgs: Vec<u64> = sim.trace()[from..]
+        .iter()
+        .filter(|r| {
+            r.canister == c
+                && (r.method.as_deref() == Some("counters") || r.kind == MessageKind::ReplyCallback)
+        })
+        .map(|r| r.instructions)
+        .collect();
+    assert_eq!(ctx_msgs.len(), 4, "{:?}", sim.trace()[from..].to_vec());
+    let mut before = 0;
+    for (k, (c0, c1)) in counters.iter().enumerate() {
+        assert!(
+            *c0 > 0 && *c0 <= ctx_msgs[k],
+            "type 0 counts only the current message"
+        );
+        // Type 1 is read a few instructions after type 0.
+        let extra = c1.checked_sub(before + c0);
+        assert!(extra.is_some_and(|x| x < 1_000), "message {k}: type 1 ({c1}) = earlier messages of the context ({before}) + type 0 ({c0})");
+        before += ctx_msgs[k];
+    }
+    assert!(counters[3].1 > counters[3].0 * 3);
+}
+
+// ------------------------------------------------------------------ the IC's limits
+
+#[test]
+fn should_apply_the_ic_instruction_limits_to_replicated_and_non_replicated_queries() {
+    let d = InstructionLimits::default();
+    assert_eq!(
+        (d.update, d.query, d.install, d.inspect_message),
+        (40_000_000_000, 5_000_000_000, 300_000_000_000, 200_000_000)
+    );
+    let mut sim = Simulator::new();
+    let c = cdk_canister(&mut sim);
+    sim.set_instruction_limits(InstructionLimits {
+        query: 1_000,
+        ..Default::default()
+    });
+    let e = sim
+        .update_call(c, user(), "inc_in_query", encode_args(()).unwrap())
+        .unwrap_err();
+    assert!(
+        e.reject_message
+            .contains("exceeded the limit of 1000 instructions"),
+        "{e}"
+    );
+    let e = sim
+        .query_call(c, user(), "inc_in_query", encode_args(()).unwrap())
+        .unwrap_err();
+    assert!(
+        e.reject_message
+            .contains("exceeded the limit of 1000 instructions"),
+        "{e}"
+    );
+    assert_eq!(upd(&mut sim, c, "inc"), 1, "updates keep the update limit");
+}
+
+#[test]
+fn should_refuse_memory_growth_beyond_the_memory_allocation_and_the_wasm_memory_limit() {
+    let mut sim = Simulator::new();
+    let c = cdk_canister(&mut sim);
+    let grow = |sim: &mut Simulator, m: &str, pages: u64| -> Result<i64, RejectResponse> {
+        if m == "grow_heap" {
+            sim.update_candid::<(u32,), (i64,)>(c, user(), m, (pages as u32,))
+                .map(|r| r.0)
+        } else {
+            sim.update_candid::<(u64,), (i64,)>(c, user(), m, (pages,))
+                .map(|r| r.0)
+        }
+    };
+    let page = 65536u64;
+    let usage = sim.memory_usage(c).unwrap();
+    let alloc = usage + 16 * page;
+    let s = mgmt::CanisterSettings {
+        memory_allocation: Some(alloc.into()),
+        ..Default::default()
+    };
+    sim.update_settings(c, None, s).unwrap();
+    assert_eq!(grow(&mut sim, "grow_stable", 8).unwrap(), 0);
+    assert_eq!(
+        grow(&mut sim, "grow_stable", 9).unwrap(),
+        -1,
+        "stable64_grow returns -1 beyond the allocation"
+    );
+    assert_eq!(sim.stable_memory(c).unwrap().len() as u64, 8 * page);
+    let e = grow(&mut sim, "grow_heap", 9).unwrap_err();
+    assert_eq!(e.reject_code, RejectCode::CanisterError);
+    assert!(
+        e.reject_message
+            .contains("Canister cannot grow its memory usage."),
+        "{e}"
+    );
+    assert!(grow(&mut sim, "grow_heap", 2).unwrap() > 0);
+    assert!(sim.memory_usage(c).unwrap() <= alloc);
+
+    // Best effort again, with a Wasm memory limit just above the current heap.
+    let heap = sim
+        .canister_status_result(c)
+        .unwrap()
+        .memory_metrics
+        .wasm_memory_size;
+    let heap = u64::try_from(heap.0).unwrap();
+    let s = mgmt::CanisterSettings {
+        memory_allocation: Some(0u64.into()),
+        wasm_memory_limit: Some((heap + 4 * page).into()),
+        ..Default::default()
+    };
+    sim.update_settings(c, None, s).unwrap();
+    assert!(grow(&mut sim, "grow_heap", 1).unwrap() > 0);
+    let e = grow(&mut sim, "grow_heap", 8).unwrap_err();
+    assert_eq!(e.reject_code, RejectCode::CanisterError);
+    assert!(
+        e.reject_message
+            .contains("exceeded its current Wasm memory limit"),
+        "{e}"
+    );
+    // Stable memory is not bound by the Wasm memory limit.
+    assert_eq!(grow(&mut sim, "grow_stable", 64).unwrap(), 8);
+}
+
+#[test]
+fn should_fail_call_perform_with_sys_transient_when_the_queue_to_a_callee_is_full() {
+    let mut sim = Simulator::new();
+    let a = cdk_canister(&mut sim);
+    let b = cdk_canister(&mut sim);
+    let (ok, refused) = sim
+        .update_candid::<_, (u32, u32)>(a, user(), "fan_out", (b, 501u32))
+        .unwrap();
+    assert_eq!((ok, refused), (500, 1), "DEFAULT_QUEUE_CAPACITY is 500");
+    sim.tick();
+    // Once the responses came back, the queue has room again.
+    let r = sim
+        .update_candid::<_, (u32, u32)>(a, user(), "fan_out", (b, 3u32))
+        .unwrap();
+    assert_eq!(r, (3, 0));
+    sim.tick();
+
+    // The raw code is SYS_TRANSIENT (2), and the attached cycles stay with the caller.
+    sim.set_limits(Limits {
+        queue_capacity: 2,
+        ..Default::default()
+    });
+    let w = sim.create_canister();
+    sim.install_canister(w, wat(r#"(module
+      (import "ic0" "call_new" (func $new (param i32 i32 i32 i32 i32 i32 i32 i32)))
+      (import "ic0" "call_cycles_add128" (func $cycles (param i64 i64)))
+      (import "ic0" "call_perform" (func $perform (result i32)))
+      (import "ic0" "msg_arg_data_copy" (func $arg (param i32 i32 i32)))
+      (import "ic0" "msg_reply_data_append" (func $append (param i32 i32)))
+      (import "ic0" "msg_reply" (func $reply))
+      (memory 1)
+      (data (i32.const 100) "noop")
+      (func $one (param $i i32)
+        (call $new (i32.const 0) (i32.const 10) (i32.const 100) (i32.const 4)
+                   (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0))
+        (call $cycles (i64.const 0) (i64.const 1000))
+        (i32.store (i32.add (i32.const 200) (i32.mul (local.get $i) (i32.const 4))) (call $perform)))
+      (func (export "canister_update go")
+        (call $arg (i32.const 0) (i32.const 0) (i32.const 10))
+        (call $one (i32.const 0)) (call $one (i32.const 1)) (call $one (i32.const 2))
+        (call $append (i32.const 200) (i32.const 12))
+        (call $reply)))"#), vec![], None).unwrap();
+    let before = sim.cycle_balance(w).unwrap();
+    let r = sim
+        .update_call(w, user(), "go", b.as_slice().to_vec())
+        .unwrap();
+    let codes: Vec<u32> = r
+        .chunks(4)
+        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(codes, vec![0, 0, RejectCode::SysTransient as u32]);
+    assert_eq!(
+        sim.cycle_balance(w).unwrap(),
+        before - 2000,
+        "the refused call's cycles stay"
+    );
+}
+
+#[test]
+fn should_enforce_the_ic_payload_limits_on_requests_replies_and_ingress() {
+    let mut sim = Simulator::new();
+    let a = cdk_canister(&mut sim);
+    let b = cdk_canister(&mut sim);
+    let mib = 1u32 << 20;
+    // Ingress above 2 MiB is refused before it reaches the canister.
+    let big = encode_one(vec![0u8; 2 * mib as usize]).unwrap();
+    let e = sim.update_call(a, user(), "echo_len", big).unwrap_err();
+    assert!(e.reject_message.contains("too large"), "{e}");
+    let ok = encode_one(vec![0u8; 2 * mib as usize - 64]).unwrap();
+    assert!(sim.update_call(a, user(), "echo_len", ok).is_ok());
+    // Requests to a canister on the same subnet may reach 10 MiB (2 MiB x 5).
+    let n = sim
+        .update_candid::<_, (Mgmt<u32>,)>(a, user(), "send_payload", (b, 3 * mib))
+        .unwrap()
+        .0;
+    assert_eq!(n, Ok(3 * mib));
+    let e = sim
+        .update_candid::<_, (Mgmt<u32>,)>(a, user(), "send_payload", (b, 10 * mib))
+        .unwrap_err();
+    assert_eq!(e.reject_code, RejectCode::CanisterError);
+    assert!(
+        e.reject_message
+            .contains("exceeds the allowed limit of 10485760"),
+        "{e}"
+    );
+    // Replies are limited to 2 MiB.
+    assert!(sim
+        .update_candid::<_, (Vec<u8>,)>(a, user(), "big_reply", (mib,))
+        .is_ok());
+    let e = sim
+        .update_candid::<_, (Vec<u8>,)>(a, user(), "big_reply", (2 * mib,))
+        .unwrap_err();
+    assert!(
+        e.reject_message.contains("cannot be larger than 2097152"),
+        "{e}"
+    );
+}
