@@ -560,6 +560,8 @@ fn blank_ctx(subnet: Principal) -> Ctx {
         memory: None,
         subnet,
         print_logs: false,
+        log_sizes: Default::default(),
+        log_used: 0,
     }
 }
 
@@ -2106,6 +2108,7 @@ impl Simulator {
             _ => l.max_inter_canister_payload,
         };
         msg.queue_capacity = l.queue_capacity;
+        msg.log_capacity = c.settings.log_memory_limit;
         msg.inflight.clear();
         for cb in c.callbacks.values() {
             *msg.inflight.entry(cb.call.callee).or_insert(0) += 1;

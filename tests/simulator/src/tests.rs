@@ -1495,3 +1495,90 @@ fn should_enforce_the_ic_payload_limits_on_requests_replies_and_ingress() {
         "{e}"
     );
 }
+
+// ------------------------------------------------------------------ System API charges
+
+const CHARGES_WAT: &str = r#"(module
+  (import "ic0" "time" (func $time (result i64)))
+  (import "ic0" "msg_reply" (func $reply))
+  (import "ic0" "msg_reply_data_append" (func $append (param i32 i32)))
+  (import "ic0" "performance_counter" (func $pc (param i32) (result i64)))
+  (import "ic0" "stable64_grow" (func $sgrow (param i64) (result i64)))
+  (import "ic0" "stable64_write" (func $swrite (param i64 i64 i64)))
+  (import "ic0" "call_new" (func $call_new (param i32 i32 i32 i32 i32 i32 i32 i32)))
+  (import "ic0" "call_perform" (func $call_perform (result i32)))
+  (memory 1)
+  (data (i32.const 200) "raw_rand")
+  (func $fake (result i64) (i64.const 0))
+  (func (export "canister_update api") (local $i i32)
+    (loop $l (drop (call $time))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.const 1000))))
+    (call $reply))
+  (func (export "canister_update fake") (local $i i32)
+    (loop $l (drop (call $fake))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.const 1000))))
+    (call $reply))
+  (func (export "canister_update reply0") (call $append (i32.const 0) (i32.const 0)) (call $reply))
+  (func (export "canister_update reply1000") (call $append (i32.const 0) (i32.const 1000)) (call $reply))
+  (func (export "canister_update grow") (drop (call $sgrow (i64.const 1))) (call $reply))
+  (func (export "canister_update write0") (call $swrite (i64.const 0) (i64.const 0) (i64.const 0)) (call $reply))
+  (func (export "canister_update write10k") (call $swrite (i64.const 0) (i64.const 0) (i64.const 10000)) (call $reply))
+  (func (export "canister_update call0") (call $reply))
+  (func (export "canister_update call1")
+    (call $call_new (i32.const 0) (i32.const 0) (i32.const 200) (i32.const 8)
+                    (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0))
+    (drop (call $call_perform))
+    (call $reply))
+  (func (export "canister_update pc")
+    (i64.store (i32.const 0) (call $pc (i32.const 0)))
+    (i64.store (i32.const 8) (call $pc (i32.const 0)))
+    (call $append (i32.const 0) (i32.const 16))
+    (call $reply))
+  (table 1 funcref) (elem (i32.const 0) $noop) (func $noop (param i32))
+)"#;
+
+#[test]
+fn should_charge_system_api_calls_the_instructions_the_replica_charges() {
+    let mut sim = Simulator::new();
+    let c = sim.create_canister();
+    sim.install_canister(c, wat(CHARGES_WAT), vec![], None)
+        .unwrap();
+    let mut run = |m: &str| {
+        sim.update_call(c, user(), m, vec![]).unwrap();
+        sim.last_instructions()
+    };
+    // 1000 calls of ic0.time against 1000 calls of a Wasm function returning a constant. The
+    // Wasm function costs two fuel units more than the import (wasmtime charges one on
+    // function entry, one for its `i64.const`); ic0.time costs its 500-instruction overhead.
+    let (api, fake) = (run("api"), run("fake"));
+    assert_eq!(
+        api - fake,
+        1000 * (exec::overhead("time") - 2),
+        "{api} {fake}"
+    );
+    assert_eq!(exec::overhead("time"), 500);
+    // msg_reply_data_append: 50 instructions per byte on top of its overhead.
+    let (r0, r1) = (run("reply0"), run("reply1000"));
+    assert_eq!(r1 - r0, 1000 * exec::BYTE_TRANSMISSION_COST_FACTOR);
+    // Stable memory: 100 to grow; a write costs 20 + 1 per byte + 1000 per new dirty 4 KiB page.
+    run("grow");
+    let (w0, w1) = (run("write0"), run("write10k"));
+    assert_eq!(w1 - w0, 10_000 + 3 * exec::DIRTY_PAGE_OVERHEAD);
+    // call_new (1500 + callee and method name bytes) + call_perform (5000) and their arguments.
+    let (c0, c1) = (run("call0"), run("call1"));
+    // Wasm part: eight i32.const and two calls (wasmtime does not charge `drop`).
+    assert_eq!(c1 - c0, 1_500 + 8 + 5_000 + 10);
+    // performance_counter(0) sees its own 200-instruction charge.
+    let r = sim.update_call(c, user(), "pc", vec![]).unwrap();
+    let (p0, p1) = (
+        u64::from_le_bytes(r[0..8].try_into().unwrap()),
+        u64::from_le_bytes(r[8..16].try_into().unwrap()),
+    );
+    assert_eq!(
+        p1 - p0,
+        200 + 4,
+        "i64.store, i32.const, i32.const, call, then the charge"
+    );
+}
