@@ -10,6 +10,7 @@
 //! The API is shaped like PocketIC's so tests read naturally.
 
 pub mod build;
+mod dirty;
 mod exec;
 mod instrument;
 pub mod mgmt;
@@ -408,6 +409,14 @@ struct Canister {
     /// The last changes (canister_info), oldest first, and the number of changes ever made.
     history: Vec<mgmt::Change>,
     total_changes: u64,
+    /// Dirty-page tracking and committed copy of the Wasm heap (present with a memory).
+    heap: Option<dirty::Heap>,
+    /// Generation of the last committed change of each stable memory page.
+    stable_gen: Vec<u64>,
+    /// Changes whenever the module instance or stable memory is replaced wholesale.
+    epoch: u64,
+    /// The snapshot this canister was last restored from, and the generation of that restore.
+    restored: Option<(u64, u64)>,
 }
 
 /// The IC keeps this many recent changes per canister.
@@ -535,6 +544,11 @@ pub struct Simulator {
     print_logs: bool,
     last_instructions: u64,
     subnet: Principal,
+    /// Generation counter of committed heap/stable changes (see `dirty`).
+    gen: u64,
+    next_snapshot: std::cell::Cell<u64>,
+    /// The snapshot whose trace, logs and ingress history the current ones extend.
+    history_base: std::cell::Cell<Option<u64>>,
 }
 
 impl Default for Simulator {
@@ -617,6 +631,9 @@ impl Simulator {
             print_logs: std::env::var_os("IC_SIM_PRINT").is_some(),
             last_instructions: 0,
             subnet,
+            gen: 1,
+            next_snapshot: std::cell::Cell::new(1),
+            history_base: std::cell::Cell::new(None),
         }
     }
 
@@ -724,6 +741,10 @@ impl Simulator {
                 stop_waiters: Vec::new(),
                 history: Vec::new(),
                 total_changes: 0,
+                heap: None,
+                stable_gen: Vec::new(),
+                epoch: 0,
+                restored: None,
             },
         );
         self.record_change(
@@ -1214,8 +1235,9 @@ impl Simulator {
                 ctx.stable = old_stable;
                 can.store = new_store(ctx);
                 can.inst = None;
+                can.heap = None;
                 if let (Some(old), Some(snap)) = (old_inst, old_snapshot) {
-                    self.reinstate(canister, old.compiled.clone(), old.module_hash, &snap);
+                    self.reinstate(canister, old.compiled.clone(), old.module_hash, &snap, None);
                 }
                 return Err(e);
             }
@@ -1228,6 +1250,7 @@ impl Simulator {
         let can = self.canisters.get_mut(&canister).unwrap();
         can.store = store;
         can.inst = Some(inst);
+        self.attach_heap(canister, None);
         if has_init {
             let kind = if upgrade {
                 MessageKind::PostUpgrade
@@ -1247,13 +1270,14 @@ impl Simulator {
                 // Roll back to the state before install/upgrade.
                 let can = self.canisters.get_mut(&canister).unwrap();
                 can.inst = None;
+                can.heap = None;
                 let placeholder = new_store(blank_ctx(self.subnet));
                 let mut ctx = std::mem::replace(&mut can.store, placeholder).into_data();
                 ctx.sys = saved_sys;
                 ctx.stable = old_stable;
                 can.store = new_store(ctx);
                 if let (Some(old), Some(snap)) = (old_inst, old_snapshot) {
-                    self.reinstate(canister, old.compiled.clone(), old.module_hash, &snap);
+                    self.reinstate(canister, old.compiled.clone(), old.module_hash, &snap, None);
                 }
                 return Err(SimError::Trapped {
                     canister,
@@ -1264,15 +1288,18 @@ impl Simulator {
         Ok(())
     }
 
-    /// Re-create an instance of `compiled` and load a snapshot into it.
+    /// Re-create an instance of `compiled` and load a snapshot into it. `page_gen` keeps the
+    /// generations when the content is the canister's committed heap.
     fn reinstate(
         &mut self,
         canister: Principal,
         compiled: Arc<Compiled>,
         hash: [u8; 32],
         snap: &Snapshot,
+        page_gen: Option<Vec<u64>>,
     ) {
         let can = self.canisters.get_mut(&canister).unwrap();
+        can.heap = None;
         let placeholder = new_store(blank_ctx(self.subnet));
         let ctx = std::mem::replace(&mut can.store, placeholder).into_data();
         let mut store = new_store(ctx);
@@ -1283,15 +1310,59 @@ impl Simulator {
         let can = self.canisters.get_mut(&canister).unwrap();
         can.store = store;
         can.inst = Some(inst);
+        self.attach_heap(canister, page_gen);
     }
 
+    /// Start dirty-page tracking of the canister's current heap. Without `page_gen` every page
+    /// counts as changed now (and the instance as new, for snapshots).
+    fn attach_heap(&mut self, canister: Principal, page_gen: Option<Vec<u64>>) {
+        let fresh = page_gen.is_none();
+        if fresh {
+            self.gen += 1;
+        }
+        let gen = self.gen;
+        let can = self.canisters.get_mut(&canister).unwrap();
+        if fresh {
+            can.epoch = gen;
+            can.restored = None;
+        }
+        let Some(m) = can.inst.as_ref().and_then(|i| i.memory) else {
+            can.heap = None;
+            return;
+        };
+        let mapping = dirty::Mapping {
+            ptr: m.data_ptr(&can.store),
+            len: m.data_size(&can.store),
+        };
+        let shadow = m.data(&can.store).to_vec();
+        let tracker = dirty::Tracker::new();
+        let t = tracker.clone();
+        // SAFETY: the handler only touches the tracker's atomics and calls mprotect on pages
+        // of this store's own heap.
+        unsafe {
+            wasmtime::unix::StoreExt::set_signal_handler(&mut can.store, move |sig, info, _| {
+                t.on_fault(sig, info)
+            });
+        }
+        let mut heap = dirty::Heap::new(tracker, shadow, gen);
+        if let Some(g) = page_gen {
+            if g.len() == heap.page_gen.len() {
+                heap.page_gen = g;
+            }
+        }
+        heap.arm(mapping);
+        can.heap = Some(heap);
+    }
+
+    /// Heap (committed content), globals and system state, for rolling back an install.
     fn snapshot(&mut self, canister: Principal) -> Snapshot {
         let can = self.canisters.get_mut(&canister).unwrap();
         let inst = can.inst.as_ref().unwrap();
-        let memory = inst
-            .memory
-            .map(|m| m.data(&can.store).to_vec())
-            .unwrap_or_default();
+        let memory = match (&can.heap, inst.memory) {
+            (Some(h), _) => h.shadow.clone(),
+            (None, Some(m)) => m.data(&can.store).to_vec(),
+            (None, None) => Vec::new(),
+        };
         let globals = inst.globals.iter().map(|g| g.get(&mut can.store)).collect();
         Snapshot {
             memory,
@@ -2194,8 +2265,14 @@ impl Simulator {
         let cycles_before = msg.cycles_available;
         let time = self.time;
         let print_logs = self.print_logs;
-        let snap = self.snapshot(canister);
         let can = self.canisters.get_mut(&canister).unwrap();
+        // Globals and system state are small: save them whole. The heap is rolled back page by
+        // page (see `dirty`), stable memory through its undo log.
+        let globals_before: Vec<Val> = {
+            let inst = can.inst.as_ref().expect("installed");
+            inst.globals.iter().map(|g| g.get(&mut can.store)).collect()
+        };
+        let sys_before = can.store.data().sys.clone();
         if let Some(cc) = ctx_id.and_then(|id| can.contexts.get(&id)) {
             msg.ctx_instructions = cc.instructions;
             msg.already_responded = cc.responded;
@@ -2264,21 +2341,51 @@ impl Simulator {
                     StableUndo::Grow(len) => stable.truncate(len),
                 }
             }
-            let same_size = inst
-                .memory
-                .is_none_or(|m| m.data_size(&can.store) == snap.memory.len());
-            if same_size {
-                load_snapshot(&mut can.store, inst, &snap);
+            let rolled_back = match (inst.memory, can.heap.as_mut()) {
+                (Some(m), Some(h)) => h.rollback(dirty::Mapping {
+                    ptr: m.data_ptr(&can.store),
+                    len: m.data_size(&can.store),
+                }),
+                _ => true,
+            };
+            if rolled_back {
+                for (g, v) in inst.globals.iter().zip(&globals_before) {
+                    g.set(&mut can.store, *v).expect("restore global");
+                }
+                let time = can.store.data().sys.time;
+                can.store.data_mut().sys = sys_before;
+                can.store.data_mut().sys.time = time;
             } else {
-                // The memory grew: a Wasm memory cannot shrink, so re-instantiate.
+                // The memory grew: a Wasm memory cannot shrink, so re-instantiate from the
+                // committed copy.
                 let compiled = inst.compiled.clone();
                 let hash = inst.module_hash;
-                self.reinstate(canister, compiled, hash, &snap);
+                let heap = can.heap.take().expect("tracked heap");
+                let snap = Snapshot {
+                    memory: heap.shadow,
+                    globals: globals_before,
+                    sys: sys_before,
+                };
+                self.reinstate(canister, compiled, hash, &snap, Some(heap.page_gen));
             }
             if trap.is_some() {
                 sys_cycles_left = cycles_before;
             }
         } else if !matches!(kind, MessageKind::Start) {
+            self.gen += 1;
+            let gen = self.gen;
+            let can = self.canisters.get_mut(&canister).unwrap();
+            let memory = can.inst.as_ref().and_then(|i| i.memory);
+            if let (Some(m), Some(h)) = (memory, can.heap.as_mut()) {
+                h.commit(
+                    dirty::Mapping {
+                        ptr: m.data_ptr(&can.store),
+                        len: m.data_size(&can.store),
+                    },
+                    gen,
+                );
+            }
+            mark_stable(can, &msg.stable_undo, gen);
             // A successful message that may change state increments the canister version.
             if matches!(
                 kind,
@@ -2447,6 +2554,26 @@ impl Simulator {
         self.reject_faults.clear();
         self.perform_faults.clear();
         self.hooks.clear();
+    }
+}
+
+/// Stamp the stable memory pages a committed message wrote or grew with `gen`.
+fn mark_stable(can: &mut Canister, undo: &[StableUndo], gen: u64) {
+    let pg = dirty::page() as u64;
+    let len = can.store.data().stable.len();
+    can.stable_gen.resize(len.div_ceil(pg as usize), gen);
+    for u in undo {
+        let (from, to) = match u {
+            StableUndo::Write(off, old) => (*off, off + old.len() as u64),
+            StableUndo::Grow(old_len) => (*old_len as u64, len as u64),
+        };
+        if to > from {
+            for p in from / pg..to.div_ceil(pg) {
+                if let Some(g) = can.stable_gen.get_mut(p as usize) {
+                    *g = gen;
+                }
+            }
+        }
     }
 }
 
