@@ -14,6 +14,8 @@ mod dirty;
 mod exec;
 mod instrument;
 pub mod mgmt;
+mod snapshot;
+pub use snapshot::{RestoreStats, SimSnapshot};
 #[cfg(test)]
 mod tests;
 
@@ -371,6 +373,7 @@ impl Inst {
     }
 }
 
+#[derive(Clone)]
 struct CallContext {
     origin: Origin,
     responded: bool,
@@ -387,6 +390,7 @@ enum Origin {
     System,
 }
 
+#[derive(Clone)]
 struct Callback {
     ctx: u64,
     call: OutCall,
@@ -417,6 +421,8 @@ struct Canister {
     epoch: u64,
     /// The snapshot this canister was last restored from, and the generation of that restore.
     restored: Option<(u64, u64)>,
+    /// Values of the mutable globals after the last committed message.
+    globals: Vec<Val>,
 }
 
 /// The IC keeps this many recent changes per canister.
@@ -451,6 +457,7 @@ enum Item {
     Response(Response),
 }
 
+#[derive(Clone)]
 struct Queued {
     seq: u64,
     item: Item,
@@ -528,7 +535,7 @@ pub struct Simulator {
     queue: Vec<Queued>,
     scheduler: Option<Rng>,
     rand: Rng,
-    ingress: HashMap<MessageId, IngressStatus>,
+    ingress: BTreeMap<MessageId, IngressStatus>,
     next_ingress: u64,
     next_id: u64,
     next_call_index: u64,
@@ -615,7 +622,7 @@ impl Simulator {
             queue: Vec::new(),
             scheduler: None,
             rand: Rng(0x0001_c51d),
-            ingress: HashMap::new(),
+            ingress: BTreeMap::new(),
             next_ingress: 0,
             next_id: 1,
             next_call_index: 0,
@@ -745,6 +752,7 @@ impl Simulator {
                 stable_gen: Vec::new(),
                 epoch: 0,
                 restored: None,
+                globals: Vec::new(),
             },
         );
         self.record_change(
@@ -989,6 +997,13 @@ impl Simulator {
             .map(|c| c.store.data().stable.as_slice())
     }
 
+    /// Current Wasm heap contents (None without a module or memory).
+    pub fn wasm_memory(&self, canister: Principal) -> Option<&[u8]> {
+        let c = self.canisters.get(&canister)?;
+        let m = c.inst.as_ref()?.memory?;
+        Some(m.data(&c.store))
+    }
+
     /// Number of open call contexts of the canister.
     pub fn open_call_contexts(&self, canister: Principal) -> usize {
         self.canisters
@@ -1182,7 +1197,7 @@ impl Simulator {
         let sender = sender.unwrap_or_else(Self::default_controller);
         // Full snapshot for rolling back a failed install/upgrade.
         let old_snapshot = if self.canisters[&canister].inst.is_some() {
-            Some(self.snapshot(canister))
+            Some(self.install_snapshot(canister))
         } else {
             None
         };
@@ -1326,6 +1341,10 @@ impl Simulator {
             can.epoch = gen;
             can.restored = None;
         }
+        can.globals = match &can.inst {
+            Some(i) => i.globals.iter().map(|g| g.get(&mut can.store)).collect(),
+            None => Vec::new(),
+        };
         let Some(m) = can.inst.as_ref().and_then(|i| i.memory) else {
             can.heap = None;
             return;
@@ -1355,7 +1374,7 @@ impl Simulator {
     }
 
     /// Heap (committed content), globals and system state, for rolling back an install.
-    fn snapshot(&mut self, canister: Principal) -> Snapshot {
+    fn install_snapshot(&mut self, canister: Principal) -> Snapshot {
         let can = self.canisters.get_mut(&canister).unwrap();
         let inst = can.inst.as_ref().unwrap();
         let memory = match (&can.heap, inst.memory) {
@@ -1443,8 +1462,14 @@ impl Simulator {
     ) -> Result<(), SimError> {
         self.check_controller(canister, sender)?;
         let subnet = self.subnet;
+        self.gen += 1;
+        let epoch = self.gen;
         let c = self.canisters.get_mut(&canister).unwrap();
         c.inst = None;
+        c.heap = None;
+        c.epoch = epoch;
+        c.restored = None;
+        c.globals.clear();
         let mut ctx = std::mem::replace(&mut c.store, new_store(blank_ctx(subnet))).into_data();
         ctx.stable.clear();
         ctx.sys.certified_data.clear();
@@ -2268,10 +2293,7 @@ impl Simulator {
         let can = self.canisters.get_mut(&canister).unwrap();
         // Globals and system state are small: save them whole. The heap is rolled back page by
         // page (see `dirty`), stable memory through its undo log.
-        let globals_before: Vec<Val> = {
-            let inst = can.inst.as_ref().expect("installed");
-            inst.globals.iter().map(|g| g.get(&mut can.store)).collect()
-        };
+        let globals_before: Vec<Val> = can.globals.clone();
         let sys_before = can.store.data().sys.clone();
         if let Some(cc) = ctx_id.and_then(|id| can.contexts.get(&id)) {
             msg.ctx_instructions = cc.instructions;
@@ -2386,6 +2408,9 @@ impl Simulator {
                 );
             }
             mark_stable(can, &msg.stable_undo, gen);
+            if let Some(i) = &can.inst {
+                can.globals = i.globals.iter().map(|g| g.get(&mut can.store)).collect();
+            }
             // A successful message that may change state increments the canister version.
             if matches!(
                 kind,
@@ -2584,19 +2609,27 @@ struct Snapshot {
 }
 
 fn load_snapshot(store: &mut Store<Ctx>, inst: &Inst, snap: &Snapshot) {
-    if let Some(m) = inst.memory {
-        let cur = m.data_size(&*store);
-        if cur < snap.memory.len() {
-            let pages = ((snap.memory.len() - cur) as u64).div_ceil(exec::WASM_PAGE);
-            m.grow(&mut *store, pages)
-                .expect("regrow memory for snapshot");
-        }
-        m.data_mut(&mut *store)[..snap.memory.len()].copy_from_slice(&snap.memory);
-    }
-    for (g, v) in inst.globals.iter().zip(&snap.globals) {
-        g.set(&mut *store, *v).expect("restore global");
-    }
+    load_state(store, inst, &snap.memory, &snap.globals);
     let time = store.data().sys.time;
     store.data_mut().sys = snap.sys.clone();
     store.data_mut().sys.time = time;
+}
+
+/// Load heap contents and globals into a fresh (untracked) instance.
+fn load_state(store: &mut Store<Ctx>, inst: &Inst, memory: &[u8], globals: &[Val]) {
+    if let Some(m) = inst.memory {
+        let cur = m.data_size(&*store);
+        if cur < memory.len() {
+            let pages = ((memory.len() - cur) as u64).div_ceil(exec::WASM_PAGE);
+            // Reloading a state the canister had: not a growth the limits apply to.
+            let kind = std::mem::replace(&mut store.data_mut().msg.kind, MessageKind::Start);
+            m.grow(&mut *store, pages)
+                .expect("regrow memory for snapshot");
+            store.data_mut().msg.kind = kind;
+        }
+        m.data_mut(&mut *store)[..memory.len()].copy_from_slice(memory);
+    }
+    for (g, v) in inst.globals.iter().zip(globals) {
+        g.set(&mut *store, *v).expect("restore global");
+    }
 }

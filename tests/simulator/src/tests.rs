@@ -1582,3 +1582,190 @@ fn should_charge_system_api_calls_the_instructions_the_replica_charges() {
         "i64.store, i32.const, i32.const, call, then the charge"
     );
 }
+
+// ------------------------------------------------------------------ snapshots
+
+/// Timer, balance, version, status and open call contexts of a canister.
+type Misc = (
+    Option<u64>,
+    Option<u128>,
+    Option<u64>,
+    Option<CanisterStatus>,
+    usize,
+);
+
+#[derive(Debug, PartialEq)]
+struct FullState {
+    heaps: Vec<Option<Vec<u8>>>,
+    stables: Vec<Option<Vec<u8>>>,
+    other: Vec<Misc>,
+    time: u64,
+    queued: usize,
+    messages: u64,
+    trace: usize,
+}
+
+fn full_state(sim: &Simulator, cs: &[Principal]) -> FullState {
+    FullState {
+        heaps: cs
+            .iter()
+            .map(|c| sim.wasm_memory(*c).map(|m| m.to_vec()))
+            .collect(),
+        stables: cs
+            .iter()
+            .map(|c| sim.stable_memory(*c).map(|m| m.to_vec()))
+            .collect(),
+        other: cs
+            .iter()
+            .map(|c| {
+                (
+                    sim.global_timer(*c),
+                    sim.cycle_balance(*c),
+                    sim.canister_version(*c),
+                    sim.canister_status(*c),
+                    sim.open_call_contexts(*c),
+                )
+            })
+            .collect(),
+        time: sim.time_nanos(),
+        queued: sim.queued_messages(),
+        messages: sim.message_count(),
+        trace: sim.trace().len(),
+    }
+}
+
+/// A run from the current state: replies and, per executed message, its kind and instructions.
+fn branch(
+    sim: &mut Simulator,
+    a: Principal,
+    b: Principal,
+    pending: MessageId,
+) -> (Vec<Vec<u8>>, Vec<(MessageKind, u64)>) {
+    let from = sim.message_count() as usize;
+    let mut replies = vec![sim.await_call(pending).unwrap()];
+    for i in 0..40u64 {
+        replies.push(
+            sim.update_call(a, user(), "inc", encode_args(()).unwrap())
+                .unwrap(),
+        );
+        if i % 10 == 0 {
+            replies.push(
+                sim.update_call(a, user(), "call", call_arg(b, "inc", None))
+                    .unwrap(),
+            );
+            replies.push(
+                sim.update_call(
+                    b,
+                    user(),
+                    "stable_put",
+                    encode_one(vec![i as u8; 3000]).unwrap(),
+                )
+                .unwrap(),
+            );
+        }
+    }
+    sim.advance_time(Duration::from_secs(30));
+    sim.tick();
+    replies.push(
+        sim.update_call(a, user(), "rand", encode_args(()).unwrap())
+            .unwrap(),
+    );
+    let trace = sim.trace()[from..]
+        .iter()
+        .map(|r| (r.kind, r.instructions))
+        .collect();
+    (replies, trace)
+}
+
+#[test]
+fn should_restore_a_snapshot_bit_identically_and_replay_the_same_run() {
+    let mut sim = Simulator::with_seed(3);
+    let a = cdk_canister(&mut sim);
+    let b = cdk_canister(&mut sim);
+    for _ in 0..5 {
+        upd(&mut sim, a, "inc");
+    }
+    sim.update_candid::<(u64,), ()>(b, user(), "set_timer", (20,))
+        .unwrap();
+    sim.update_call(
+        b,
+        user(),
+        "stable_put",
+        encode_one(b"before".to_vec()).unwrap(),
+    )
+    .unwrap();
+    // Snapshot with a call in flight: a has an open call context and a queued request.
+    let pending = sim.submit_call(a, user(), "call", call_arg(b, "inc", None));
+    assert!(sim.step());
+    let cs = [a, b];
+    let at_snapshot = full_state(&sim, &cs);
+    assert_eq!(at_snapshot.queued, 1);
+    let snap = sim.snapshot();
+
+    let first = branch(&mut sim, a, b, pending);
+    assert_ne!(full_state(&sim, &cs), at_snapshot);
+    let after_first = full_state(&sim, &cs);
+
+    let stats = sim.restore(&snap);
+    assert_eq!(
+        full_state(&sim, &cs),
+        at_snapshot,
+        "bit-identical heaps, stable memory, time, queue"
+    );
+    assert_eq!(stats.canisters_rebuilt, 0, "{stats:?}");
+    assert!(stats.pages_copied > 0);
+    let second = branch(&mut sim, a, b, pending);
+    assert_eq!(first, second, "same replies and instruction counts");
+    assert_eq!(full_state(&sim, &cs), after_first);
+
+    // Restoring the same snapshot again copies only what the second run changed.
+    let again = sim.restore(&snap);
+    assert_eq!(full_state(&sim, &cs), at_snapshot);
+    assert!(
+        again.pages_copied <= stats.pages_copied,
+        "{again:?} {stats:?}"
+    );
+    assert_eq!(branch(&mut sim, a, b, pending), first);
+}
+
+#[test]
+fn should_restore_created_deleted_upgraded_and_grown_canisters() {
+    let mut sim = Simulator::new();
+    let a = cdk_canister(&mut sim);
+    let d = cdk_canister(&mut sim);
+    upd(&mut sim, a, "inc");
+    upd(&mut sim, d, "inc");
+    let hash = sim.module_hash(a);
+    let cs = [a, d];
+    let at_snapshot = full_state(&sim, &cs);
+    let snap = sim.snapshot();
+
+    // After the snapshot: a grows its heap and is upgraded, d is deleted, e is created.
+    sim.update_candid::<(u32,), (i64,)>(a, user(), "grow_heap", (20,))
+        .unwrap();
+    upd(&mut sim, a, "inc");
+    sim.upgrade_canister(a, wat(STATEFUL_WAT), vec![], None)
+        .unwrap();
+    sim.stop_canister(d, None).unwrap();
+    sim.delete_canister(d, None).unwrap();
+    let e = cdk_canister(&mut sim);
+
+    let stats = sim.restore(&snap);
+    assert_eq!(
+        stats.canisters_rebuilt, 2,
+        "a (new instance) and d (deleted) are rebuilt"
+    );
+    assert!(!sim.canister_exists(e));
+    assert_eq!(sim.module_hash(a), hash);
+    assert_eq!(full_state(&sim, &cs), at_snapshot);
+    assert_eq!(upd(&mut sim, a, "inc"), 2);
+    assert_eq!(upd(&mut sim, d, "inc"), 2);
+    // A new canister gets the id e had, as it would have from the snapshot's state.
+    assert_eq!(cdk_canister(&mut sim), e);
+
+    // The rebuilt canisters are back on the fast path for this snapshot.
+    let again = sim.restore(&snap);
+    assert_eq!(again.canisters_rebuilt, 0, "{again:?}");
+    assert!(!sim.canister_exists(e));
+    assert_eq!(full_state(&sim, &cs), at_snapshot);
+}
