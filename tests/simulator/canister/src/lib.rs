@@ -460,3 +460,19 @@ fn echo_len(bytes: Vec<u8>) -> u32 {
 fn big_reply(size: u32) -> Vec<u8> {
     vec![1u8; size as usize]
 }
+
+/// Grow the heap by `pages` (64 KiB) and write one byte into every 4 KiB page of the new
+/// memory, so that it is really resident (benchmarks of large heaps).
+#[update]
+fn fill_heap(pages: u32) -> i64 {
+    let old = core::arch::wasm32::memory_grow(0, pages as usize);
+    if old == usize::MAX {
+        return -1;
+    }
+    let base = old * 65536;
+    for off in (0..pages as usize * 65536).step_by(4096) {
+        // SAFETY: the range was just added to the Wasm memory and nothing else uses it.
+        unsafe { core::ptr::write_volatile((base + off) as *mut u8, 1) };
+    }
+    old as i64
+}
