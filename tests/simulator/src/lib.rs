@@ -7,6 +7,21 @@
 //! seeded interleaving scheduler, bounded-wait (best-effort) call timeouts, global timers,
 //! upgrades keeping stable memory, instruction counting with fuel, and fault injection.
 //!
+//! Like the replica it also has:
+//! - the management canister for canisters ([`mgmt`]): `create_canister` (charging the
+//!   creation fee from the attached cycles), `install_code` (install / reinstall / upgrade with
+//!   `skip_pre_upgrade`), `update_settings`, `canister_status`, `canister_info`,
+//!   `deposit_cycles`, `start_canister`, `stop_canister`, `delete_canister`, `uninstall_code`,
+//!   `raw_rand`;
+//! - the IC's per-message instruction limits ([`InstructionLimits`]) and size, queue and memory
+//!   limits ([`Limits`], canister settings `memory_allocation` / `wasm_memory_limit`);
+//! - the replica's instruction charges for System API calls, so `ic0.performance_counter` and
+//!   [`Simulator::last_instructions`] match what the IC counts for the same Wasm (up to the
+//!   per-instruction weights of the replica's own Wasm instrumentation, which ic-sim does not
+//!   reproduce: wasmtime fuel counts one per operator);
+//! - whole-simulator snapshots ([`Simulator::snapshot`], [`Simulator::restore`]) whose restore
+//!   copies only the memory pages changed since.
+//!
 //! The API is shaped like PocketIC's so tests read naturally.
 
 pub mod build;

@@ -486,8 +486,18 @@ impl Simulator {
                     .map_err(|e| sim_error_reject(self, &e))
             }),
             "canister_status" => decode::<CanisterIdRecord>(&r.arg).and_then(|a| {
-                self.check_controller(a.canister_id, Some(caller))
-                    .map_err(|e| sim_error_reject(self, &e))?;
+                // `status_visibility` may open the status to others than the controllers.
+                let visible =
+                    self.settings(a.canister_id)
+                        .is_some_and(|s| match &s.status_visibility {
+                            Visibility::Public => true,
+                            Visibility::AllowedViewers(v) => v.contains(&caller),
+                            Visibility::Controllers => false,
+                        });
+                if !visible {
+                    self.check_controller(a.canister_id, Some(caller))
+                        .map_err(|e| sim_error_reject(self, &e))?;
+                }
                 let status = self.canister_status_result(a.canister_id).unwrap();
                 Ok(Some((candid::encode_one(status).unwrap(), r.cycles)))
             }),
