@@ -424,7 +424,7 @@ struct Canister {
     messages: u64,
     settings: mgmt::Settings,
     /// Pending `stop_canister` calls: answered once the canister is stopped.
-    stop_waiters: Vec<(Origin, u128)>,
+    stop_waiters: Vec<(Origin, u128, u64)>,
     /// The last changes (canister_info), oldest first, and the number of changes ever made.
     history: Vec<mgmt::Change>,
     total_changes: u64,
@@ -1217,6 +1217,8 @@ impl Simulator {
             None
         };
         let old_stable = self.canisters[&canister].store.data().stable.clone();
+        // pre_upgrade and post_upgrade (or init) share one install_code budget.
+        let mut install_budget = self.limits.install;
         if upgrade && !skip_pre_upgrade {
             let has_pre = self.canisters[&canister]
                 .inst
@@ -1239,6 +1241,7 @@ impl Simulator {
                         message: format!("pre_upgrade: {t}"),
                     });
                 }
+                install_budget -= ex.instructions;
             }
         }
         // Fresh store with the system state carried over.
@@ -1295,6 +1298,7 @@ impl Simulator {
             let mut msg = MsgState::new(kind);
             msg.caller = sender;
             msg.arg = arg;
+            msg.fuel_limit = install_budget;
             let ex = self.run(canister, kind, Entry::Export(name.into()), msg, None);
             if let Some(t) = ex.trap {
                 // Roll back to the state before install/upgrade.
@@ -1819,6 +1823,7 @@ impl Simulator {
 
     fn expire_deadlines(&mut self) {
         let now = self.time;
+        self.expire_stop_waiters(now);
         let mut expired = Vec::new();
         for (cid, c) in self.canisters.iter_mut() {
             for (id, cb) in c.callbacks.iter_mut() {

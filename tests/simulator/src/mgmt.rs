@@ -28,6 +28,9 @@ pub const DEFAULT_WASM_MEMORY_LIMIT: u64 = 3 << 30;
 /// Source: dfinity/ic `rs/config/src/execution_environment.rs`,
 /// `MAX_ALLOWED_CONTROLLERS_COUNT`.
 pub const MAX_CONTROLLERS: usize = 10;
+/// 5 minutes. Source: dfinity/ic `rs/config/src/execution_environment.rs`,
+/// `STOP_CANISTER_TIMEOUT_DURATION`.
+pub const STOP_CANISTER_TIMEOUT_NANOS: u64 = 5 * 60 * 1_000_000_000;
 /// Cycles per GiB of memory per second and per percent of compute allocation per second,
 /// 13-node application subnet. Source: dfinity/ic `rs/config/src/subnet_config.rs`,
 /// `gib_storage_per_second_fee` and `compute_percent_allocated_per_second_fee`.
@@ -532,7 +535,11 @@ impl Simulator {
                     Ok(Some((unit(), r.cycles)))
                 } else {
                     // Answered when the canister reaches `Stopped` (see `update_stopping`).
-                    c.stop_waiters.push((r.origin, r.cycles));
+                    c.stop_waiters.push((
+                        r.origin,
+                        r.cycles,
+                        self.time + STOP_CANISTER_TIMEOUT_NANOS,
+                    ));
                     Ok(None)
                 }
             }),
@@ -596,8 +603,34 @@ impl Simulator {
             Some(c) => std::mem::take(&mut c.stop_waiters),
             None => return,
         };
-        for (origin, refund) in waiters {
+        for (origin, refund, _) in waiters {
             self.respond_to_origin(origin, Payload::Reply(unit()), refund);
+        }
+    }
+
+    /// A `stop_canister` call not answered within the timeout is rejected; the canister stays
+    /// `Stopping` (dfinity/ic `rs/execution_environment/src/canister_manager.rs`,
+    /// `StopCanisterRequestTimeout`).
+    pub(crate) fn expire_stop_waiters(&mut self, now: u64) {
+        let mut expired = Vec::new();
+        for (id, c) in self.canisters.iter_mut() {
+            if c.stop_waiters.iter().any(|w| w.2 <= now) {
+                let (late, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut c.stop_waiters)
+                    .into_iter()
+                    .partition(|w| w.2 <= now);
+                c.stop_waiters = keep;
+                expired.extend(late.into_iter().map(|w| (*id, w)));
+            }
+        }
+        for (id, (origin, refund, _)) in expired {
+            self.respond_to_origin(
+                origin,
+                Payload::Reject(
+                    RejectCode::SysTransient,
+                    format!("Stop canister request timed out for canister {id}."),
+                ),
+                refund,
+            );
         }
     }
 
@@ -607,7 +640,7 @@ impl Simulator {
             Some(c) => std::mem::take(&mut c.stop_waiters),
             None => return,
         };
-        for (origin, refund) in waiters {
+        for (origin, refund, _) in waiters {
             self.respond_to_origin(
                 origin,
                 Payload::Reject(

@@ -76,7 +76,7 @@ struct CanisterSnap {
     total_instructions: u64,
     messages: u64,
     settings: crate::mgmt::Settings,
-    stop_waiters: Vec<(crate::Origin, u128)>,
+    stop_waiters: Vec<(crate::Origin, u128, u64)>,
     history: Vec<crate::mgmt::Change>,
     total_changes: u64,
 }

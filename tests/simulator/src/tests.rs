@@ -1769,3 +1769,40 @@ fn should_restore_created_deleted_upgraded_and_grown_canisters() {
     assert!(!sim.canister_exists(e));
     assert_eq!(full_state(&sim, &cs), at_snapshot);
 }
+
+#[test]
+fn should_time_out_a_stop_canister_call_after_five_minutes_leaving_the_canister_stopping() {
+    let mut sim = Simulator::new();
+    let (a, c) = parent_and_child(&mut sim, 1_000_000_000_000);
+    mgmt::<_, ()>(
+        &mut sim,
+        a,
+        "mgmt_install",
+        (
+            c,
+            "install",
+            cdk_wasm(),
+            encode_one(None::<u64>).unwrap(),
+            None::<bool>,
+        ),
+    )
+    .unwrap();
+    let b = cdk_canister(&mut sim);
+    let _pending = sim.submit_call(c, user(), "call", call_arg(b, "rand", None));
+    assert!(sim.step());
+    let stop = sim.submit_call(a, user(), "mgmt_stop", encode_one(c).unwrap());
+    while sim.canister_status(c) == Some(CanisterStatus::Running) {
+        assert!(sim.step());
+    }
+    sim.advance_time(Duration::from_secs(5 * 60 + 1));
+    let r: (Mgmt<()>,) = candid::decode_args(&sim.await_call(stop).unwrap()).unwrap();
+    let e = r.0.unwrap_err();
+    assert_eq!(e.0, RejectCode::SysTransient as u32, "{e:?}");
+    assert!(e.1.contains("timed out"), "{e:?}");
+    sim.tick();
+    assert_eq!(
+        sim.canister_status(c),
+        Some(CanisterStatus::Stopped),
+        "the stop itself goes on"
+    );
+}
