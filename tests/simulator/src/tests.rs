@@ -1806,3 +1806,51 @@ fn should_time_out_a_stop_canister_call_after_five_minutes_leaving_the_canister_
         "the stop itself goes on"
     );
 }
+
+#[test]
+fn should_install_gzipped_modules_like_the_replica_and_reject_lying_sizes() {
+    use std::io::Write;
+    let mut sim = Simulator::new();
+    let (a, c) = parent_and_child(&mut sim, 1_000_000_000_000);
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(&cdk_wasm()).unwrap();
+    let gz = enc.finish().unwrap();
+    // A footer that lies about the uncompressed size is refused.
+    let mut bad = gz.clone();
+    let n = bad.len();
+    bad[n - 4..].copy_from_slice(&7u32.to_le_bytes());
+    let e = mgmt::<_, ()>(
+        &mut sim,
+        a,
+        "mgmt_install",
+        (
+            c,
+            "install",
+            bad,
+            encode_one(Some(3u64)).unwrap(),
+            None::<bool>,
+        ),
+    )
+    .unwrap_err();
+    assert_eq!(e.0, RejectCode::CanisterError as u32, "{e:?}");
+    assert!(e.1.contains("does not match extracted size"), "{e:?}");
+    mgmt::<_, ()>(
+        &mut sim,
+        a,
+        "mgmt_install",
+        (
+            c,
+            "install",
+            gz.clone(),
+            encode_one(Some(3u64)).unwrap(),
+            None::<bool>,
+        ),
+    )
+    .unwrap();
+    assert_eq!(qry(&mut sim, c, "init_arg"), 3);
+    assert_eq!(
+        sim.module_hash(c).map(|h| h.to_vec()),
+        Some(sha256(&gz)),
+        "the hash of the module as sent"
+    );
+}
