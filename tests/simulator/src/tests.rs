@@ -1897,3 +1897,39 @@ fn should_roll_back_and_restore_identically_under_every_dirty_tracking_mode() {
     assert_eq!(run(DirtyTracking::Scan), faults);
     assert_eq!(run(DirtyTracking::Auto), faults);
 }
+
+#[test]
+fn should_give_the_cleanup_the_call_context_counter_without_the_trapped_callback() {
+    let mut sim = Simulator::new();
+    let a = cdk_canister(&mut sim);
+    let b = cdk_canister(&mut sim);
+    let from = sim.message_count() as usize;
+    sim.update_call(a, user(), "counters_in_cleanup", encode_one(b).unwrap())
+        .unwrap_err();
+    let (c0, c1) = sim
+        .query_candid::<(), (u64, u64)>(a, user(), "cleanup_counters", ())
+        .unwrap();
+    let mine: Vec<&MessageRecord> = sim.trace()[from..]
+        .iter()
+        .filter(|r| r.canister == a && r.kind != MessageKind::Query)
+        .collect();
+    let kinds: Vec<MessageKind> = mine.iter().map(|r| r.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            MessageKind::Update,
+            MessageKind::ReplyCallback,
+            MessageKind::Cleanup
+        ]
+    );
+    // Type 0 counts the cleanup only; type 1 adds the context's earlier messages, which do
+    // not include the trapped callback (dfinity/ic response.rs: the cleanup gets the context's
+    // count from before the response).
+    assert!(c0 > 0 && c0 <= mine[2].instructions);
+    let extra = c1.checked_sub(mine[0].instructions + c0);
+    assert!(
+        extra.is_some_and(|x| x < 1_000),
+        "{c0} {c1} {:?}",
+        mine.iter().map(|r| r.instructions).collect::<Vec<_>>()
+    );
+}
