@@ -2,6 +2,7 @@
 //! availability per execution context (spec "Overview of imports").
 
 use crate::{MessageKind, Principal, RejectCode};
+use std::collections::HashMap;
 use wasmtime::Result;
 use wasmtime::{Caller, Linker, Memory};
 
@@ -77,6 +78,22 @@ pub(crate) struct MsgState {
     pub logs: Vec<String>,
     /// Forced return code of `call_perform` (fault injection), per performed call index.
     pub call_perform_fail: Option<(u32, u32)>,
+    /// Largest request (method name + argument) the canister may build.
+    pub max_request_bytes: u64,
+    /// Largest reply the message may build.
+    pub max_reply_bytes: u64,
+    /// Output queue capacity per callee, and the calls already in flight per callee.
+    pub queue_capacity: u32,
+    pub inflight: HashMap<Principal, u32>,
+    /// Wasm memory limit enforced for this message (bytes, 0 = none).
+    pub wasm_memory_limit: u64,
+    /// Bytes the canister may still grow its heap and stable memory by (memory allocation or
+    /// the subnet's remaining capacity).
+    pub mem_available: u64,
+    /// Capacity of the canister log (bytes).
+    pub log_capacity: u64,
+    /// Stable memory pages (4 KiB) written by this message.
+    pub stable_dirty: std::collections::HashSet<u64>,
 }
 
 impl MsgState {
@@ -105,6 +122,14 @@ impl MsgState {
             trap: None,
             logs: Vec::new(),
             call_perform_fail: None,
+            max_request_bytes: u64::MAX,
+            max_reply_bytes: u64::MAX,
+            queue_capacity: u32::MAX,
+            inflight: HashMap::new(),
+            wasm_memory_limit: 0,
+            mem_available: u64::MAX,
+            log_capacity: 4096,
+            stable_dirty: std::collections::HashSet::new(),
         }
     }
 }
@@ -116,6 +141,54 @@ pub(crate) struct Ctx {
     pub memory: Option<Memory>,
     pub subnet: Principal,
     pub print_logs: bool,
+    /// Sizes of the records in the canister log and their sum.
+    pub log_sizes: std::collections::VecDeque<u64>,
+    pub log_used: u64,
+}
+
+/// Wasm memory growth under the IC's limits. The replica checks them right after a
+/// `memory.grow` and traps (dfinity/ic `rs/embedders/src/wasmtime_embedder/system_api.rs`,
+/// `try_grow_wasm_memory`: `WasmMemoryLimitExceeded`, or `OutOfMemory` when the memory
+/// allocation / subnet capacity is exhausted); it does not make `memory.grow` return -1.
+impl wasmtime::ResourceLimiter for Ctx {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> Result<bool> {
+        if maximum.is_some_and(|m| desired > m) {
+            return Ok(false);
+        }
+        // Instantiation (initial memory) is not a canister execution.
+        if self.msg.kind == MessageKind::Start {
+            return Ok(true);
+        }
+        let m = &mut self.msg;
+        let limit = m.wasm_memory_limit;
+        if limit != 0 && desired as u64 > limit {
+            let text = format!("Canister exceeded its current Wasm memory limit of {limit} bytes. The peak Wasm memory usage was {desired} bytes.");
+            m.trap = Some(text.clone());
+            return Err(wasmtime::Error::msg(text));
+        }
+        let delta = (desired - current) as u64;
+        if delta > m.mem_available {
+            let text = "Canister cannot grow its memory usage.".to_string();
+            m.trap = Some(text.clone());
+            return Err(wasmtime::Error::msg(text));
+        }
+        m.mem_available -= delta;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> Result<bool> {
+        Ok(true)
+    }
 }
 
 /// Execution-context class letters of the spec's import table:
@@ -156,6 +229,7 @@ fn enter(c: &mut Caller<'_, Ctx>, name: &'static str, allowed: &'static str) -> 
             format!("Canister trapped: injected fault at System API call #{n} (ic0.{name})"),
         );
     }
+    charge(c, overhead(name))?;
     let cl = class(c.data().msg.kind);
     let ok = if allowed == "*" {
         cl != 's'
@@ -172,6 +246,101 @@ fn enter(c: &mut Caller<'_, Ctx>, name: &'static str, allowed: &'static str) -> 
         );
     }
     Ok(())
+}
+
+/// Fixed instructions the replica charges per System API call, on top of the call's Wasm
+/// instruction. Source: dfinity/ic `rs/embedders/src/wasmtime_embedder/system_api_complexity.rs`
+/// (`overhead`), and `overhead_native` for the stable memory API (implemented natively in Wasm
+/// by the replica). Applied by `charge_for_cpu` / `charge_for_cpu_and_mem` in
+/// `rs/embedders/src/wasmtime_embedder/linker.rs`.
+pub(crate) fn overhead(name: &str) -> u64 {
+    match name {
+        "call_new" => 1_500,
+        "call_perform" => 5_000,
+        "performance_counter" => 200,
+        "debug_print" => 100,
+        "is_controller" => 1_000,
+        "cost_http_request_v2" => 10_000,
+        // overhead_native: STABLE_READ / STABLE_WRITE / STABLE64_READ / STABLE64_WRITE = 20,
+        // STABLE_GROW = 100 (both APIs); overhead::STABLE_SIZE / STABLE64_SIZE = 20.
+        "stable_read" | "stable64_read" | "stable_write" | "stable64_write" => 20,
+        "stable_size" | "stable64_size" => 20,
+        "stable_grow" | "stable64_grow" => 100,
+        _ => 500,
+    }
+}
+
+/// Instructions per byte a payload costs to hand from the sandbox to the replica (reply, reject
+/// message, call argument). Source: dfinity/ic `rs/embedders/src/wasmtime_embedder/linker.rs`,
+/// `BYTE_TRANSMISSION_COST_FACTOR`.
+pub(crate) const BYTE_TRANSMISSION_COST_FACTOR: u64 = 50;
+/// Instructions per newly dirtied 4 KiB page of stable memory in a message. Source: dfinity/ic
+/// `rs/config/src/subnet_config.rs`, `DEFAULT_DIRTY_PAGE_OVERHEAD`.
+pub(crate) const DIRTY_PAGE_OVERHEAD: u64 = 1_000;
+const OS_PAGE: u64 = 4096;
+
+/// Take `n` instructions from the message's budget like the replica's `charge_direct_fee`: when
+/// the budget cannot pay, the message fails with the instruction-limit error.
+pub(crate) fn charge(c: &mut Caller<'_, Ctx>, n: u64) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let left = c.get_fuel().unwrap_or(0);
+    if left < n {
+        let _ = c.set_fuel(0);
+        let limit = c.data().msg.fuel_limit;
+        return trap(
+            c,
+            format!(
+                "Canister exceeded the limit of {limit} instructions for single message execution."
+            ),
+        );
+    }
+    c.set_fuel(left - n).expect("fuel enabled");
+    Ok(())
+}
+
+/// The canister log's share of the `debug_print` / `trap` charge: twice the bytes the log
+/// stores plus the transmission factor for the bytes still fitting. Source: dfinity/ic
+/// `rs/embedders/src/wasmtime_embedder/linker.rs`, `logging_charge_bytes`.
+fn logging_charge(c: &mut Caller<'_, Ctx>, len: u64) -> u64 {
+    let cap = c.data().msg.log_capacity;
+    let remaining = cap.saturating_sub(c.data().log_used);
+    2 * len.min(cap) + BYTE_TRANSMISSION_COST_FACTOR * len.min(remaining)
+}
+
+/// Append a record to the canister log (a ring buffer of `log_capacity` bytes, each record
+/// counted with its 16-byte index and timestamp).
+fn log_record(c: &mut Caller<'_, Ctx>, len: u64) {
+    let cap = c.data().msg.log_capacity;
+    let d = c.data_mut();
+    let size = len + 16;
+    if size > cap {
+        return;
+    }
+    d.log_sizes.push_back(size);
+    d.log_used += size;
+    while d.log_used > cap {
+        let old = d.log_sizes.pop_front().unwrap_or(0);
+        d.log_used -= old;
+    }
+}
+
+/// Stable memory pages a write touches for the first time in this message cost
+/// `DIRTY_PAGE_OVERHEAD` each.
+fn charge_stable_dirty(c: &mut Caller<'_, Ctx>, offset: u64, size: u64) -> Result<()> {
+    if size == 0 {
+        return Ok(());
+    }
+    let first = offset / OS_PAGE;
+    let last = (offset + size - 1) / OS_PAGE;
+    let mut new = 0;
+    for p in first..=last {
+        if c.data_mut().msg.stable_dirty.insert(p) {
+            new += 1;
+        }
+    }
+    charge(c, new * DIRTY_PAGE_OVERHEAD)
 }
 
 fn mem(c: &mut Caller<'_, Ctx>) -> Result<Memory> {
@@ -299,8 +468,10 @@ fn stable_grow(c: &mut Caller<'_, Ctx>, pages: u64, max_pages: u64) -> u64 {
     let ctx = c.data_mut();
     let old_len = ctx.stable.len();
     let old_pages = old_len as u64 / WASM_PAGE;
+    let new_bytes = pages.saturating_mul(WASM_PAGE);
     match old_pages.checked_add(pages) {
-        Some(n) if n <= max_pages => {
+        Some(n) if n <= max_pages && new_bytes <= ctx.msg.mem_available => {
+            ctx.msg.mem_available -= new_bytes;
             ctx.msg.stable_undo.push(StableUndo::Grow(old_len));
             ctx.stable.resize((n * WASM_PAGE) as usize, 0);
             old_pages
@@ -422,6 +593,7 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Ctx>> {
         "msg_arg_data_copy",
         move |mut c: C, dst: i32, off: i32, size: i32| -> Result<()> {
             enter(&mut c, "msg_arg_data_copy", "IUQNyF")?;
+            charge(&mut c, u(size))?;
             let src = std::mem::take(&mut c.data_mut().msg.arg);
             let r = copy_out(&mut c, u(dst), u(off), u(size), &src);
             c.data_mut().msg.arg = src;
@@ -437,6 +609,7 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Ctx>> {
         "msg_caller_copy",
         move |mut c: C, dst: i32, off: i32, size: i32| -> Result<()> {
             enter(&mut c, "msg_caller_copy", "*")?;
+            charge(&mut c, u(size))?;
             let src = c.data().msg.caller.as_slice().to_vec();
             copy_out(&mut c, u(dst), u(off), u(size), &src)
         },
@@ -454,6 +627,7 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Ctx>> {
             name_copy,
             move |mut c: C, dst: i32, off: i32, size: i32| -> Result<()> {
                 enter(&mut c, name_copy, "*")?;
+                charge(&mut c, u(size))?;
                 copy_out(&mut c, u(dst), u(off), u(size), &[])
             },
         )?;
@@ -471,6 +645,7 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Ctx>> {
         "msg_reject_msg_copy",
         move |mut c: C, dst: i32, off: i32, size: i32| -> Result<()> {
             enter(&mut c, "msg_reject_msg_copy", "t")?;
+            charge(&mut c, u(size))?;
             let src = c.data().msg.reject_msg.clone().into_bytes();
             copy_out(&mut c, u(dst), u(off), u(size), &src)
         },
@@ -486,7 +661,16 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Ctx>> {
         "msg_reply_data_append",
         move |mut c: C, src: i32, size: i32| -> Result<()> {
             enter(&mut c, "msg_reply_data_append", "UQNyt")?;
+            charge(&mut c, BYTE_TRANSMISSION_COST_FACTOR * u(size))?;
             respond(&mut c, "msg_reply_data_append")?;
+            let total = c.data().msg.reply_buf.len() as u64 + u(size);
+            let max = c.data().msg.max_reply_bytes;
+            if total > max {
+                return trap(
+                    &mut c,
+                    format!("Canister violated contract: ic0.msg_reply_data_append: application payload size ({total}) cannot be larger than {max}."),
+                );
+            }
             let bytes = read(&mut c, u(src), u(size))?;
             c.data_mut().msg.reply_buf.extend_from_slice(&bytes);
             Ok(())
@@ -505,6 +689,7 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Ctx>> {
         "msg_reject",
         move |mut c: C, src: i32, size: i32| -> Result<()> {
             enter(&mut c, "msg_reject", "UQNyt")?;
+            charge(&mut c, BYTE_TRANSMISSION_COST_FACTOR * u(size))?;
             respond(&mut c, "msg_reject")?;
             let bytes = read(&mut c, u(src), u(size))?;
             let text =
@@ -592,6 +777,7 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Ctx>> {
         "canister_self_copy",
         move |mut c: C, dst: i32, off: i32, size: i32| -> Result<()> {
             enter(&mut c, "canister_self_copy", "*")?;
+            charge(&mut c, u(size))?;
             let src = c.data().sys.self_id.as_slice().to_vec();
             copy_out(&mut c, u(dst), u(off), u(size), &src)
         },
@@ -613,6 +799,7 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Ctx>> {
         "subnet_self_copy",
         move |mut c: C, dst: i32, off: i32, size: i32| -> Result<()> {
             enter(&mut c, "subnet_self_copy", "*")?;
+            charge(&mut c, u(size))?;
             let src = c.data().subnet.as_slice().to_vec();
             copy_out(&mut c, u(dst), u(off), u(size), &src)
         },
@@ -630,6 +817,7 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Ctx>> {
         "msg_method_name_copy",
         move |mut c: C, dst: i32, off: i32, size: i32| -> Result<()> {
             enter(&mut c, "msg_method_name_copy", "F")?;
+            charge(&mut c, u(size))?;
             let src = c.data().msg.method.clone().into_bytes();
             copy_out(&mut c, u(dst), u(off), u(size), &src)
         },
@@ -661,6 +849,7 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Ctx>> {
               reject_env: i32|
               -> Result<()> {
             enter(&mut c, "call_new", "UytT")?;
+            charge(&mut c, u(callee_size) + u(name_size))?;
             let callee = read(&mut c, u(callee_src), u(callee_size))?;
             let callee = principal_from(&mut c, callee)?;
             let name = read(&mut c, u(name_src), u(name_size))?;
@@ -709,7 +898,17 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Ctx>> {
         "call_data_append",
         move |mut c: C, src: i32, size: i32| -> Result<()> {
             enter(&mut c, "call_data_append", "UytT")?;
-            pending(&mut c, "call_data_append")?;
+            charge(&mut c, BYTE_TRANSMISSION_COST_FACTOR * u(size))?;
+            let p = pending(&mut c, "call_data_append")?;
+            let current = (p.method.len() + p.arg.len()) as u64;
+            let (callee, method) = (p.callee, p.method.clone());
+            let max = c.data().msg.max_request_bytes;
+            if current + u(size) > max {
+                return trap(
+                    &mut c,
+                    format!("Canister violated contract: Request to {callee}:{method} has a payload size of {}, which exceeds the allowed limit of {max}.", current + u(size)),
+                );
+            }
             let bytes = read(&mut c, u(src), u(size))?;
             pending(&mut c, "call_data_append")?
                 .arg
@@ -764,6 +963,20 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Ctx>> {
                 return Ok(code as i32);
             }
         }
+        // The output queue to the callee (with the slots reserved for responses) is full: the
+        // replica refuses the call synchronously with SYS_TRANSIENT (dfinity/ic
+        // `rs/embedders/src/wasmtime_embedder/system_api.rs`, `ic0_call_perform`).
+        let queued = ctx.msg.inflight.get(&call.callee).copied().unwrap_or(0)
+            + ctx
+                .msg
+                .calls
+                .iter()
+                .filter(|c| c.callee == call.callee)
+                .count() as u32;
+        if queued >= ctx.msg.queue_capacity {
+            ctx.sys.cycles += call.cycles;
+            return Ok(RejectCode::SysTransient as i32);
+        }
         ctx.msg.calls.push(call);
         Ok(0)
     })?;
@@ -786,6 +999,8 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Ctx>> {
         "stable64_write",
         |mut c: C, off: i64, src: i64, size: i64| -> Result<()> {
             enter(&mut c, "stable64_write", "*")?;
+            charge(&mut c, size as u64)?;
+            charge_stable_dirty(&mut c, off as u64, size as u64)?;
             let bytes = read(&mut c, src as u64, size as u64)?;
             stable_write(&mut c, off as u64, &bytes)
         },
@@ -795,6 +1010,7 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Ctx>> {
         "stable64_read",
         |mut c: C, dst: i64, off: i64, size: i64| -> Result<()> {
             enter(&mut c, "stable64_read", "*")?;
+            charge(&mut c, size as u64)?;
             stable_read(&mut c, dst as u64, off as u64, size as u64)
         },
     )?;
@@ -824,6 +1040,8 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Ctx>> {
         "stable_write",
         move |mut c: C, off: i32, src: i32, size: i32| -> Result<()> {
             enter(&mut c, "stable_write", "*")?;
+            charge(&mut c, u(size))?;
+            charge_stable_dirty(&mut c, u(off), u(size))?;
             let bytes = read(&mut c, u(src), u(size))?;
             stable_write(&mut c, u(off), &bytes)
         },
@@ -833,6 +1051,7 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Ctx>> {
         "stable_read",
         move |mut c: C, dst: i32, off: i32, size: i32| -> Result<()> {
             enter(&mut c, "stable_read", "*")?;
+            charge(&mut c, u(size))?;
             stable_read(&mut c, u(dst), u(off), u(size))
         },
     )?;
@@ -847,6 +1066,7 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Ctx>> {
         "root_key_copy",
         move |mut c: C, dst: i32, off: i32, size: i32| -> Result<()> {
             enter(&mut c, "root_key_copy", "*")?;
+            charge(&mut c, u(size))?;
             copy_out(&mut c, u(dst), u(off), u(size), &ROOT_KEY)
         },
     )?;
@@ -855,6 +1075,7 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Ctx>> {
         "certified_data_set",
         move |mut c: C, src: i32, size: i32| -> Result<()> {
             enter(&mut c, "certified_data_set", "IGUytCT")?;
+            charge(&mut c, u(size))?;
             if size as u32 > 32 {
                 return trap(
                     &mut c,
@@ -916,6 +1137,7 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Ctx>> {
         "is_controller",
         move |mut c: C, src: i32, size: i32| -> Result<i32> {
             enter(&mut c, "is_controller", "*")?;
+            charge(&mut c, u(size))?;
             if size as u32 > 29 {
                 return trap(
                     &mut c,
@@ -984,8 +1206,9 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Ctx>> {
         l.func_wrap(
             "ic0",
             name,
-            move |mut c: C, _src: i32, _size: i32, _alg: i32, dst: i32| -> Result<i32> {
+            move |mut c: C, _src: i32, size: i32, _alg: i32, dst: i32| -> Result<i32> {
                 enter(&mut c, name, "*")?;
+                charge(&mut c, u(size))?;
                 write_u128(&mut c, u(dst), 26_153_846_153)?;
                 Ok(0)
             },
@@ -1030,6 +1253,7 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Ctx>> {
         "env_var_value_copy",
         |mut c: C, _s: i32, _n: i32, _d: i32, _o: i32, _z: i32| -> Result<()> {
             enter(&mut c, "env_var_value_copy", "*")?;
+            charge(&mut c, _z as u32 as u64)?;
             trap(
                 &mut c,
                 "Canister violated contract: ic0.env_var_value_copy: no such environment variable"
@@ -1044,6 +1268,9 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Ctx>> {
         "debug_print",
         move |mut c: C, src: i32, size: i32| -> Result<()> {
             enter(&mut c, "debug_print", "sIGUQNytCTF")?;
+            let logging = logging_charge(&mut c, u(size));
+            charge(&mut c, logging)?;
+            log_record(&mut c, u(size));
             let bytes = read(&mut c, u(src), u(size))?;
             let text = String::from_utf8_lossy(&bytes).into_owned();
             if c.data().print_logs {
@@ -1058,6 +1285,9 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Ctx>> {
         "trap",
         move |mut c: C, src: i32, size: i32| -> Result<()> {
             enter(&mut c, "trap", "sIGUQNytCTF")?;
+            let logging = logging_charge(&mut c, u(size));
+            charge(&mut c, u(size) + logging)?;
+            log_record(&mut c, u(size));
             let bytes = read(&mut c, u(src), u(size))?;
             let text = String::from_utf8_lossy(&bytes).into_owned();
             trap(

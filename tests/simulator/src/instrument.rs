@@ -66,11 +66,50 @@ fn push_section(out: &mut Vec<u8>, id: u8, body: &[u8]) {
     out.extend_from_slice(body);
 }
 
-pub(crate) fn instrument(wasm: &[u8]) -> Result<Instrumented> {
-    // Accept the gzip-free binary format only (the IC also accepts gzip; we do not).
-    if wasm.len() >= 2 && wasm[0] == 0x1f && wasm[1] == 0x8b {
-        bail!("gzipped Wasm modules are not supported by the simulator; pass the raw .wasm");
+/// Largest (uncompressed) Wasm module: 100 MiB. Source: dfinity/ic `rs/config/src/embedders.rs`,
+/// `WASM_MAX_SIZE`.
+pub(crate) const WASM_MAX_SIZE: usize = 100 << 20;
+
+/// The module as the replica decodes it: raw Wasm, or gzip whose footer gives the size, which
+/// must not exceed `WASM_MAX_SIZE` and must match what the stream inflates to (dfinity/ic
+/// `rs/embedders/src/wasm_utils/decoding.rs`, `decode_wasm`).
+pub(crate) fn decode(module: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>> {
+    use std::io::Read;
+    if module.starts_with(b"\0asm") {
+        if module.len() > WASM_MAX_SIZE {
+            bail!(
+                "Wasm module is too large: {} bytes, allowed {WASM_MAX_SIZE}",
+                module.len()
+            );
+        }
+        return Ok(module.into());
     }
+    if !module.starts_with(b"\x1f\x8b\x08") {
+        bail!("unsupported canister module format");
+    }
+    if module.len() < 16 {
+        bail!("invalid Wasm module: gzip stream is too short");
+    }
+    let size = u32::from_le_bytes(module[module.len() - 4..].try_into().unwrap()) as usize;
+    if size > WASM_MAX_SIZE {
+        bail!("Wasm module is too large: {size} bytes, allowed {WASM_MAX_SIZE}");
+    }
+    let mut buf = Vec::with_capacity(size);
+    flate2::read::GzDecoder::new(module)
+        .take(size as u64 + 1)
+        .read_to_end(&mut buf)
+        .context("failed to decode compressed Wasm module")?;
+    if buf.len() != size {
+        bail!(
+            "specified uncompressed size {size} does not match extracted size {}",
+            buf.len()
+        );
+    }
+    Ok(buf.into())
+}
+
+pub(crate) fn instrument(wasm: &[u8]) -> Result<Instrumented> {
+    let wasm = &*decode(wasm)?;
     if !wasm.starts_with(b"\0asm") {
         bail!("not a Wasm binary module (missing \\0asm magic)");
     }
@@ -86,10 +125,8 @@ pub(crate) fn instrument(wasm: &[u8]) -> Result<Instrumented> {
     for payload in Parser::new(0).parse_all(wasm) {
         let payload = payload.context("invalid Wasm module")?;
         match &payload {
-            Payload::Version { encoding, .. } => {
-                if *encoding != wasmparser::Encoding::Module {
-                    bail!("Wasm components are not supported; expected a core module");
-                }
+            Payload::Version { encoding, .. } if *encoding != wasmparser::Encoding::Module => {
+                bail!("Wasm components are not supported; expected a core module");
             }
             Payload::ImportSection(r) => {
                 for imp in r.clone().into_imports() {

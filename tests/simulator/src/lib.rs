@@ -7,11 +7,30 @@
 //! seeded interleaving scheduler, bounded-wait (best-effort) call timeouts, global timers,
 //! upgrades keeping stable memory, instruction counting with fuel, and fault injection.
 //!
+//! Like the replica it also has:
+//! - the management canister for canisters ([`mgmt`]): `create_canister` (charging the
+//!   creation fee from the attached cycles), `install_code` (install / reinstall / upgrade with
+//!   `skip_pre_upgrade`), `update_settings`, `canister_status`, `canister_info`,
+//!   `deposit_cycles`, `start_canister`, `stop_canister`, `delete_canister`, `uninstall_code`,
+//!   `raw_rand`;
+//! - the IC's per-message instruction limits ([`InstructionLimits`]) and size, queue and memory
+//!   limits ([`Limits`], canister settings `memory_allocation` / `wasm_memory_limit`);
+//! - the replica's instruction charges for System API calls, so `ic0.performance_counter` and
+//!   [`Simulator::last_instructions`] match what the IC counts for the same Wasm (up to the
+//!   per-instruction weights of the replica's own Wasm instrumentation, which ic-sim does not
+//!   reproduce: wasmtime fuel counts one per operator);
+//! - whole-simulator snapshots ([`Simulator::snapshot`], [`Simulator::restore`]) whose restore
+//!   copies only the memory pages changed since.
+//!
 //! The API is shaped like PocketIC's so tests read naturally.
 
 pub mod build;
+mod dirty;
 mod exec;
 mod instrument;
+pub mod mgmt;
+mod snapshot;
+pub use snapshot::{RestoreStats, SimSnapshot};
 #[cfg(test)]
 mod tests;
 
@@ -93,6 +112,13 @@ pub enum SimError {
     },
     NotStopped(Principal),
     StopTimedOut(Principal),
+    /// Canister settings the IC would refuse (too many controllers, out-of-range values, ...).
+    InvalidSettings(String),
+    /// `create_canister` was sent fewer cycles than the creation fee.
+    InsufficientCyclesForCreate {
+        sent: u128,
+        required: u128,
+    },
 }
 
 impl std::fmt::Display for SimError {
@@ -115,6 +141,11 @@ impl std::fmt::Display for SimError {
             SimError::StopTimedOut(c) => {
                 write!(f, "canister {c} did not stop (open call contexts remain)")
             }
+            SimError::InvalidSettings(m) => write!(f, "invalid settings: {m}"),
+            SimError::InsufficientCyclesForCreate { sent, required } => write!(
+                f,
+                "create_canister needs at least {required} cycles (the creation fee), got {sent}"
+            ),
         }
     }
 }
@@ -191,15 +222,23 @@ pub enum RejectWhen {
     AfterExecution,
 }
 
-/// Per-message instruction limits (the IC's defaults).
+/// Per-message instruction limits of an application subnet.
 #[derive(Clone, Copy, Debug)]
 pub struct InstructionLimits {
-    /// Updates, callbacks, cleanup, timers.
+    /// Updates, callbacks (a callback and its cleanup share one budget), timers, heartbeats:
+    /// 40 B. Source: dfinity/ic `rs/config/src/subnet_config.rs`,
+    /// `MAX_INSTRUCTIONS_PER_MESSAGE`.
     pub update: u64,
-    /// Queries and inspect_message.
+    /// Queries, also when called as an update (replicated query): 5 B. Source: dfinity/ic
+    /// `rs/config/src/subnet_config.rs`, `MAX_INSTRUCTIONS_PER_QUERY_MESSAGE`, used for
+    /// replicated queries by `rs/execution_environment/src/execution_environment.rs`.
     pub query: u64,
-    /// install / upgrade (pre_upgrade + post_upgrade each).
+    /// `install_code` (start + init, or pre_upgrade + post_upgrade): 300 B. Source: dfinity/ic
+    /// `rs/config/src/subnet_config.rs`, `MAX_INSTRUCTIONS_PER_INSTALL_CODE`.
     pub install: u64,
+    /// `canister_inspect_message`: 200 M. Source: dfinity/ic
+    /// `rs/config/src/execution_environment.rs`, `MAX_INSTRUCTIONS_FOR_MESSAGE_ACCEPTANCE_CALLS`.
+    pub inspect_message: u64,
 }
 
 impl Default for InstructionLimits {
@@ -208,6 +247,46 @@ impl Default for InstructionLimits {
             update: 40_000_000_000,
             query: 5_000_000_000,
             install: 300_000_000_000,
+            inspect_message: 200_000_000,
+        }
+    }
+}
+
+/// Size and capacity limits of an application subnet (each configurable for tests).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Requests in flight from one canister to another (output queue plus the input-queue
+    /// slots reserved for their responses): 500. Beyond it `ic0.call_perform` returns
+    /// SYS_TRANSIENT (2). Source: dfinity/ic `rs/replicated_state/src/canister_state/queues.rs`,
+    /// `DEFAULT_QUEUE_CAPACITY`.
+    pub queue_capacity: u32,
+    /// Largest inter-canister response, and request to another subnet: 2 MiB. Source:
+    /// dfinity/ic `rs/types/types/src/messages.rs`, `MAX_INTER_CANISTER_PAYLOAD_IN_BYTES`.
+    pub max_inter_canister_payload: u64,
+    /// A request to a canister on the same subnet may be this many times larger: 5 (10 MiB).
+    /// Source: dfinity/ic `rs/embedders/src/wasmtime_embedder/system_api.rs`,
+    /// `MULTIPLIER_MAX_SIZE_LOCAL_SUBNET`.
+    pub local_subnet_request_multiplier: u64,
+    /// Largest reply of a non-replicated query: 3 MiB. Source: dfinity/ic
+    /// `rs/embedders/src/wasmtime_embedder/system_api.rs`, `MAX_NON_REPLICATED_QUERY_REPLY_SIZE`.
+    pub max_query_reply: u64,
+    /// Largest ingress message (here: method name + argument): 2 MiB. Source: dfinity/ic
+    /// `rs/limits/src/lib.rs`, `MAX_INGRESS_BYTES_PER_MESSAGE_APP_SUBNET`.
+    pub max_ingress_bytes: u64,
+    /// Memory all canisters together may use: 2 TiB. Source: dfinity/ic
+    /// `rs/config/src/execution_environment.rs`, `SUBNET_MEMORY_CAPACITY`.
+    pub subnet_memory_capacity: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            queue_capacity: 500,
+            max_inter_canister_payload: 2 << 20,
+            local_subnet_request_multiplier: 5,
+            max_query_reply: 3 << 20,
+            max_ingress_bytes: 2 << 20,
+            subnet_memory_capacity: 2 << 40,
         }
     }
 }
@@ -243,6 +322,7 @@ struct Compiled {
     has_memory: bool,
     has_table: bool,
     exports: Vec<String>,
+    wasm_len: usize,
 }
 
 fn engine() -> &'static Engine {
@@ -286,6 +366,7 @@ fn compile(wasm: &[u8]) -> Result<Arc<Compiled>, SimError> {
         has_memory: inst.has_memory,
         has_table: inst.has_table,
         exports,
+        wasm_len: wasm.len(),
     });
     cache.lock().unwrap().insert(hash, c.clone());
     Ok(c)
@@ -298,6 +379,7 @@ struct Inst {
     table: Option<Table>,
     globals: Vec<Global>,
     module_hash: [u8; 32],
+    module_len: usize,
 }
 
 impl Inst {
@@ -306,6 +388,7 @@ impl Inst {
     }
 }
 
+#[derive(Clone)]
 struct CallContext {
     origin: Origin,
     responded: bool,
@@ -322,6 +405,7 @@ enum Origin {
     System,
 }
 
+#[derive(Clone)]
 struct Callback {
     ctx: u64,
     call: OutCall,
@@ -338,7 +422,28 @@ struct Canister {
     callbacks: HashMap<u64, Callback>,
     total_instructions: u64,
     messages: u64,
+    settings: mgmt::Settings,
+    /// Pending `stop_canister` calls: answered once the canister is stopped.
+    stop_waiters: Vec<(Origin, u128, u64)>,
+    /// The last changes (canister_info), oldest first, and the number of changes ever made.
+    history: Vec<mgmt::Change>,
+    total_changes: u64,
+    /// Dirty-page tracking and committed copy of the Wasm heap (present with a memory).
+    heap: Option<dirty::Heap>,
+    /// Generation of the last committed change of each stable memory page.
+    stable_gen: Vec<u64>,
+    /// Changes whenever the module instance or stable memory is replaced wholesale.
+    epoch: u64,
+    /// The snapshot this canister was last restored from, and the generation of that restore.
+    restored: Option<(u64, u64)>,
+    /// Values of the mutable globals after the last committed message.
+    globals: Vec<Val>,
 }
+
+/// The IC keeps this many recent changes per canister.
+/// Source: dfinity/ic `rs/replicated_state/src/canister_state/system_state.rs`
+/// (`MAX_CANISTER_HISTORY_CHANGES`).
+const MAX_HISTORY: usize = 20;
 
 #[derive(Clone, Debug)]
 struct Request {
@@ -367,6 +472,7 @@ enum Item {
     Response(Response),
 }
 
+#[derive(Clone)]
 struct Queued {
     seq: u64,
     item: Item,
@@ -444,7 +550,7 @@ pub struct Simulator {
     queue: Vec<Queued>,
     scheduler: Option<Rng>,
     rand: Rng,
-    ingress: HashMap<MessageId, IngressStatus>,
+    ingress: BTreeMap<MessageId, IngressStatus>,
     next_ingress: u64,
     next_id: u64,
     next_call_index: u64,
@@ -452,6 +558,7 @@ pub struct Simulator {
     trace: Vec<MessageRecord>,
     logs: Vec<LogRecord>,
     limits: InstructionLimits,
+    size_limits: Limits,
     trap_faults: Vec<TrapFault>,
     reject_faults: Vec<RejectFault>,
     perform_faults: Vec<PerformFault>,
@@ -459,6 +566,11 @@ pub struct Simulator {
     print_logs: bool,
     last_instructions: u64,
     subnet: Principal,
+    /// Generation counter of committed heap/stable changes (see `dirty`).
+    gen: u64,
+    next_snapshot: std::cell::Cell<u64>,
+    /// The snapshot whose trace, logs and ingress history the current ones extend.
+    history_base: std::cell::Cell<Option<u64>>,
 }
 
 impl Default for Simulator {
@@ -484,7 +596,25 @@ fn blank_ctx(subnet: Principal) -> Ctx {
         memory: None,
         subnet,
         print_logs: false,
+        log_sizes: Default::default(),
+        log_used: 0,
     }
+}
+
+fn new_store(ctx: Ctx) -> Store<Ctx> {
+    let mut store = Store::new(engine(), ctx);
+    store.limiter(|c: &mut Ctx| c as &mut dyn wasmtime::ResourceLimiter);
+    store
+}
+
+fn canister_memory_usage(c: &Canister) -> u64 {
+    let heap = c
+        .inst
+        .as_ref()
+        .and_then(|i| i.memory.map(|m| m.data_size(&c.store) as u64))
+        .unwrap_or(0);
+    let binary = c.inst.as_ref().map_or(0, |i| i.module_len as u64);
+    heap + c.store.data().stable.len() as u64 + binary
 }
 
 fn reject(code: RejectCode, msg: impl Into<String>) -> RejectResponse {
@@ -506,8 +636,8 @@ impl Simulator {
             seq: 0,
             queue: Vec::new(),
             scheduler: None,
-            rand: Rng(0x1c5_1d),
-            ingress: HashMap::new(),
+            rand: Rng(0x0001_c51d),
+            ingress: BTreeMap::new(),
             next_ingress: 0,
             next_id: 1,
             next_call_index: 0,
@@ -515,6 +645,7 @@ impl Simulator {
             trace: Vec::new(),
             logs: Vec::new(),
             limits: InstructionLimits::default(),
+            size_limits: Limits::default(),
             trap_faults: Vec::new(),
             reject_faults: Vec::new(),
             perform_faults: Vec::new(),
@@ -522,6 +653,9 @@ impl Simulator {
             print_logs: std::env::var_os("IC_SIM_PRINT").is_some(),
             last_instructions: 0,
             subnet,
+            gen: 1,
+            next_snapshot: std::cell::Cell::new(1),
+            history_base: std::cell::Cell::new(None),
         }
     }
 
@@ -552,6 +686,14 @@ impl Simulator {
         self.limits
     }
 
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.size_limits = limits;
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.size_limits
+    }
+
     // ---------------------------------------------------------------- time
 
     pub fn time_nanos(&self) -> u64 {
@@ -579,6 +721,24 @@ impl Simulator {
     }
 
     pub fn create_canister_with_controllers(&mut self, controllers: Vec<Principal>) -> Principal {
+        let settings = mgmt::CanisterSettings {
+            controllers: Some(controllers),
+            ..Default::default()
+        };
+        self.create_canister_full(Self::default_controller(), DEFAULT_CYCLES, &settings)
+            .expect("valid default settings")
+    }
+
+    /// Create a canister the way `create_canister` does: `settings.controllers` default to
+    /// `[sender]`, the balance is `cycles`.
+    pub fn create_canister_full(
+        &mut self,
+        sender: Principal,
+        cycles: u128,
+        settings: &mgmt::CanisterSettings,
+    ) -> Result<Principal, SimError> {
+        let mut s = mgmt::Settings::default();
+        let controllers = mgmt::apply_settings(&mut s, settings)?.unwrap_or_else(|| vec![sender]);
         let n = self.next_canister;
         self.next_canister += 1;
         let mut bytes = n.to_be_bytes().to_vec();
@@ -586,9 +746,9 @@ impl Simulator {
         let id = Principal::from_slice(&bytes);
         let mut ctx = blank_ctx(self.subnet);
         ctx.sys.self_id = id;
-        ctx.sys.controllers = controllers;
-        ctx.sys.cycles = DEFAULT_CYCLES;
-        let store = Store::new(engine(), ctx);
+        ctx.sys.controllers = controllers.clone();
+        ctx.sys.cycles = cycles;
+        let store = new_store(ctx);
         self.canisters.insert(
             id,
             Canister {
@@ -599,9 +759,182 @@ impl Simulator {
                 callbacks: HashMap::new(),
                 total_instructions: 0,
                 messages: 0,
+                settings: s,
+                stop_waiters: Vec::new(),
+                history: Vec::new(),
+                total_changes: 0,
+                heap: None,
+                stable_gen: Vec::new(),
+                epoch: 0,
+                restored: None,
+                globals: Vec::new(),
             },
         );
-        id
+        self.record_change(
+            id,
+            sender,
+            mgmt::ChangeDetails::Creation(mgmt::CreationRecord {
+                controllers,
+                environment_variables_hash: None,
+            }),
+        );
+        Ok(id)
+    }
+
+    fn record_change(
+        &mut self,
+        canister: Principal,
+        sender: Principal,
+        details: mgmt::ChangeDetails,
+    ) {
+        let time = self.time;
+        let origin = match self.canisters.get(&sender) {
+            Some(c) => mgmt::ChangeOrigin::FromCanister(mgmt::FromCanisterRecord {
+                canister_id: sender,
+                canister_version: Some(c.store.data().sys.version),
+            }),
+            None => mgmt::ChangeOrigin::FromUser(mgmt::FromUserRecord { user_id: sender }),
+        };
+        let Some(c) = self.canisters.get_mut(&canister) else {
+            return;
+        };
+        c.total_changes += 1;
+        c.history.push(mgmt::Change {
+            timestamp_nanos: time,
+            canister_version: c.store.data().sys.version,
+            origin,
+            details: Some(details),
+        });
+        if c.history.len() > MAX_HISTORY {
+            c.history.remove(0);
+        }
+    }
+
+    /// Apply `update_settings` (controllers checked).
+    pub fn update_settings(
+        &mut self,
+        canister: Principal,
+        sender: Option<Principal>,
+        settings: mgmt::CanisterSettings,
+    ) -> Result<(), SimError> {
+        self.check_controller(canister, sender)?;
+        let c = self.canisters.get_mut(&canister).unwrap();
+        let controllers = mgmt::apply_settings(&mut c.settings, &settings)?;
+        c.store.data_mut().sys.version += 1;
+        if let Some(controllers) = controllers {
+            c.store.data_mut().sys.controllers = controllers.clone();
+            let sender = sender.unwrap_or_else(Self::default_controller);
+            self.record_change(
+                canister,
+                sender,
+                mgmt::ChangeDetails::ControllersChange(mgmt::ControllersChangeRecord {
+                    controllers,
+                }),
+            );
+        }
+        Ok(())
+    }
+
+    /// The canister's settings.
+    pub fn settings(&self, canister: Principal) -> Option<&mgmt::Settings> {
+        self.canisters.get(&canister).map(|c| &c.settings)
+    }
+
+    /// Memory the canister uses as the IC counts it here: Wasm heap, stable memory and the
+    /// Wasm binary.
+    pub fn memory_usage(&self, canister: Principal) -> Option<u64> {
+        let c = self.canisters.get(&canister)?;
+        Some(canister_memory_usage(c))
+    }
+
+    /// The `canister_status` record the management canister returns.
+    pub fn canister_status_result(
+        &self,
+        canister: Principal,
+    ) -> Option<mgmt::CanisterStatusResult> {
+        let c = self.canisters.get(&canister)?;
+        let d = c.store.data();
+        let s = &c.settings;
+        let heap = c
+            .inst
+            .as_ref()
+            .and_then(|i| i.memory.map(|m| m.data_size(&c.store) as u64))
+            .unwrap_or(0);
+        let binary = c.inst.as_ref().map_or(0, |i| i.module_len as u64);
+        let memory_size = canister_memory_usage(c);
+        let charged = if s.memory_allocation > 0 {
+            s.memory_allocation
+        } else {
+            memory_size
+        } as u128;
+        let idle = (charged * mgmt::GIB_STORAGE_PER_SECOND_FEE / (1 << 30)
+            + s.compute_allocation as u128 * mgmt::COMPUTE_PERCENT_PER_SECOND_FEE)
+            * 86_400;
+        let n = |v: u128| candid::Nat::from(v);
+        Some(mgmt::CanisterStatusResult {
+            status: match c.status {
+                CanisterStatus::Running => mgmt::CanisterStatusType::Running,
+                CanisterStatus::Stopping => mgmt::CanisterStatusType::Stopping,
+                CanisterStatus::Stopped => mgmt::CanisterStatusType::Stopped,
+            },
+            ready_for_migration: false,
+            version: d.sys.version,
+            settings: mgmt::DefiniteCanisterSettings {
+                controllers: d.sys.controllers.clone(),
+                compute_allocation: n(s.compute_allocation as u128),
+                memory_allocation: n(s.memory_allocation as u128),
+                freezing_threshold: n(s.freezing_threshold as u128),
+                reserved_cycles_limit: n(s.reserved_cycles_limit),
+                log_visibility: s.log_visibility.clone(),
+                wasm_memory_limit: n(s.wasm_memory_limit as u128),
+                wasm_memory_threshold: n(s.wasm_memory_threshold as u128),
+                log_memory_limit: n(s.log_memory_limit as u128),
+                snapshot_visibility: s.snapshot_visibility.clone(),
+                status_visibility: s.status_visibility.clone(),
+                minimum_incoming_canister_call_cycles: n(s.minimum_incoming_canister_call_cycles),
+                environment_variables: s.environment_variables.clone(),
+            },
+            module_hash: c.inst.as_ref().map(|i| i.module_hash.to_vec()),
+            memory_size: n(memory_size as u128),
+            memory_metrics: mgmt::MemoryMetrics {
+                wasm_memory_size: n(heap as u128),
+                stable_memory_size: n(d.stable.len() as u128),
+                global_memory_size: n(0),
+                wasm_binary_size: n(binary as u128),
+                custom_sections_size: n(0),
+                canister_history_size: n(0),
+                wasm_chunk_store_size: n(0),
+                snapshots_size: n(0),
+                log_memory_store_size: n(0),
+            },
+            cycles: n(d.sys.cycles),
+            reserved_cycles: n(0),
+            idle_cycles_burned_per_day: n(idle),
+            query_stats: mgmt::QueryStats {
+                num_calls_total: n(0),
+                num_instructions_total: n(0),
+                request_payload_bytes_total: n(0),
+                response_payload_bytes_total: n(0),
+            },
+        })
+    }
+
+    /// The `canister_info` record (anyone may ask).
+    pub fn canister_info(
+        &self,
+        canister: Principal,
+        num_requested_changes: Option<u64>,
+    ) -> Option<mgmt::CanisterInfoResult> {
+        let c = self.canisters.get(&canister)?;
+        let n = num_requested_changes
+            .unwrap_or(0)
+            .min(c.history.len() as u64) as usize;
+        Some(mgmt::CanisterInfoResult {
+            total_num_changes: c.total_changes,
+            recent_changes: c.history[c.history.len() - n..].to_vec(),
+            module_hash: c.inst.as_ref().map(|i| i.module_hash.to_vec()),
+            controllers: c.store.data().sys.controllers.clone(),
+        })
     }
 
     pub fn canister_exists(&self, canister: Principal) -> bool {
@@ -624,11 +957,11 @@ impl Simulator {
         sender: Option<Principal>,
         controllers: Vec<Principal>,
     ) -> Result<(), SimError> {
-        self.check_controller(canister, sender)?;
-        let c = self.canisters.get_mut(&canister).unwrap();
-        c.store.data_mut().sys.controllers = controllers;
-        c.store.data_mut().sys.version += 1;
-        Ok(())
+        let settings = mgmt::CanisterSettings {
+            controllers: Some(controllers),
+            ..Default::default()
+        };
+        self.update_settings(canister, sender, settings)
     }
 
     /// The canister's `ic0.canister_version`.
@@ -677,6 +1010,13 @@ impl Simulator {
         self.canisters
             .get(&canister)
             .map(|c| c.store.data().stable.as_slice())
+    }
+
+    /// Current Wasm heap contents (None without a module or memory).
+    pub fn wasm_memory(&self, canister: Principal) -> Option<&[u8]> {
+        let c = self.canisters.get(&canister)?;
+        let m = c.inst.as_ref()?.memory?;
+        Some(m.data(&c.store))
     }
 
     /// Number of open call contexts of the canister.
@@ -742,6 +1082,7 @@ impl Simulator {
             table,
             globals,
             module_hash: hash,
+            module_len: compiled.wasm_len,
         })
     }
 
@@ -753,11 +1094,13 @@ impl Simulator {
         arg: Vec<u8>,
         sender: Option<Principal>,
     ) -> Result<(), SimError> {
-        self.check_controller(canister, sender)?;
-        if self.canisters[&canister].inst.is_some() {
-            return Err(SimError::AlreadyInstalled(canister));
-        }
-        self.install_code(canister, &wasm, arg, sender, false)
+        self.install_code_mode(
+            canister,
+            wasm,
+            arg,
+            sender,
+            mgmt::CanisterInstallMode::Install,
+        )
     }
 
     /// Replace the module, dropping heap *and* stable memory, then run `canister_init(arg)`.
@@ -768,8 +1111,13 @@ impl Simulator {
         arg: Vec<u8>,
         sender: Option<Principal>,
     ) -> Result<(), SimError> {
-        self.check_controller(canister, sender)?;
-        self.install_code(canister, &wasm, arg, sender, false)
+        self.install_code_mode(
+            canister,
+            wasm,
+            arg,
+            sender,
+            mgmt::CanisterInstallMode::Reinstall,
+        )
     }
 
     /// Upgrade: `canister_pre_upgrade` (old module), keep stable memory, new module,
@@ -782,11 +1130,72 @@ impl Simulator {
         arg: Vec<u8>,
         sender: Option<Principal>,
     ) -> Result<(), SimError> {
+        self.install_code_mode(
+            canister,
+            wasm,
+            arg,
+            sender,
+            mgmt::CanisterInstallMode::Upgrade(None),
+        )
+    }
+
+    /// `install_code` with any mode, as the management canister runs it (controllers checked;
+    /// `install` needs an empty canister, `upgrade` an installed one; `skip_pre_upgrade`
+    /// honoured).
+    pub fn install_code_mode(
+        &mut self,
+        canister: Principal,
+        wasm: Vec<u8>,
+        arg: Vec<u8>,
+        sender: Option<Principal>,
+        mode: mgmt::CanisterInstallMode,
+    ) -> Result<(), SimError> {
         self.check_controller(canister, sender)?;
-        if self.canisters[&canister].inst.is_none() {
-            return Err(SimError::NotInstalled(canister));
-        }
-        self.install_code(canister, &wasm, arg, sender, true)
+        let installed = self.canisters[&canister].inst.is_some();
+        let (upgrade, skip_pre_upgrade, record_mode) = match mode {
+            mgmt::CanisterInstallMode::Install => {
+                if installed {
+                    return Err(SimError::AlreadyInstalled(canister));
+                }
+                (false, false, mgmt::CodeDeploymentMode::Install)
+            }
+            mgmt::CanisterInstallMode::Reinstall => {
+                (false, false, mgmt::CodeDeploymentMode::Reinstall)
+            }
+            mgmt::CanisterInstallMode::Upgrade(flags) => {
+                if !installed {
+                    return Err(SimError::NotInstalled(canister));
+                }
+                let flags = flags.unwrap_or_default();
+                if flags.wasm_memory_persistence == Some(mgmt::WasmMemoryPersistence::Keep) {
+                    // Keeping the heap is enhanced orthogonal persistence (Motoko), which the
+                    // simulator does not model.
+                    return Err(SimError::InvalidSettings("Invalid upgrade option: ic-sim does not support `wasm_memory_persistence = opt keep` (enhanced orthogonal persistence).".into()));
+                }
+                (
+                    true,
+                    flags.skip_pre_upgrade.unwrap_or(false),
+                    mgmt::CodeDeploymentMode::Upgrade,
+                )
+            }
+        };
+        self.install_code(canister, &wasm, arg, sender, upgrade, skip_pre_upgrade)?;
+        let hash = self.canisters[&canister]
+            .inst
+            .as_ref()
+            .unwrap()
+            .module_hash
+            .to_vec();
+        let sender = sender.unwrap_or_else(Self::default_controller);
+        self.record_change(
+            canister,
+            sender,
+            mgmt::ChangeDetails::CodeDeployment(mgmt::CodeDeploymentRecord {
+                mode: record_mode,
+                module_hash: hash,
+            }),
+        );
+        Ok(())
     }
 
     fn install_code(
@@ -796,18 +1205,21 @@ impl Simulator {
         arg: Vec<u8>,
         sender: Option<Principal>,
         upgrade: bool,
+        skip_pre_upgrade: bool,
     ) -> Result<(), SimError> {
         let compiled = compile(wasm)?;
         let hash: [u8; 32] = sha2::Sha256::digest(wasm).into();
         let sender = sender.unwrap_or_else(Self::default_controller);
         // Full snapshot for rolling back a failed install/upgrade.
         let old_snapshot = if self.canisters[&canister].inst.is_some() {
-            Some(self.snapshot(canister))
+            Some(self.install_snapshot(canister))
         } else {
             None
         };
         let old_stable = self.canisters[&canister].store.data().stable.clone();
-        if upgrade {
+        // pre_upgrade and post_upgrade (or init) share one install_code budget.
+        let mut install_budget = self.limits.install;
+        if upgrade && !skip_pre_upgrade {
             let has_pre = self.canisters[&canister]
                 .inst
                 .as_ref()
@@ -829,11 +1241,12 @@ impl Simulator {
                         message: format!("pre_upgrade: {t}"),
                     });
                 }
+                install_budget -= ex.instructions;
             }
         }
         // Fresh store with the system state carried over.
         let can = self.canisters.get_mut(&canister).unwrap();
-        let placeholder = Store::new(engine(), blank_ctx(self.subnet));
+        let placeholder = new_store(blank_ctx(self.subnet));
         let old_store = std::mem::replace(&mut can.store, placeholder);
         let old_inst = can.inst.take();
         let mut ctx = old_store.into_data();
@@ -845,7 +1258,7 @@ impl Simulator {
         ctx.sys.global_timer = 0;
         ctx.sys.version += 1;
         ctx.print_logs = self.print_logs;
-        let mut store = Store::new(engine(), ctx);
+        let mut store = new_store(ctx);
         let inst = match self.instantiate(&mut store, &compiled, hash) {
             Ok(i) => i,
             Err(e) => {
@@ -853,10 +1266,11 @@ impl Simulator {
                 let mut ctx = store.into_data();
                 ctx.sys = saved_sys;
                 ctx.stable = old_stable;
-                can.store = Store::new(engine(), ctx);
+                can.store = new_store(ctx);
                 can.inst = None;
+                can.heap = None;
                 if let (Some(old), Some(snap)) = (old_inst, old_snapshot) {
-                    self.reinstate(canister, old.compiled.clone(), old.module_hash, &snap);
+                    self.reinstate(canister, old.compiled.clone(), old.module_hash, &snap, None);
                 }
                 return Err(e);
             }
@@ -869,6 +1283,7 @@ impl Simulator {
         let can = self.canisters.get_mut(&canister).unwrap();
         can.store = store;
         can.inst = Some(inst);
+        self.attach_heap(canister, None);
         if has_init {
             let kind = if upgrade {
                 MessageKind::PostUpgrade
@@ -883,18 +1298,20 @@ impl Simulator {
             let mut msg = MsgState::new(kind);
             msg.caller = sender;
             msg.arg = arg;
+            msg.fuel_limit = install_budget;
             let ex = self.run(canister, kind, Entry::Export(name.into()), msg, None);
             if let Some(t) = ex.trap {
                 // Roll back to the state before install/upgrade.
                 let can = self.canisters.get_mut(&canister).unwrap();
                 can.inst = None;
-                let placeholder = Store::new(engine(), blank_ctx(self.subnet));
+                can.heap = None;
+                let placeholder = new_store(blank_ctx(self.subnet));
                 let mut ctx = std::mem::replace(&mut can.store, placeholder).into_data();
                 ctx.sys = saved_sys;
                 ctx.stable = old_stable;
-                can.store = Store::new(engine(), ctx);
+                can.store = new_store(ctx);
                 if let (Some(old), Some(snap)) = (old_inst, old_snapshot) {
-                    self.reinstate(canister, old.compiled.clone(), old.module_hash, &snap);
+                    self.reinstate(canister, old.compiled.clone(), old.module_hash, &snap, None);
                 }
                 return Err(SimError::Trapped {
                     canister,
@@ -905,18 +1322,21 @@ impl Simulator {
         Ok(())
     }
 
-    /// Re-create an instance of `compiled` and load a snapshot into it.
+    /// Re-create an instance of `compiled` and load a snapshot into it. `page_gen` keeps the
+    /// generations when the content is the canister's committed heap.
     fn reinstate(
         &mut self,
         canister: Principal,
         compiled: Arc<Compiled>,
         hash: [u8; 32],
         snap: &Snapshot,
+        page_gen: Option<Vec<u64>>,
     ) {
         let can = self.canisters.get_mut(&canister).unwrap();
-        let placeholder = Store::new(engine(), blank_ctx(self.subnet));
+        can.heap = None;
+        let placeholder = new_store(blank_ctx(self.subnet));
         let ctx = std::mem::replace(&mut can.store, placeholder).into_data();
-        let mut store = Store::new(engine(), ctx);
+        let mut store = new_store(ctx);
         let inst = self
             .instantiate(&mut store, &compiled, hash)
             .expect("re-instantiating a previously instantiated module");
@@ -924,15 +1344,63 @@ impl Simulator {
         let can = self.canisters.get_mut(&canister).unwrap();
         can.store = store;
         can.inst = Some(inst);
+        self.attach_heap(canister, page_gen);
     }
 
-    fn snapshot(&mut self, canister: Principal) -> Snapshot {
+    /// Start dirty-page tracking of the canister's current heap. Without `page_gen` every page
+    /// counts as changed now (and the instance as new, for snapshots).
+    fn attach_heap(&mut self, canister: Principal, page_gen: Option<Vec<u64>>) {
+        let fresh = page_gen.is_none();
+        if fresh {
+            self.gen += 1;
+        }
+        let gen = self.gen;
+        let can = self.canisters.get_mut(&canister).unwrap();
+        if fresh {
+            can.epoch = gen;
+            can.restored = None;
+        }
+        can.globals = match &can.inst {
+            Some(i) => i.globals.iter().map(|g| g.get(&mut can.store)).collect(),
+            None => Vec::new(),
+        };
+        let Some(m) = can.inst.as_ref().and_then(|i| i.memory) else {
+            can.heap = None;
+            return;
+        };
+        let mapping = dirty::Mapping {
+            ptr: m.data_ptr(&can.store),
+            len: m.data_size(&can.store),
+        };
+        let shadow = m.data(&can.store).to_vec();
+        let tracker = dirty::Tracker::new();
+        let t = tracker.clone();
+        // SAFETY: the handler only touches the tracker's atomics and calls mprotect on pages
+        // of this store's own heap.
+        unsafe {
+            wasmtime::unix::StoreExt::set_signal_handler(&mut can.store, move |sig, info, _| {
+                t.on_fault(sig, info)
+            });
+        }
+        let mut heap = dirty::Heap::new(tracker, shadow, gen);
+        if let Some(g) = page_gen {
+            if g.len() == heap.page_gen.len() {
+                heap.page_gen = g;
+            }
+        }
+        heap.arm(mapping);
+        can.heap = Some(heap);
+    }
+
+    /// Heap (committed content), globals and system state, for rolling back an install.
+    fn install_snapshot(&mut self, canister: Principal) -> Snapshot {
         let can = self.canisters.get_mut(&canister).unwrap();
         let inst = can.inst.as_ref().unwrap();
-        let memory = inst
-            .memory
-            .map(|m| m.data(&can.store).to_vec())
-            .unwrap_or_default();
+        let memory = match (&can.heap, inst.memory) {
+            (Some(h), _) => h.shadow.clone(),
+            (None, Some(m)) => m.data(&can.store).to_vec(),
+            (None, None) => Vec::new(),
+        };
         let globals = inst.globals.iter().map(|g| g.get(&mut can.store)).collect();
         Snapshot {
             memory,
@@ -982,8 +1450,12 @@ impl Simulator {
     ) -> Result<(), SimError> {
         self.check_controller(canister, sender)?;
         let c = self.canisters.get_mut(&canister).unwrap();
+        let was_stopping = c.status == CanisterStatus::Stopping;
         c.status = CanisterStatus::Running;
         c.store.data_mut().sys.status = 1;
+        if was_stopping {
+            self.cancel_stop_waiters(canister);
+        }
         Ok(())
     }
 
@@ -1009,16 +1481,21 @@ impl Simulator {
     ) -> Result<(), SimError> {
         self.check_controller(canister, sender)?;
         let subnet = self.subnet;
+        self.gen += 1;
+        let epoch = self.gen;
         let c = self.canisters.get_mut(&canister).unwrap();
         c.inst = None;
-        let mut ctx =
-            std::mem::replace(&mut c.store, Store::new(engine(), blank_ctx(subnet))).into_data();
+        c.heap = None;
+        c.epoch = epoch;
+        c.restored = None;
+        c.globals.clear();
+        let mut ctx = std::mem::replace(&mut c.store, new_store(blank_ctx(subnet))).into_data();
         ctx.stable.clear();
         ctx.sys.certified_data.clear();
         ctx.sys.global_timer = 0;
         ctx.sys.version += 1;
         ctx.memory = None;
-        c.store = Store::new(engine(), ctx);
+        c.store = new_store(ctx);
         c.callbacks.clear();
         let contexts: Vec<CallContext> = c.contexts.drain().map(|(_, v)| v).collect();
         for cc in contexts {
@@ -1034,6 +1511,8 @@ impl Simulator {
             }
         }
         self.update_stopping(canister);
+        let sender = sender.unwrap_or_else(Self::default_controller);
+        self.record_change(canister, sender, mgmt::ChangeDetails::CodeUninstall);
         Ok(())
     }
 
@@ -1049,6 +1528,20 @@ impl Simulator {
     ) -> MessageId {
         let id = MessageId(self.next_ingress);
         self.next_ingress += 1;
+        let size = (method.len() + arg.len()) as u64;
+        let max = self.size_limits.max_ingress_bytes;
+        if size > max {
+            // On the IC the HTTP endpoint refuses the submission (no reject code exists for
+            // it); ic-sim reports it as SYS_FATAL so the call fails loudly.
+            self.ingress.insert(
+                id,
+                IngressStatus::Done(Err(reject(
+                    RejectCode::SysFatal,
+                    format!("Request {} is too large. Message byte size {size} is larger than the max allowed {max}.", id.0),
+                ))),
+            );
+            return id;
+        }
         // canister_inspect_message runs (non-replicated) before the message is accepted.
         if let Some(c) = self.canisters.get(&canister) {
             let has_inspect = c.status == CanisterStatus::Running
@@ -1330,6 +1823,7 @@ impl Simulator {
 
     fn expire_deadlines(&mut self) {
         let now = self.time;
+        self.expire_stop_waiters(now);
         let mut expired = Vec::new();
         for (cid, c) in self.canisters.iter_mut() {
             for (id, cb) in c.callbacks.iter_mut() {
@@ -1530,25 +2024,6 @@ impl Simulator {
         self.finish(receiver, ctx_id, ex);
     }
 
-    fn management_call(&mut self, r: Request) {
-        match r.method.as_str() {
-            "raw_rand" => {
-                let bytes: Vec<u8> = (0..4)
-                    .flat_map(|_| self.rand.next().to_le_bytes())
-                    .collect();
-                let reply = candid::encode_one(bytes).unwrap();
-                self.respond_to_origin(r.origin, Payload::Reply(reply), r.cycles);
-            }
-            m => self.reject_request(
-                &r,
-                RejectCode::CanisterReject,
-                format!(
-                    "ic-sim: management canister method '{m}' is not implemented by the simulator"
-                ),
-            ),
-        }
-    }
-
     fn deliver_response(&mut self, resp: Response) {
         let Some(c) = self.canisters.get_mut(&resp.receiver) else {
             return;
@@ -1593,8 +2068,13 @@ impl Simulator {
             Some(ctx_id),
         );
         let ex = if ex.trap.is_some() {
+            let mut ex = ex;
             if let Some((cfun, cenv)) = cb.call.cleanup {
-                let msg = MsgState::new(MessageKind::Cleanup);
+                // The cleanup runs on what the callback left of the message's budget, and both
+                // count towards the call context (dfinity/ic
+                // `rs/execution_environment/src/execution/response.rs`).
+                let mut msg = MsgState::new(MessageKind::Cleanup);
+                msg.fuel_limit = self.limits.update.saturating_sub(ex.instructions);
                 let cl = self.run(
                     resp.receiver,
                     MessageKind::Cleanup,
@@ -1603,7 +2083,7 @@ impl Simulator {
                     Some(ctx_id),
                 );
                 // Cleanup cannot respond or call; only its state changes matter.
-                let _ = cl;
+                ex.instructions += cl.instructions;
             }
             ex
         } else {
@@ -1729,8 +2209,49 @@ impl Simulator {
             if c.status == CanisterStatus::Stopping && c.contexts.is_empty() {
                 c.status = CanisterStatus::Stopped;
                 c.store.data_mut().sys.status = 3;
+                self.answer_stop_waiters(canister);
             }
         }
+    }
+
+    /// Size, queue and memory limits that apply while `canister` executes `msg`.
+    fn set_message_limits(&self, canister: Principal, msg: &mut MsgState) {
+        let l = &self.size_limits;
+        let c = &self.canisters[&canister];
+        msg.max_request_bytes = l.max_inter_canister_payload * l.local_subnet_request_multiplier;
+        msg.max_reply_bytes = match msg.kind {
+            MessageKind::Query | MessageKind::InspectMessage => l.max_query_reply,
+            _ => l.max_inter_canister_payload,
+        };
+        msg.queue_capacity = l.queue_capacity;
+        msg.log_capacity = c.settings.log_memory_limit;
+        msg.inflight.clear();
+        for cb in c.callbacks.values() {
+            *msg.inflight.entry(cb.call.callee).or_insert(0) += 1;
+        }
+        // The replica does not enforce the Wasm memory limit in queries and response
+        // executions (dfinity/ic `rs/embedders/src/wasmtime_embedder/system_api.rs`,
+        // `effective_wasm_memory_limit`).
+        msg.wasm_memory_limit = match msg.kind {
+            MessageKind::Update
+            | MessageKind::GlobalTimer
+            | MessageKind::Heartbeat
+            | MessageKind::Init
+            | MessageKind::PreUpgrade
+            | MessageKind::PostUpgrade => c.settings.wasm_memory_limit,
+            _ => 0,
+        };
+        let usage = canister_memory_usage(c);
+        msg.mem_available = if c.settings.memory_allocation > 0 {
+            c.settings.memory_allocation.saturating_sub(usage)
+        } else {
+            let used: u64 = self
+                .canisters
+                .values()
+                .map(|c| canister_memory_usage(c).max(c.settings.memory_allocation))
+                .sum();
+            l.subnet_memory_capacity.saturating_sub(used)
+        };
     }
 
     /// Execute one message on `canister` atomically.
@@ -1775,19 +2296,25 @@ impl Simulator {
             msg.call_perform_fail = Some((f.call_index, f.code));
         }
         let limit = match kind {
-            MessageKind::Query | MessageKind::InspectMessage => self.limits.query,
+            MessageKind::Query | MessageKind::ReplicatedQuery => self.limits.query,
+            MessageKind::InspectMessage => self.limits.inspect_message,
             MessageKind::Init
             | MessageKind::PostUpgrade
             | MessageKind::PreUpgrade
             | MessageKind::Start => self.limits.install,
             _ => self.limits.update,
-        };
+        }
+        .min(msg.fuel_limit);
         msg.fuel_limit = limit;
+        self.set_message_limits(canister, &mut msg);
         let cycles_before = msg.cycles_available;
         let time = self.time;
         let print_logs = self.print_logs;
-        let snap = self.snapshot(canister);
         let can = self.canisters.get_mut(&canister).unwrap();
+        // Globals and system state are small: save them whole. The heap is rolled back page by
+        // page (see `dirty`), stable memory through its undo log.
+        let globals_before: Vec<Val> = can.globals.clone();
+        let sys_before = can.store.data().sys.clone();
         if let Some(cc) = ctx_id.and_then(|id| can.contexts.get(&id)) {
             msg.ctx_instructions = cc.instructions;
             msg.already_responded = cc.responded;
@@ -1856,21 +2383,54 @@ impl Simulator {
                     StableUndo::Grow(len) => stable.truncate(len),
                 }
             }
-            let same_size = inst
-                .memory
-                .is_none_or(|m| m.data_size(&can.store) == snap.memory.len());
-            if same_size {
-                load_snapshot(&mut can.store, inst, &snap);
+            let rolled_back = match (inst.memory, can.heap.as_mut()) {
+                (Some(m), Some(h)) => h.rollback(dirty::Mapping {
+                    ptr: m.data_ptr(&can.store),
+                    len: m.data_size(&can.store),
+                }),
+                _ => true,
+            };
+            if rolled_back {
+                for (g, v) in inst.globals.iter().zip(&globals_before) {
+                    g.set(&mut can.store, *v).expect("restore global");
+                }
+                let time = can.store.data().sys.time;
+                can.store.data_mut().sys = sys_before;
+                can.store.data_mut().sys.time = time;
             } else {
-                // The memory grew: a Wasm memory cannot shrink, so re-instantiate.
+                // The memory grew: a Wasm memory cannot shrink, so re-instantiate from the
+                // committed copy.
                 let compiled = inst.compiled.clone();
                 let hash = inst.module_hash;
-                self.reinstate(canister, compiled, hash, &snap);
+                let heap = can.heap.take().expect("tracked heap");
+                let snap = Snapshot {
+                    memory: heap.shadow,
+                    globals: globals_before,
+                    sys: sys_before,
+                };
+                self.reinstate(canister, compiled, hash, &snap, Some(heap.page_gen));
             }
             if trap.is_some() {
                 sys_cycles_left = cycles_before;
             }
         } else if !matches!(kind, MessageKind::Start) {
+            self.gen += 1;
+            let gen = self.gen;
+            let can = self.canisters.get_mut(&canister).unwrap();
+            let memory = can.inst.as_ref().and_then(|i| i.memory);
+            if let (Some(m), Some(h)) = (memory, can.heap.as_mut()) {
+                h.commit(
+                    dirty::Mapping {
+                        ptr: m.data_ptr(&can.store),
+                        len: m.data_size(&can.store),
+                    },
+                    gen,
+                );
+            }
+            mark_stable(can, &msg.stable_undo, gen);
+            if let Some(i) = &can.inst {
+                can.globals = i.globals.iter().map(|g| g.get(&mut can.store)).collect();
+            }
             // A successful message that may change state increments the canister version.
             if matches!(
                 kind,
@@ -2042,6 +2602,26 @@ impl Simulator {
     }
 }
 
+/// Stamp the stable memory pages a committed message wrote or grew with `gen`.
+fn mark_stable(can: &mut Canister, undo: &[StableUndo], gen: u64) {
+    let pg = dirty::page() as u64;
+    let len = can.store.data().stable.len();
+    can.stable_gen.resize(len.div_ceil(pg as usize), gen);
+    for u in undo {
+        let (from, to) = match u {
+            StableUndo::Write(off, old) => (*off, off + old.len() as u64),
+            StableUndo::Grow(old_len) => (*old_len as u64, len as u64),
+        };
+        if to > from {
+            for p in from / pg..to.div_ceil(pg) {
+                if let Some(g) = can.stable_gen.get_mut(p as usize) {
+                    *g = gen;
+                }
+            }
+        }
+    }
+}
+
 struct Snapshot {
     memory: Vec<u8>,
     globals: Vec<Val>,
@@ -2049,19 +2629,27 @@ struct Snapshot {
 }
 
 fn load_snapshot(store: &mut Store<Ctx>, inst: &Inst, snap: &Snapshot) {
-    if let Some(m) = inst.memory {
-        let cur = m.data_size(&*store);
-        if cur < snap.memory.len() {
-            let pages = ((snap.memory.len() - cur) as u64).div_ceil(exec::WASM_PAGE);
-            m.grow(&mut *store, pages)
-                .expect("regrow memory for snapshot");
-        }
-        m.data_mut(&mut *store)[..snap.memory.len()].copy_from_slice(&snap.memory);
-    }
-    for (g, v) in inst.globals.iter().zip(&snap.globals) {
-        g.set(&mut *store, v.clone()).expect("restore global");
-    }
+    load_state(store, inst, &snap.memory, &snap.globals);
     let time = store.data().sys.time;
     store.data_mut().sys = snap.sys.clone();
     store.data_mut().sys.time = time;
+}
+
+/// Load heap contents and globals into a fresh (untracked) instance.
+fn load_state(store: &mut Store<Ctx>, inst: &Inst, memory: &[u8], globals: &[Val]) {
+    if let Some(m) = inst.memory {
+        let cur = m.data_size(&*store);
+        if cur < memory.len() {
+            let pages = ((memory.len() - cur) as u64).div_ceil(exec::WASM_PAGE);
+            // Reloading a state the canister had: not a growth the limits apply to.
+            let kind = std::mem::replace(&mut store.data_mut().msg.kind, MessageKind::Start);
+            m.grow(&mut *store, pages)
+                .expect("regrow memory for snapshot");
+            store.data_mut().msg.kind = kind;
+        }
+        m.data_mut(&mut *store)[..memory.len()].copy_from_slice(memory);
+    }
+    for (g, v) in inst.globals.iter().zip(globals) {
+        g.set(&mut *store, *v).expect("restore global");
+    }
 }

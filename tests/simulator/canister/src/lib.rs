@@ -217,3 +217,262 @@ async fn rand() -> Vec<u8> {
 fn canister_version() -> u64 {
     ic_cdk::api::canister_version()
 }
+
+// ------------------------------------------------------------------ management canister
+//
+// Each endpoint makes one management-canister call through `ic-cdk-management-canister`, whose
+// Candid types (`ic-management-canister-types`) are the IC's public interface: a reply the
+// simulator shaped wrongly fails to decode here and comes back as `Err((0, ..))`.
+
+use ic_cdk_management_canister as mgmt;
+
+type MgmtResult<T> = Result<T, (u32, String)>;
+
+fn mgmt_err(e: ic_cdk::call::Error) -> (u32, String) {
+    match e {
+        ic_cdk::call::Error::CallRejected(r) => {
+            (r.raw_reject_code(), r.reject_message().to_string())
+        }
+        other => (0, other.to_string()),
+    }
+}
+
+fn install_mode(mode: &str, skip_pre_upgrade: Option<bool>) -> mgmt::CanisterInstallMode {
+    match mode {
+        "install" => mgmt::CanisterInstallMode::Install,
+        "reinstall" => mgmt::CanisterInstallMode::Reinstall,
+        _ => mgmt::CanisterInstallMode::Upgrade(Some(mgmt::UpgradeFlags {
+            skip_pre_upgrade,
+            wasm_memory_persistence: None,
+        })),
+    }
+}
+
+/// `create_canister` with `cost_create_canister() + extra_cycles` attached.
+#[update]
+async fn mgmt_create(
+    extra_cycles: u128,
+    settings: Option<mgmt::CanisterSettings>,
+) -> MgmtResult<Principal> {
+    let arg = mgmt::CreateCanisterArgs { settings };
+    mgmt::create_canister_with_extra_cycles(&arg, extra_cycles)
+        .await
+        .map(|r| r.canister_id)
+        .map_err(mgmt_err)
+}
+
+/// `create_canister` with exactly `cycles` attached (below the fee it must be refused).
+#[update]
+async fn mgmt_create_raw(cycles: u128) -> MgmtResult<Principal> {
+    let r = Call::unbounded_wait(Principal::management_canister(), "create_canister")
+        .with_arg(mgmt::CreateCanisterArgs { settings: None })
+        .with_cycles(cycles)
+        .await
+        .map_err(|e| mgmt_err(e.into()))?;
+    r.candid::<mgmt::CanisterIdRecord>()
+        .map(|r| r.canister_id)
+        .map_err(|e| (0, e.to_string()))
+}
+
+#[update]
+async fn mgmt_install(
+    canister: Principal,
+    mode: String,
+    wasm: Vec<u8>,
+    arg: Vec<u8>,
+    skip_pre_upgrade: Option<bool>,
+) -> MgmtResult<()> {
+    let args = mgmt::InstallCodeArgs {
+        mode: install_mode(&mode, skip_pre_upgrade),
+        canister_id: canister,
+        wasm_module: wasm,
+        arg,
+    };
+    mgmt::install_code(&args).await.map_err(mgmt_err)
+}
+
+#[update]
+async fn mgmt_uninstall(canister: Principal) -> MgmtResult<()> {
+    mgmt::uninstall_code(&mgmt::UninstallCodeArgs {
+        canister_id: canister,
+    })
+    .await
+    .map_err(mgmt_err)
+}
+
+#[update]
+async fn mgmt_update_settings(
+    canister: Principal,
+    settings: mgmt::CanisterSettings,
+) -> MgmtResult<()> {
+    mgmt::update_settings(&mgmt::UpdateSettingsArgs {
+        canister_id: canister,
+        settings,
+    })
+    .await
+    .map_err(mgmt_err)
+}
+
+#[update]
+async fn mgmt_status(canister: Principal) -> MgmtResult<mgmt::CanisterStatusResult> {
+    mgmt::canister_status(&mgmt::CanisterStatusArgs {
+        canister_id: canister,
+    })
+    .await
+    .map_err(mgmt_err)
+}
+
+#[update]
+async fn mgmt_info(canister: Principal) -> MgmtResult<mgmt::CanisterInfoResult> {
+    mgmt::canister_info(&mgmt::CanisterInfoArgs {
+        canister_id: canister,
+        num_requested_changes: Some(20),
+    })
+    .await
+    .map_err(mgmt_err)
+}
+
+#[update]
+async fn mgmt_start(canister: Principal) -> MgmtResult<()> {
+    mgmt::start_canister(&mgmt::StartCanisterArgs {
+        canister_id: canister,
+    })
+    .await
+    .map_err(mgmt_err)
+}
+
+#[update]
+async fn mgmt_stop(canister: Principal) -> MgmtResult<()> {
+    mgmt::stop_canister(&mgmt::StopCanisterArgs {
+        canister_id: canister,
+    })
+    .await
+    .map_err(mgmt_err)
+}
+
+#[update]
+async fn mgmt_delete(canister: Principal) -> MgmtResult<()> {
+    mgmt::delete_canister(&mgmt::DeleteCanisterArgs {
+        canister_id: canister,
+    })
+    .await
+    .map_err(mgmt_err)
+}
+
+#[update]
+async fn mgmt_deposit(canister: Principal, cycles: u128) -> MgmtResult<()> {
+    mgmt::deposit_cycles(
+        &mgmt::DepositCyclesArgs {
+            canister_id: canister,
+        },
+        cycles,
+    )
+    .await
+    .map_err(mgmt_err)
+}
+
+#[query]
+fn balance() -> u128 {
+    ic_cdk::api::canister_cycle_balance()
+}
+
+// ------------------------------------------------------------------ instruction counters
+
+/// Awaits `n` self-calls and returns, for each message of the call context (the first message
+/// and each callback), `(performance_counter(0), performance_counter(1))` read at its end.
+#[update]
+async fn counters(n: u32) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        spin_a_bit();
+        out.push((
+            ic_cdk::api::performance_counter(0),
+            ic_cdk::api::performance_counter(1),
+        ));
+        Call::unbounded_wait(ic_cdk::api::canister_self(), "noop")
+            .await
+            .expect("self-call");
+    }
+    spin_a_bit();
+    out.push((
+        ic_cdk::api::performance_counter(0),
+        ic_cdk::api::performance_counter(1),
+    ));
+    out
+}
+
+fn spin_a_bit() {
+    let mut x = 0u64;
+    for i in 0..2_000u64 {
+        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+    }
+    std::hint::black_box(x);
+}
+
+// ------------------------------------------------------------------ limits
+
+/// Grow the Wasm heap by `pages` (64 KiB) with `memory.grow`; returns its result.
+#[update]
+fn grow_heap(pages: u32) -> i64 {
+    core::arch::wasm32::memory_grow(0, pages as usize) as isize as i64
+}
+
+/// `ic0.stable64_grow(pages)`; returns its raw result (-1 on failure).
+#[update]
+fn grow_stable(pages: u64) -> i64 {
+    match ic_cdk::stable::stable_grow(pages) {
+        Ok(old) => old as i64,
+        Err(_) => -1,
+    }
+}
+
+/// Start `n` one-way calls to `callee.noop` in one message; returns how many `call_perform`
+/// accepted and how many it refused.
+#[update]
+fn fan_out(callee: Principal, n: u32) -> (u32, u32) {
+    let (mut ok, mut refused) = (0, 0);
+    for _ in 0..n {
+        match Call::unbounded_wait(callee, "noop").oneway() {
+            Ok(()) => ok += 1,
+            Err(_) => refused += 1,
+        }
+    }
+    (ok, refused)
+}
+
+/// Call `callee.echo(bytes)` with a payload of `size` bytes.
+#[update]
+async fn send_payload(callee: Principal, size: u32) -> MgmtResult<u32> {
+    let r = Call::unbounded_wait(callee, "echo_len")
+        .with_arg(vec![7u8; size as usize])
+        .await
+        .map_err(|e| mgmt_err(e.into()))?;
+    r.candid::<u32>().map_err(|e| (0, e.to_string()))
+}
+
+#[update]
+fn echo_len(bytes: Vec<u8>) -> u32 {
+    bytes.len() as u32
+}
+
+/// Reply with `size` bytes.
+#[update]
+fn big_reply(size: u32) -> Vec<u8> {
+    vec![1u8; size as usize]
+}
+
+/// Grow the heap by `pages` (64 KiB) and write one byte into every 4 KiB page of the new
+/// memory, so that it is really resident (benchmarks of large heaps).
+#[update]
+fn fill_heap(pages: u32) -> i64 {
+    let old = core::arch::wasm32::memory_grow(0, pages as usize);
+    if old == usize::MAX {
+        return -1;
+    }
+    let base = old * 65536;
+    for off in (0..pages as usize * 65536).step_by(4096) {
+        // SAFETY: the range was just added to the Wasm memory and nothing else uses it.
+        unsafe { core::ptr::write_volatile((base + off) as *mut u8, 1) };
+    }
+    old as i64
+}
