@@ -579,6 +579,17 @@ impl Setup {
         );
     }
 
+    /// `count` mint blocks in one ledger message; returns the first one's index.
+    pub fn mint_many(&self, to: Account, amount: u64, count: u64) -> u64 {
+        let first: Nat = self.update1(
+            self.ledger,
+            controller(),
+            "test_mint_many",
+            (to, Nat::from(amount), count),
+        );
+        u64::try_from(first.0).unwrap()
+    }
+
     /// The next `n` transfers / transfer_froms / approvals answer `TemporarilyUnavailable`.
     pub fn ledger_unavailable_next(&self, n: u64) {
         let () = self

@@ -526,6 +526,23 @@ fn test_mint(to: Account, amount: Nat) -> Nat {
     Nat::from(or_trap(i.map_err(|e| format!("{e:?}"))))
 }
 
+/// `count` mints of `amount` to `to` in one message (to fill the log quickly). Returns the
+/// index of the first. Archiving does not run: call `test_archive_blocks_now`.
+#[ic_cdk::update]
+fn test_mint_many(to: Account, amount: Nat, count: u64) -> Nat {
+    require_controller();
+    let amount = or_trap(u128::try_from(&amount.0).map_err(|_| "amount too large".to_string()));
+    let t = now();
+    let first = with_ledger(|l| {
+        let first = l.log_length();
+        for _ in 0..count {
+            l.mint(to, amount, t).map_err(|e| format!("{e:?}"))?;
+        }
+        Ok(first)
+    });
+    Nat::from(or_trap(first))
+}
+
 /// Moves up to `max` (default: all) of the oldest local blocks to the archives now, spawning
 /// archives as needed.
 #[ic_cdk::update]
