@@ -472,6 +472,7 @@ fn require_controller() {
 
 /// The next `n` transfers / transfer_froms / approvals answer `TemporarilyUnavailable`
 /// without any effect.
+/// Test control, for the canister\'s controllers only.
 #[ic_cdk::update]
 fn test_set_unavailable_next(n: u64) {
     require_controller();
@@ -480,6 +481,7 @@ fn test_set_unavailable_next(n: u64) {
 
 /// While `on`, every transfer / transfer_from / approval traps before applying anything (the
 /// trap rolls the whole message back, so this cannot count down: switch it off explicitly).
+/// Test control, for the canister\'s controllers only.
 #[ic_cdk::update]
 fn test_set_trap(on: bool) {
     require_controller();
@@ -488,6 +490,7 @@ fn test_set_trap(on: bool) {
 
 /// The next `n` transfers / transfer_froms (after those already queued) reply `reply` without
 /// executing anything (`icrc2_transfer_from` gives the same variant).
+/// Test control, for the canister\'s controllers only.
 #[ic_cdk::update]
 fn test_force_next_transfer_reply(reply: TransferError, n: u64) {
     require_controller();
@@ -499,6 +502,7 @@ fn test_force_next_transfer_reply(reply: TransferError, n: u64) {
 }
 
 /// Changes the transfer fee (what `icrc1_fee` says and what transfers must pay).
+/// Test control, for the canister\'s controllers only.
 #[ic_cdk::update]
 fn test_set_fee(fee: Nat) {
     require_controller();
@@ -510,6 +514,7 @@ fn test_set_fee(fee: Nat) {
 /// `CreatedInFuture`, allowance expiry). As DFINITY's, the ledger traps rather than append a
 /// block older than its tip, so after a step backwards transactions trap until IC time
 /// catches up.
+/// Test control, for the canister\'s controllers only.
 #[ic_cdk::update]
 fn test_set_clock_offset(offset_nanos: i64) {
     require_controller();
@@ -517,6 +522,7 @@ fn test_set_clock_offset(offset_nanos: i64) {
 }
 
 /// Mints `amount` to `to` (a mint block without memo or created_at_time). Returns its index.
+/// Test control, for the canister\'s controllers only.
 #[ic_cdk::update]
 fn test_mint(to: Account, amount: Nat) -> Nat {
     require_controller();
@@ -528,6 +534,7 @@ fn test_mint(to: Account, amount: Nat) -> Nat {
 
 /// `count` mints of `amount` to `to` in one message (to fill the log quickly). Returns the
 /// index of the first. Archiving does not run: call `test_archive_blocks_now`.
+/// Test control, for the canister\'s controllers only.
 #[ic_cdk::update]
 fn test_mint_many(to: Account, amount: Nat, count: u64) -> Nat {
     require_controller();
@@ -545,6 +552,7 @@ fn test_mint_many(to: Account, amount: Nat, count: u64) -> Nat {
 
 /// Moves up to `max` (default: all) of the oldest local blocks to the archives now, spawning
 /// archives as needed.
+/// Test control, for the canister\'s controllers only.
 #[ic_cdk::update]
 async fn test_archive_blocks_now(max: Option<u64>) -> Result<u64, String> {
     require_controller();
@@ -553,6 +561,7 @@ async fn test_archive_blocks_now(max: Option<u64>) -> Result<u64, String> {
 
 /// Makes archives unreadable (their queries trap) or readable again. On an archive it sets
 /// the flag; on the ledger it forwards to every archive it spawned.
+/// Test control, for the canister\'s controllers only.
 #[ic_cdk::update]
 async fn test_set_archive_unavailable(on: bool) -> Result<(), String> {
     if is_archive() {
@@ -580,6 +589,7 @@ async fn test_set_archive_unavailable(on: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Test control, for the canister\'s controllers only.
 #[ic_cdk::query]
 fn test_stats() -> LedgerStats {
     require_controller();
