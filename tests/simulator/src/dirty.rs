@@ -96,6 +96,14 @@ pub(crate) unsafe fn protect(addr: usize, len: usize, writable: bool) -> bool {
     unsafe { libc::mprotect(addr as *mut libc::c_void, len, prot) == 0 }
 }
 
+/// Cost of tracking one dirty page by fault (signal delivery through wasmtime's handler, two
+/// `mprotect` calls and their TLB flushes), in units of comparing one 4 KiB page with its
+/// committed copy. Measured with the throughput bench on x86_64 Linux: ~14 us per fault
+/// against ~0.05 us per page compared.
+const FAULT_COST_IN_PAGE_COMPARES: u64 = 256;
+/// Dirty pages per message assumed before any was measured.
+const INITIAL_DIRTY_GUESS: u64 = 8;
+
 /// The committed heap of one canister instance.
 pub(crate) struct Heap {
     pub tracker: Arc<Tracker>,
@@ -103,6 +111,11 @@ pub(crate) struct Heap {
     pub shadow: Vec<u8>,
     /// Generation of the last committed change of each page.
     pub page_gen: Vec<u64>,
+    /// Find dirty pages by comparing with the shadow instead of by faults: cheaper for heaps
+    /// small relative to what each message writes (recent average in `dirty_avg`, x16).
+    scan: bool,
+    dirty_avg16: u64,
+    mode: crate::DirtyTracking,
 }
 
 /// Where a heap lives in memory right now.
@@ -114,12 +127,87 @@ pub(crate) struct Mapping {
 
 impl Heap {
     /// Start tracking a freshly instantiated (or reloaded) heap whose content is `shadow`.
-    pub(crate) fn new(tracker: Arc<Tracker>, shadow: Vec<u8>, gen: u64) -> Heap {
+    pub(crate) fn new(
+        tracker: Arc<Tracker>,
+        shadow: Vec<u8>,
+        gen: u64,
+        mode: crate::DirtyTracking,
+    ) -> Heap {
         let pages = shadow.len().div_ceil(page());
+        let dirty_avg16 = 16 * INITIAL_DIRTY_GUESS;
         Heap {
             tracker,
             shadow,
             page_gen: vec![gen; pages],
+            scan: match mode {
+                crate::DirtyTracking::Auto => {
+                    (pages as u64) * 2 < INITIAL_DIRTY_GUESS * FAULT_COST_IN_PAGE_COMPARES
+                }
+                crate::DirtyTracking::Faults => false,
+                crate::DirtyTracking::Scan => true,
+            },
+            dirty_avg16,
+            mode,
+        }
+    }
+
+    /// Re-protect pages after writing them outside a message (nothing to do in scan mode).
+    fn reprotect(&self, addr: usize, len: usize) {
+        if !self.scan {
+            // SAFETY: inside the live heap.
+            unsafe { protect(addr, len, false) };
+        }
+    }
+
+    /// Pages in `[0, len)` that differ from the shadow, as runs.
+    fn diff_runs(&self, mem: &[u8], len: usize) -> Vec<(usize, usize)> {
+        let pg = page();
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        for p in 0..len / pg {
+            let r = p * pg..(p + 1) * pg;
+            if mem[r.clone()] != self.shadow[r] {
+                match runs.last_mut() {
+                    Some((_, end)) if *end == p => *end = p + 1,
+                    _ => runs.push((p, p + 1)),
+                }
+            }
+        }
+        runs
+    }
+
+    /// Learn how many pages messages write and switch between fault tracking and scanning
+    /// when the other is clearly cheaper.
+    fn adapt(&mut self, m: Mapping, dirty: usize) {
+        self.dirty_avg16 = self.dirty_avg16 - self.dirty_avg16 / 8 + 2 * dirty as u64;
+        let pages = (m.len / page()) as u64;
+        let fault_cost = self.dirty_avg16 * FAULT_COST_IN_PAGE_COMPARES / 16;
+        let (to_scan, to_faults) = match self.mode {
+            crate::DirtyTracking::Auto => (pages * 2 < fault_cost, pages > fault_cost * 2),
+            crate::DirtyTracking::Faults => (false, true),
+            crate::DirtyTracking::Scan => (true, false),
+        };
+        self.set_scan(m, if self.scan { !to_faults } else { to_scan });
+    }
+
+    /// Switch between scanning and fault tracking.
+    pub(crate) fn set_scan(&mut self, m: Mapping, scan: bool) {
+        if !self.scan && scan {
+            self.scan = true;
+            self.tracker.len.store(0, Relaxed);
+            // SAFETY: the live heap; it stays writable while scanning.
+            unsafe { protect(m.ptr as usize, m.len, true) };
+        } else if self.scan && !scan {
+            self.scan = false;
+            self.arm(m);
+        }
+    }
+
+    pub(crate) fn set_mode(&mut self, m: Mapping, mode: crate::DirtyTracking) {
+        self.mode = mode;
+        match mode {
+            crate::DirtyTracking::Auto => {}
+            crate::DirtyTracking::Faults => self.set_scan(m, false),
+            crate::DirtyTracking::Scan => self.set_scan(m, true),
         }
     }
 
@@ -129,6 +217,10 @@ impl Heap {
             w.store(0, Relaxed);
         }
         self.tracker.base.store(m.ptr as usize, Relaxed);
+        if self.scan {
+            self.tracker.len.store(0, Relaxed);
+            return;
+        }
         self.tracker.len.store(m.len, Relaxed);
         // SAFETY: `m` is the live heap of this canister; nothing writes it outside messages.
         assert!(
@@ -143,18 +235,24 @@ impl Heap {
         let pg = page();
         let old_len = self.shadow.len();
         let moved = m.ptr as usize != self.tracker.base.load(Relaxed);
-        let mut runs = self.tracker.take_dirty_runs(old_len / pg);
+        // SAFETY: the mapping is live and `m.len` bytes long; no Wasm runs concurrently.
+        let mem = unsafe { std::slice::from_raw_parts(m.ptr, m.len) };
+        let mut runs = if self.scan {
+            self.diff_runs(mem, old_len)
+        } else {
+            self.tracker.take_dirty_runs(old_len / pg)
+        };
         if moved {
             // The heap was reallocated while growing: every page may have changed.
             runs = vec![(0, old_len / pg)];
         }
+        // Pages added by growth are copied but not counted: they cost no fault either way.
+        let written: usize = runs.iter().map(|(s, e)| e - s).sum();
         if m.len > old_len {
             self.shadow.resize(m.len, 0);
             runs.push((old_len / pg, m.len / pg));
         }
         self.page_gen.resize(m.len / pg, gen);
-        // SAFETY: the mapping is live and `m.len` bytes long; no Wasm runs concurrently.
-        let mem = unsafe { std::slice::from_raw_parts(m.ptr, m.len) };
         for &(s, e) in &runs {
             let r = s * pg..e * pg;
             self.shadow[r.clone()].copy_from_slice(&mem[r]);
@@ -162,13 +260,13 @@ impl Heap {
         }
         if moved {
             self.arm(m);
-        } else {
+        } else if !self.scan {
             self.tracker.len.store(m.len, Relaxed);
             for &(s, e) in &runs {
-                // SAFETY: inside the live heap.
-                unsafe { protect(m.ptr as usize + s * pg, (e - s) * pg, false) };
+                self.reprotect(m.ptr as usize + s * pg, (e - s) * pg);
             }
         }
+        self.adapt(m, written);
     }
 
     /// The message is discarded. Returns false when the heap grew (or moved): a Wasm memory
@@ -178,14 +276,17 @@ impl Heap {
         if m.len != self.shadow.len() || m.ptr as usize != self.tracker.base.load(Relaxed) {
             return false;
         }
-        let runs = self.tracker.take_dirty_runs(m.len / pg);
         // SAFETY: the mapping is live; dirty pages are writable until re-protected below.
         let mem = unsafe { std::slice::from_raw_parts_mut(m.ptr, m.len) };
+        let runs = if self.scan {
+            self.diff_runs(mem, m.len)
+        } else {
+            self.tracker.take_dirty_runs(m.len / pg)
+        };
         for &(s, e) in &runs {
             let r = s * pg..e * pg;
             mem[r.clone()].copy_from_slice(&self.shadow[r]);
-            // SAFETY: inside the live heap.
-            unsafe { protect(m.ptr as usize + s * pg, (e - s) * pg, false) };
+            self.reprotect(m.ptr as usize + s * pg, (e - s) * pg);
         }
         true
     }
@@ -214,8 +315,8 @@ impl Heap {
                 protect(addr, (e - s) * pg, true);
                 std::slice::from_raw_parts_mut(addr as *mut u8, (e - s) * pg)
                     .copy_from_slice(&snap[r.clone()]);
-                protect(addr, (e - s) * pg, false);
             }
+            self.reprotect(addr, (e - s) * pg);
             self.shadow[r.clone()].copy_from_slice(&snap[r]);
             copied += e - s;
         }

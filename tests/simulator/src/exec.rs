@@ -309,8 +309,9 @@ fn logging_charge(c: &mut Caller<'_, Ctx>, len: u64) -> u64 {
     2 * len.min(cap) + BYTE_TRANSMISSION_COST_FACTOR * len.min(remaining)
 }
 
-/// Append a record to the canister log (a ring buffer of `log_capacity` bytes, each record
-/// counted with its 16-byte index and timestamp).
+/// Append a record to the canister log (a ring buffer of `log_capacity` bytes). Each record is
+/// counted as its content plus 16 bytes (index and timestamp): an approximation of the
+/// replica's record size, which only matters for when the log counts as full.
 fn log_record(c: &mut Caller<'_, Ctx>, len: u64) {
     let cap = c.data().msg.log_capacity;
     let d = c.data_mut();

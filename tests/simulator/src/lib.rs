@@ -291,6 +291,20 @@ impl Default for Limits {
     }
 }
 
+/// How ic-sim finds the heap pages a message wrote (for rollback and snapshots).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DirtyTracking {
+    /// Per canister, whichever of the two is cheaper for its heap size and write pattern.
+    #[default]
+    Auto,
+    /// Committed pages are read-only; the first write to a page faults and is recorded.
+    /// Cost per message: proportional to the pages written.
+    Faults,
+    /// Pages are compared with the committed copy at the end of the message. Cost per
+    /// message: proportional to the heap size (fast for small heaps).
+    Scan,
+}
+
 /// Status of a canister.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CanisterStatus {
@@ -568,6 +582,7 @@ pub struct Simulator {
     subnet: Principal,
     /// Generation counter of committed heap/stable changes (see `dirty`).
     gen: u64,
+    dirty_tracking: DirtyTracking,
     next_snapshot: std::cell::Cell<u64>,
     /// The snapshot whose trace, logs and ingress history the current ones extend.
     history_base: std::cell::Cell<Option<u64>>,
@@ -654,6 +669,7 @@ impl Simulator {
             last_instructions: 0,
             subnet,
             gen: 1,
+            dirty_tracking: DirtyTracking::Auto,
             next_snapshot: std::cell::Cell::new(1),
             history_base: std::cell::Cell::new(None),
         }
@@ -692,6 +708,21 @@ impl Simulator {
 
     pub fn limits(&self) -> Limits {
         self.size_limits
+    }
+
+    /// Choose how written heap pages are found (default: [`DirtyTracking::Auto`]). Results
+    /// never depend on it, only speed.
+    pub fn set_dirty_tracking(&mut self, mode: DirtyTracking) {
+        self.dirty_tracking = mode;
+        for c in self.canisters.values_mut() {
+            if let (Some(m), Some(h)) = (c.inst.as_ref().and_then(|i| i.memory), c.heap.as_mut()) {
+                let mapping = dirty::Mapping {
+                    ptr: m.data_ptr(&c.store),
+                    len: m.data_size(&c.store),
+                };
+                h.set_mode(mapping, mode);
+            }
+        }
     }
 
     // ---------------------------------------------------------------- time
@@ -1382,7 +1413,7 @@ impl Simulator {
                 t.on_fault(sig, info)
             });
         }
-        let mut heap = dirty::Heap::new(tracker, shadow, gen);
+        let mut heap = dirty::Heap::new(tracker, shadow, gen, self.dirty_tracking);
         if let Some(g) = page_gen {
             if g.len() == heap.page_gen.len() {
                 heap.page_gen = g;

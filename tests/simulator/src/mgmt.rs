@@ -305,7 +305,7 @@ impl Default for Settings {
             log_visibility: Visibility::Controllers,
             wasm_memory_limit: DEFAULT_WASM_MEMORY_LIMIT,
             wasm_memory_threshold: 0,
-            // 4 KiB canister log. Source: dfinity/ic `rs/types/types/src/lib.rs`,
+            // 4 KiB canister log. Source: dfinity/ic canister log,
             // `MAX_ALLOWED_CANISTER_LOG_BUFFER_SIZE`.
             log_memory_limit: 4096,
             snapshot_visibility: Visibility::Controllers,

@@ -1854,3 +1854,82 @@ fn should_install_gzipped_modules_like_the_replica_and_reject_lying_sizes() {
         "the hash of the module as sent"
     );
 }
+
+#[test]
+fn should_roll_back_and_restore_identically_under_every_dirty_tracking_mode() {
+    let run = |mode: DirtyTracking| {
+        let mut sim = Simulator::new();
+        sim.set_dirty_tracking(mode);
+        let a = cdk_canister(&mut sim);
+        let w = wat_canister(&mut sim);
+        // A heap large enough that Auto tracks it by faults.
+        sim.update_candid::<(u32,), (i64,)>(a, user(), "fill_heap", (64,))
+            .unwrap();
+        let mut out = vec![upd(&mut sim, a, "inc"), upd(&mut sim, a, "inc")];
+        let e = sim
+            .update_candid::<(), (u64,)>(a, user(), "inc_and_trap", ())
+            .unwrap_err();
+        assert_eq!(e.reject_code, RejectCode::CanisterError);
+        out.push(qry(&mut sim, a, "get"));
+        out.push(
+            sim.query_candid::<(), (u64,)>(a, user(), "inc_in_query", ())
+                .unwrap()
+                .0,
+        );
+        out.push(qry(&mut sim, a, "get"));
+        sim.update_call(w, user(), "mutate", vec![]).unwrap();
+        sim.update_call(w, user(), "mutate_and_trap", vec![])
+            .unwrap_err();
+        let cs = [a, w];
+        let before = full_state(&sim, &cs);
+        let snap = sim.snapshot();
+        for _ in 0..5 {
+            out.push(upd(&mut sim, a, "inc"));
+        }
+        sim.update_call(w, user(), "mutate", vec![]).unwrap();
+        let stats = sim.restore(&snap);
+        assert_eq!(full_state(&sim, &cs), before, "{mode:?}");
+        out.push(upd(&mut sim, a, "inc"));
+        (out, before.heaps, stats.canisters_rebuilt)
+    };
+    let faults = run(DirtyTracking::Faults);
+    assert_eq!(faults.0, vec![1, 2, 2, 3, 2, 3, 4, 5, 6, 7, 3]);
+    assert_eq!(run(DirtyTracking::Scan), faults);
+    assert_eq!(run(DirtyTracking::Auto), faults);
+}
+
+#[test]
+fn should_give_the_cleanup_the_call_context_counter_without_the_trapped_callback() {
+    let mut sim = Simulator::new();
+    let a = cdk_canister(&mut sim);
+    let b = cdk_canister(&mut sim);
+    let from = sim.message_count() as usize;
+    sim.update_call(a, user(), "counters_in_cleanup", encode_one(b).unwrap())
+        .unwrap_err();
+    let (c0, c1) = sim
+        .query_candid::<(), (u64, u64)>(a, user(), "cleanup_counters", ())
+        .unwrap();
+    let mine: Vec<&MessageRecord> = sim.trace()[from..]
+        .iter()
+        .filter(|r| r.canister == a && r.kind != MessageKind::Query)
+        .collect();
+    let kinds: Vec<MessageKind> = mine.iter().map(|r| r.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            MessageKind::Update,
+            MessageKind::ReplyCallback,
+            MessageKind::Cleanup
+        ]
+    );
+    // Type 0 counts the cleanup only; type 1 adds the context's earlier messages, which do
+    // not include the trapped callback (dfinity/ic response.rs: the cleanup gets the context's
+    // count from before the response).
+    assert!(c0 > 0 && c0 <= mine[2].instructions);
+    let extra = c1.checked_sub(mine[0].instructions + c0);
+    assert!(
+        extra.is_some_and(|x| x < 1_000),
+        "{c0} {c1} {:?}",
+        mine.iter().map(|r| r.instructions).collect::<Vec<_>>()
+    );
+}

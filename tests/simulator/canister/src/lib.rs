@@ -476,3 +476,32 @@ fn fill_heap(pages: u32) -> i64 {
     }
     old as i64
 }
+
+thread_local! {
+    static CLEANUP_COUNTERS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+struct CounterGuard;
+impl Drop for CounterGuard {
+    fn drop(&mut self) {
+        // Runs in `canister_cleanup` when the callback below traps.
+        CLEANUP_COUNTERS.set((
+            ic_cdk::api::performance_counter(0),
+            ic_cdk::api::performance_counter(1),
+        ));
+    }
+}
+
+/// Await `callee.get`, then trap in the callback: ic-cdk drops the guard in the cleanup, which
+/// records both performance counters as seen there.
+#[update]
+async fn counters_in_cleanup(callee: Principal) {
+    let _guard = CounterGuard;
+    let _ = Call::unbounded_wait(callee, "get").await;
+    ic_cdk::trap("trap in the callback");
+}
+
+#[query]
+fn cleanup_counters() -> (u64, u64) {
+    CLEANUP_COUNTERS.get()
+}
