@@ -10,6 +10,8 @@ use icrc_ledger_types::icrc1::transfer::TransferError;
 use serde_bytes::ByteBuf;
 
 /// The install argument: the same Wasm runs as a ledger or as one of its archives.
+// Decoded once at install: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(CandidType, Deserialize, Clone, Debug)]
 pub enum LedgerArg {
     Ledger(InitArgs),
