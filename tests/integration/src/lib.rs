@@ -21,6 +21,7 @@ use icrc_ledger_types::icrc1::account::Account;
 use icrc_ledger_types::icrc1::transfer::{TransferArg, TransferError};
 use icrc_ledger_types::icrc2::approve::{ApproveArgs, ApproveError};
 use payout_types::*;
+use serde_bytes::ByteBuf;
 use std::cell::RefCell;
 use std::future::Future;
 use std::rc::Rc;
@@ -142,12 +143,25 @@ impl Transport for SimTransport {
 
 pub type SimClient = Client<SimTransport>;
 
+/// How the ledger archives (it spawns its archives itself, as DFINITY's does).
+#[derive(Clone, Debug)]
+pub struct ArchiveSetup {
+    pub trigger_threshold: u64,
+    pub num_blocks_to_archive: u64,
+    /// `None`: DFINITY's 1 GiB per archive.
+    pub node_max_memory_size_bytes: Option<u64>,
+    /// `None`: DFINITY's 10 T cycles per archive.
+    pub cycles_for_archive_creation: Option<u64>,
+}
+
 /// What to deploy.
 #[derive(Clone, Debug)]
 pub struct SetupOptions {
     pub seed: Option<u64>,
-    /// `Some((trigger_threshold, num_blocks_to_archive))`: install an archive.
-    pub archive: Option<(u64, u64)>,
+    /// `Some(..)`: the ledger archives blocks, spawning archive canisters.
+    pub archive: Option<ArchiveSetup>,
+    /// The ledger's limits (`None`: DFINITY's).
+    pub limits: Option<Limits>,
     pub service: bool,
     pub payout: bool,
     pub max_attempts: u32,
@@ -165,6 +179,7 @@ impl Default for SetupOptions {
         SetupOptions {
             seed: None,
             archive: None,
+            limits: None,
             service: true,
             payout: false,
             max_attempts: 6,
@@ -183,8 +198,35 @@ impl SetupOptions {
         self.seed = Some(s);
         self
     }
+    /// The ledger archives `num` blocks whenever it holds `trigger` local blocks (DFINITY's
+    /// `trigger_threshold` / `num_blocks_to_archive`); a trigger above the blocks a test makes
+    /// archives only on [`Setup::archive_now`].
     pub fn archive(mut self, trigger: u64, num: u64) -> Self {
-        self.archive = Some((trigger, num));
+        self.archive = Some(ArchiveSetup {
+            trigger_threshold: trigger,
+            num_blocks_to_archive: num,
+            node_max_memory_size_bytes: None,
+            cycles_for_archive_creation: None,
+        });
+        self
+    }
+    /// Each archive holds at most `bytes` (a full one makes the ledger spawn the next).
+    pub fn archive_node_bytes(mut self, bytes: u64) -> Self {
+        self.archive
+            .as_mut()
+            .expect("archive(..) first")
+            .node_max_memory_size_bytes = Some(bytes);
+        self
+    }
+    pub fn archive_cycles(mut self, cycles: u64) -> Self {
+        self.archive
+            .as_mut()
+            .expect("archive(..) first")
+            .cycles_for_archive_creation = Some(cycles);
+        self
+    }
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = Some(limits);
         self
     }
     pub fn with_payout(mut self) -> Self {
@@ -221,7 +263,6 @@ pub struct Setup {
     pub sim: Sim,
     pub opts: SetupOptions,
     pub ledger: Principal,
-    pub archive: Option<Principal>,
     pub service: Principal,
     pub payout: Principal,
     /// Journals the invariant check compares with the ledger.
@@ -275,6 +316,22 @@ impl Setup {
         }
     }
 
+    /// The archives' controller is the tests' controller (DFINITY's ledgers name their
+    /// governance canister); the archive Wasm is the ledger's own (one Wasm, two roles).
+    pub fn archive_options(a: &ArchiveSetup, ledger_wasm: &[u8]) -> ArchiveOptions {
+        ArchiveOptions {
+            trigger_threshold: a.trigger_threshold,
+            num_blocks_to_archive: a.num_blocks_to_archive,
+            node_max_memory_size_bytes: a.node_max_memory_size_bytes,
+            max_message_size_bytes: None,
+            controller_id: controller(),
+            more_controller_ids: None,
+            cycles_for_archive_creation: a.cycles_for_archive_creation,
+            max_transactions_per_response: None,
+            archive_wasm: ByteBuf::from(ledger_wasm.to_vec()),
+        }
+    }
+
     fn deploy(opts: SetupOptions) -> Setup {
         let ledger_wasm = Wasms::ledger();
         let mut sim = match opts.seed {
@@ -282,12 +339,6 @@ impl Setup {
             None => Simulator::new(),
         };
         let ledger = sim.create_canister();
-        let archive = opts.archive.map(|_| sim.create_canister());
-        if let Some(a) = archive {
-            let arg = Encode!(&LedgerArg::Archive(ArchiveInitArgs { ledger })).unwrap();
-            sim.install_canister(a, ledger_wasm.clone(), arg, None)
-                .expect("install archive");
-        }
         let service = sim.create_canister();
         let payout = sim.create_canister();
         let mut initial: Vec<(Account, Nat)> = (0..10)
@@ -302,11 +353,11 @@ impl Setup {
             token_symbol: "IJT".into(),
             decimals: Some(8),
             max_memo_length: None,
-            archive_options: opts.archive.map(|(t, n)| ArchiveOptions {
-                archive: archive.unwrap(),
-                trigger_threshold: t,
-                num_blocks_to_archive: n,
-            }),
+            archive_options: opts
+                .archive
+                .as_ref()
+                .map(|a| Self::archive_options(a, &ledger_wasm)),
+            limits: opts.limits.clone(),
         };
         sim.install_canister(
             ledger,
@@ -340,7 +391,6 @@ impl Setup {
             sim: Rc::new(RefCell::new(sim)),
             opts,
             ledger,
-            archive,
             service,
             payout,
             check_on_drop: true,
@@ -529,6 +579,17 @@ impl Setup {
         );
     }
 
+    /// `count` mint blocks in one ledger message; returns the first one's index.
+    pub fn mint_many(&self, to: Account, amount: u64, count: u64) -> u64 {
+        let first: Nat = self.update1(
+            self.ledger,
+            controller(),
+            "test_mint_many",
+            (to, Nat::from(amount), count),
+        );
+        u64::try_from(first.0).unwrap()
+    }
+
     /// The next `n` transfers / transfer_froms / approvals answer `TemporarilyUnavailable`.
     pub fn ledger_unavailable_next(&self, n: u64) {
         let () = self
@@ -564,7 +625,47 @@ impl Setup {
     }
 
     pub fn ledger_stats(&self) -> LedgerStats {
-        self.query1(self.ledger, user(0), "test_stats", ())
+        self.query1(self.ledger, controller(), "test_stats", ())
+    }
+
+    /// The archives the ledger spawned, oldest first (with an empty one it just spawned).
+    pub fn archives(&self) -> Vec<Principal> {
+        self.ledger_stats()
+            .archives
+            .into_iter()
+            .map(|a| a.canister_id)
+            .collect()
+    }
+
+    /// Changes the ledger's transfer fee.
+    pub fn set_fee(&self, fee: u64) {
+        let () = self
+            .update(self.ledger, controller(), "test_set_fee", (Nat::from(fee),))
+            .unwrap();
+    }
+
+    /// The next `n` transfers / transfer_froms reply `reply` without executing.
+    pub fn force_next_transfer_reply(&self, reply: TransferError, n: u64) {
+        let () = self
+            .update(
+                self.ledger,
+                controller(),
+                "test_force_next_transfer_reply",
+                (reply, n),
+            )
+            .unwrap();
+    }
+
+    /// Ledger time becomes IC time + `offset_nanos` (negative: the ledger's clock is behind).
+    pub fn skew_ledger_clock(&self, offset_nanos: i64) {
+        let () = self
+            .update(
+                self.ledger,
+                controller(),
+                "test_set_clock_offset",
+                (offset_nanos,),
+            )
+            .unwrap();
     }
 
     /// Every block of the ledger, archived ones included.

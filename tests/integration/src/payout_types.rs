@@ -135,51 +135,11 @@ pub enum PayoutError {
     },
 }
 
-/// The test ledger's install argument (mirrors `tests/ledger/src/types.rs`).
-#[derive(CandidType, Deserialize, Clone, Debug)]
-pub enum LedgerArg {
-    Ledger(LedgerInitArgs),
-    Archive(ArchiveInitArgs),
-}
-
-#[derive(CandidType, Deserialize, Clone, Debug)]
-pub struct LedgerInitArgs {
-    pub minting_account: Account,
-    pub initial_balances: Vec<(Account, Nat)>,
-    pub transfer_fee: Nat,
-    pub token_name: String,
-    pub token_symbol: String,
-    pub decimals: Option<u8>,
-    pub max_memo_length: Option<u16>,
-    pub archive_options: Option<ArchiveOptions>,
-}
-
-#[derive(CandidType, Deserialize, Clone, Debug)]
-pub struct ArchiveOptions {
-    pub archive: Principal,
-    pub trigger_threshold: u64,
-    pub num_blocks_to_archive: u64,
-}
-
-#[derive(CandidType, Deserialize, Clone, Debug)]
-pub struct ArchiveInitArgs {
-    pub ledger: Principal,
-}
-
-#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct LedgerStats {
-    pub log_length: u64,
-    pub first_local_block: u64,
-    pub local_blocks: u64,
-    pub dedup_entries: u64,
-    pub faults: LedgerFaults,
-}
-
-#[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
-pub struct LedgerFaults {
-    pub unavailable_next: u64,
-    pub trap: bool,
-}
+/// The test ledger's own types (install argument, limits, stats).
+pub use test_ledger::types::{
+    ArchiveInitArgs, ArchiveNode, ArchiveOptions, Faults as LedgerFaults,
+    InitArgs as LedgerInitArgs, LedgerArg, LedgerStats, Limits,
+};
 
 /// The HTTP gateway's request record.
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]

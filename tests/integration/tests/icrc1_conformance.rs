@@ -15,7 +15,6 @@ use icrc_ledger_types::icrc3::blocks::{GetBlocksRequest, GetBlocksResult};
 use icrc_ledger_types::icrc3::transactions::{
     GetTransactionsRequest, GetTransactionsResponse, TransactionRange,
 };
-use serde::Deserialize;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
@@ -25,38 +24,7 @@ use std::time::{Duration, SystemTime};
 const FEE: u64 = 10_000;
 const ENV_FUNDS: u64 = 1_000_000_000_000;
 
-// ---------------------------------------------------------------- the ledger's init types
-// (mirrors tests/ledger/src/types.rs; the Candid shape is what matters)
-
-#[derive(candid::CandidType, Deserialize, Clone, Debug)]
-enum LedgerArg {
-    Ledger(InitArgs),
-    Archive(ArchiveInitArgs),
-}
-
-#[derive(candid::CandidType, Deserialize, Clone, Debug)]
-struct InitArgs {
-    minting_account: Account,
-    initial_balances: Vec<(Account, Nat)>,
-    transfer_fee: Nat,
-    token_name: String,
-    token_symbol: String,
-    decimals: Option<u8>,
-    max_memo_length: Option<u16>,
-    archive_options: Option<ArchiveOptions>,
-}
-
-#[derive(candid::CandidType, Deserialize, Clone, Debug)]
-struct ArchiveOptions {
-    archive: Principal,
-    trigger_threshold: u64,
-    num_blocks_to_archive: u64,
-}
-
-#[derive(candid::CandidType, Deserialize, Clone, Debug)]
-struct ArchiveInitArgs {
-    ledger: Principal,
-}
+use test_ledger::types::{ArchiveOptions, InitArgs, LedgerArg, LedgerStats};
 
 fn user(n: u64) -> Principal {
     let mut bytes = b"icjournal-conformance-".to_vec();
@@ -71,10 +39,14 @@ fn minter() -> Principal {
 struct Deployed {
     sim: Rc<RefCell<Simulator>>,
     ledger: Principal,
-    archive: Option<Principal>,
 }
 
-/// Installs the test ledger (and, with `archive = Some((trigger, num))`, its archive) with
+/// The test controls' caller: the ledger's (and its archives') controller.
+fn controller() -> Principal {
+    Simulator::default_controller()
+}
+
+/// Installs the test ledger (with `archive = Some((trigger, num))` it spawns archives) with
 /// `ENV_FUNDS` for `user(0)`.
 fn deploy(archive: Option<(u64, u64)>) -> Deployed {
     let wasm = ic_sim::build::canister_wasm("test-ledger");
@@ -86,12 +58,6 @@ fn deploy(archive: Option<(u64, u64)>) -> Deployed {
         sim.advance_time(Duration::from_nanos(JAN_2024_NANOS - t));
     }
     let ledger = sim.create_canister();
-    let archive_id = archive.map(|_| sim.create_canister());
-    if let Some(a) = archive_id {
-        let arg = Encode!(&LedgerArg::Archive(ArchiveInitArgs { ledger })).unwrap();
-        sim.install_canister(a, wasm.clone(), arg, None)
-            .expect("install archive");
-    }
     let init = InitArgs {
         minting_account: minter().into(),
         initial_balances: vec![(user(0).into(), Nat::from(ENV_FUNDS))],
@@ -101,10 +67,17 @@ fn deploy(archive: Option<(u64, u64)>) -> Deployed {
         decimals: Some(8),
         max_memo_length: None,
         archive_options: archive.map(|(trigger, num)| ArchiveOptions {
-            archive: archive_id.unwrap(),
             trigger_threshold: trigger,
             num_blocks_to_archive: num,
+            node_max_memory_size_bytes: None,
+            max_message_size_bytes: None,
+            controller_id: controller(),
+            more_controller_ids: None,
+            cycles_for_archive_creation: None,
+            max_transactions_per_response: None,
+            archive_wasm: serde_bytes::ByteBuf::from(wasm.clone()),
         }),
+        limits: None,
     };
     sim.install_canister(
         ledger,
@@ -116,7 +89,6 @@ fn deploy(archive: Option<(u64, u64)>) -> Deployed {
     Deployed {
         sim: Rc::new(RefCell::new(sim)),
         ledger,
-        archive: archive_id,
     }
 }
 
@@ -326,7 +298,6 @@ fn icrc1_conformance_suite_passes_while_archiving() {
     let d = deploy(Some((8, 5)));
     let env = env_for(&d);
     run_every_suite_test(&env);
-    let archive = d.archive.unwrap();
     let blocks = read_whole_log(&d);
     assert!(blocks.len() > 16);
     for i in 1..blocks.len() {
@@ -341,7 +312,7 @@ fn icrc1_conformance_suite_passes_while_archiving() {
             other => panic!("block {i}: bad phash {other:?}"),
         }
     }
-    let stats = query::<(TestStats,)>(&d, d.ledger, "test_stats", Encode!().unwrap()).0;
+    let stats = stats(&d);
     assert!(
         stats.first_local_block > 0,
         "blocks were archived: {stats:?}"
@@ -353,17 +324,18 @@ fn icrc1_conformance_suite_passes_while_archiving() {
         "icrc3_get_archives",
         Encode!(&GetArchivesArgs { from: None }).unwrap(),
     );
-    assert_eq!(archives.len(), 1);
-    assert_eq!(archives[0].canister_id, archive);
+    assert_eq!(archives.len(), 1, "one archive spawned");
+    assert_eq!(archives[0].canister_id, stats.archives[0].canister_id);
     assert_eq!(archives[0].end, Nat::from(stats.first_local_block - 1));
 }
 
-#[derive(candid::CandidType, Deserialize, Debug)]
-struct TestStats {
-    log_length: u64,
-    first_local_block: u64,
-    local_blocks: u64,
-    dedup_entries: u64,
+fn stats(d: &Deployed) -> LedgerStats {
+    let bytes = d
+        .sim
+        .borrow_mut()
+        .query_call(d.ledger, controller(), "test_stats", Encode!().unwrap())
+        .expect("test_stats");
+    candid::decode_one(&bytes).unwrap()
 }
 
 fn query<T: for<'a> ArgumentDecoder<'a>>(
@@ -457,15 +429,15 @@ fn transfer_arg(
 /// (a reject with no effect), forced archiving, archived reads and an unreadable archive.
 #[test]
 fn test_ledger_controls_and_archive_on_the_simulator() {
-    let d = deploy(Some((0, 0)));
-    let archive = d.archive.unwrap();
+    // Archiving only on demand: the trigger is never reached.
+    let d = deploy(Some((u64::MAX, 0)));
     let now = d.sim.borrow().time_nanos();
     let t = |memo: &[u8]| transfer_arg(user(5), 1_000, Some(now), memo);
 
     // TemporarilyUnavailable for the next 2 transfers, then normal.
     let () = update(
         &d,
-        user(9),
+        controller(),
         "test_set_unavailable_next",
         Encode!(&2u64).unwrap(),
     );
@@ -479,7 +451,7 @@ fn test_ledger_controls_and_archive_on_the_simulator() {
     let first = r.expect("third transfer goes through");
 
     // Trap: the call is rejected and nothing happens; the retry after disarming is a Duplicate.
-    let () = update(&d, user(9), "test_set_trap", Encode!(&true).unwrap());
+    let () = update(&d, controller(), "test_set_trap", Encode!(&true).unwrap());
     let rej = d.sim.borrow_mut().update_call(
         d.ledger,
         user(0),
@@ -488,7 +460,7 @@ fn test_ledger_controls_and_archive_on_the_simulator() {
     );
     let rej = rej.expect_err("trapping transfer must be rejected");
     assert_eq!(rej.reject_code, ic_sim::RejectCode::CanisterError);
-    let () = update(&d, user(9), "test_set_trap", Encode!(&false).unwrap());
+    let () = update(&d, controller(), "test_set_trap", Encode!(&false).unwrap());
     let (r,): (Result<Nat, TransferError>,) =
         update(&d, user(0), "icrc1_transfer", Encode!(&t(b"b")).unwrap());
     let second = r.expect("not applied while trapping");
@@ -504,7 +476,7 @@ fn test_ledger_controls_and_archive_on_the_simulator() {
     // Mint control.
     let (_,): (Nat,) = update(
         &d,
-        user(9),
+        controller(),
         "test_mint",
         Encode!(&Account::from(user(6)), &Nat::from(77u8)).unwrap(),
     );
@@ -520,11 +492,12 @@ fn test_ledger_controls_and_archive_on_the_simulator() {
     let before = read_whole_log(&d);
     let (moved,): (Result<u64, String>,) = update(
         &d,
-        user(9),
+        controller(),
         "test_archive_blocks_now",
         Encode!(&Some(3u64)).unwrap(),
     );
     assert_eq!(moved, Ok(3));
+    let archive = stats(&d).archives[0].canister_id;
     assert_eq!(
         read_whole_log(&d),
         before,
@@ -571,7 +544,7 @@ fn test_ledger_controls_and_archive_on_the_simulator() {
     // Unreadable archive: its reads are rejected until it is readable again.
     let (r,): (Result<(), String>,) = update(
         &d,
-        user(9),
+        controller(),
         "test_set_archive_unavailable",
         Encode!(&true).unwrap(),
     );
@@ -587,7 +560,7 @@ fn test_ledger_controls_and_archive_on_the_simulator() {
     assert!(res.is_err(), "unavailable archive must reject reads");
     let (r,): (Result<(), String>,) = update(
         &d,
-        user(9),
+        controller(),
         "test_set_archive_unavailable",
         Encode!(&false).unwrap(),
     );

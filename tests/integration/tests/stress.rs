@@ -130,7 +130,14 @@ fn should_refuse_an_upgrade_onto_a_foreign_stable_layout() {
     let s = Setup::new();
     // A canister whose stable memory holds another program's data (the ledger's snapshot).
     let c = s.sim().create_canister();
-    let arg = Encode!(&LedgerArg::Archive(ArchiveInitArgs { ledger: s.ledger })).unwrap();
+    let arg = Encode!(&LedgerArg::Archive(ArchiveInitArgs {
+        ledger_id: s.ledger,
+        block_index_offset: 0,
+        max_memory_size_bytes: None,
+        max_transactions_per_response: None,
+        max_blocks_per_response: None,
+    }))
+    .unwrap();
     s.sim()
         .install_canister(c, Wasms::ledger(), arg.clone(), None)
         .unwrap();

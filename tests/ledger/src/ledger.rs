@@ -1,8 +1,12 @@
 //! The ledger's state machine, free of any IC API so it runs in native unit tests.
-//! Semantics follow the DFINITY ICRC ledger (ic-icrc1-ledger + ledger-canister-core).
+//! Semantics follow the DFINITY ICRC ledger (ic-icrc1-ledger + ledger-canister-core); the
+//! figures are in [`crate::limits`].
 
 use crate::icrc3::{Block, Hash, Op, Tx};
-use crate::types::{ArchiveOptions, Faults, InitArgs, LedgerStats};
+use crate::limits::*;
+use crate::types::{
+    ArchiveInitArgs, ArchiveNode, ArchiveOptions, Faults, InitArgs, LedgerStats, Limits,
+};
 use candid::{CandidType, Deserialize, Nat, Principal};
 use icrc_ledger_types::icrc::generic_value::ICRC3Value;
 use icrc_ledger_types::icrc1::account::Account;
@@ -21,15 +25,12 @@ use icrc_ledger_types::icrc3::transactions::{
 };
 use serde_bytes::ByteBuf;
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::Range;
 
-/// Deduplication window (ICRC-1: 24 h).
-pub const TX_WINDOW_NANOS: u64 = 24 * 60 * 60 * 1_000_000_000;
-/// Permitted clock drift for `created_at_time` in the future (60 s).
-pub const PERMITTED_DRIFT_NANOS: u64 = 60 * 1_000_000_000;
-/// Most blocks one `icrc3_get_blocks` / `get_transactions` answer carries (as the DFINITY ledger).
-pub const MAX_BLOCKS_PER_RESPONSE: u64 = 2_000;
-pub const DEFAULT_MAX_MEMO_LENGTH: u16 = 32;
-/// The archive method serving legacy `archived_transactions` callbacks.
+/// The archive method serving legacy `archived_transactions` callbacks. DFINITY's archive
+/// calls it `get_transactions`; here one Wasm plays both roles and the ledger's
+/// `get_transactions` already has another reply type, so the archive's has another name
+/// (clients follow the callback's method, whatever it is called).
 pub const ARCHIVE_GET_TRANSACTIONS: &str = "get_archived_transactions";
 
 type Key = (Principal, [u8; 32]);
@@ -45,16 +46,40 @@ fn to_u128(n: &Nat) -> Option<u128> {
 /// A failed operation, before conversion to the endpoint's error type.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CoreError {
-    BadFee { expected_fee: u128 },
-    BadBurn { min_burn_amount: u128 },
-    InsufficientFunds { balance: u128 },
-    InsufficientAllowance { allowance: u128 },
+    BadFee {
+        expected_fee: u128,
+    },
+    BadBurn {
+        min_burn_amount: u128,
+    },
+    InsufficientFunds {
+        balance: u128,
+    },
+    InsufficientAllowance {
+        allowance: u128,
+    },
     TooOld,
-    CreatedInFuture { ledger_time: u64 },
-    Duplicate { duplicate_of: u64 },
+    CreatedInFuture {
+        ledger_time: u64,
+    },
+    Duplicate {
+        duplicate_of: u64,
+    },
     TemporarilyUnavailable,
-    Expired { ledger_time: u64 },
-    AllowanceChanged { current_allowance: u128 },
+    Expired {
+        ledger_time: u64,
+    },
+    AllowanceChanged {
+        current_allowance: u128,
+    },
+    /// A test control chose the reply; nothing was executed.
+    Forced(TransferError),
+    /// The block would be older than the tip: DFINITY's `Blockchain::add_block` refuses it and
+    /// the ledger traps (possible here only with a clock skewed backwards).
+    OlderThanTip {
+        tip: u64,
+        now: u64,
+    },
 }
 
 /// `Err(msg)`: the call traps with `msg` (the DFINITY ledger traps on, e.g., a too long memo).
@@ -66,6 +91,116 @@ struct Approval {
     expires_at: Option<u64>,
 }
 
+/// [`Limits`] with every default filled in.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct LedgerLimits {
+    pub max_blocks_per_response: u64,
+    pub archive_max_blocks_per_response: u64,
+    pub max_transactions_per_request: u64,
+    pub transaction_window_nanos: u64,
+    pub permitted_drift_nanos: u64,
+    pub max_transactions_in_window: u64,
+    pub max_transactions_to_purge: u64,
+}
+
+impl LedgerLimits {
+    pub fn new(l: Option<Limits>) -> Self {
+        let l = l.unwrap_or_default();
+        LedgerLimits {
+            max_blocks_per_response: l.max_blocks_per_response.unwrap_or(MAX_BLOCKS_PER_RESPONSE),
+            archive_max_blocks_per_response: l
+                .archive_max_blocks_per_response
+                .unwrap_or(ARCHIVE_MAX_BLOCKS_PER_RESPONSE),
+            max_transactions_per_request: l
+                .max_transactions_per_request
+                .unwrap_or(MAX_TRANSACTIONS_PER_REQUEST),
+            transaction_window_nanos: l
+                .transaction_window_nanos
+                .unwrap_or(TRANSACTION_WINDOW_NANOS),
+            permitted_drift_nanos: l.permitted_drift_nanos.unwrap_or(PERMITTED_DRIFT_NANOS),
+            max_transactions_in_window: l
+                .max_transactions_in_window
+                .unwrap_or(MAX_TRANSACTIONS_IN_WINDOW),
+            max_transactions_to_purge: l
+                .max_transactions_to_purge
+                .unwrap_or(MAX_TRANSACTIONS_TO_PURGE),
+        }
+    }
+}
+
+/// The ledger's archives, as DFINITY's `Archive` (ledger_canister_core `archive.rs`).
+#[derive(CandidType, Deserialize, Clone, Debug)]
+pub struct Archives {
+    pub trigger_threshold: u64,
+    pub num_blocks_to_archive: u64,
+    pub node_max_memory_size_bytes: u64,
+    pub max_message_size_bytes: u64,
+    /// `controller_id` then `more_controller_ids`: the spawned archives' controllers.
+    pub controllers: Vec<Principal>,
+    pub cycles_for_archive_creation: u64,
+    pub max_transactions_per_response: Option<u64>,
+    pub wasm: ByteBuf,
+    /// Spawned archives, oldest first.
+    pub nodes: Vec<Principal>,
+    /// Inclusive block ranges of the nodes that hold blocks (a fresh node has none yet).
+    pub ranges: Vec<(u64, u64)>,
+}
+
+impl Archives {
+    fn new(o: ArchiveOptions) -> Self {
+        let mut controllers = vec![o.controller_id];
+        controllers.extend(o.more_controller_ids.unwrap_or_default());
+        Archives {
+            trigger_threshold: o.trigger_threshold,
+            num_blocks_to_archive: o.num_blocks_to_archive,
+            node_max_memory_size_bytes: o
+                .node_max_memory_size_bytes
+                .unwrap_or(DEFAULT_NODE_MAX_MEMORY_SIZE_BYTES),
+            max_message_size_bytes: o
+                .max_message_size_bytes
+                .unwrap_or(DEFAULT_MAX_MESSAGE_SIZE_BYTES),
+            controllers,
+            cycles_for_archive_creation: o
+                .cycles_for_archive_creation
+                .unwrap_or(DEFAULT_CYCLES_FOR_ARCHIVE_CREATION),
+            max_transactions_per_response: o.max_transactions_per_response,
+            wasm: o.archive_wasm,
+            nodes: vec![],
+            ranges: vec![],
+        }
+    }
+
+    /// (node, inclusive range) of the nodes that hold blocks, oldest first.
+    pub fn index(&self) -> impl Iterator<Item = (Principal, (u64, u64))> + '_ {
+        self.nodes.iter().copied().zip(self.ranges.iter().copied())
+    }
+
+    /// What `[start, end)` each node serves, oldest first.
+    fn locate(&self, want: &Range<u64>) -> Vec<(Principal, Range<u64>)> {
+        self.index()
+            .filter_map(|(node, (from, to))| {
+                let s = intersect(&(from..to + 1), want);
+                (!s.is_empty()).then_some((node, s))
+            })
+            .collect()
+    }
+}
+
+fn intersect(a: &Range<u64>, b: &Range<u64>) -> Range<u64> {
+    let s = a.start.max(b.start);
+    let e = a.end.min(b.end);
+    if s < e {
+        s..e
+    } else {
+        s..s
+    }
+}
+
+/// The size a block takes in an `append_blocks` payload and in an archive.
+pub fn block_size(b: &Block) -> u64 {
+    candid::encode_one(b).map_or(0, |v| v.len() as u64)
+}
+
 #[derive(CandidType, Deserialize, Clone, Debug)]
 pub struct Ledger {
     pub minting_account: Account,
@@ -74,17 +209,22 @@ pub struct Ledger {
     pub token_symbol: String,
     pub decimals: u8,
     pub max_memo_length: u16,
-    pub archive: Option<ArchiveOptions>,
+    pub limits: LedgerLimits,
+    pub archive: Option<Archives>,
     pub faults: Faults,
-    /// An archiving round is in flight (its blocks stay local until the archive acknowledges).
+    /// Ledger time minus IC time (test control).
+    pub clock_offset_nanos: i64,
+    /// An archiving round is in flight (its blocks stay local until it ends, as DFINITY's).
     pub archiving: bool,
+    pub archiving_failures: u64,
     balances: BTreeMap<Key, u128>,
     total_supply: u128,
     approvals: BTreeMap<(Key, Key), Approval>,
-    /// Blocks `first_local ..` (older ones live in the archive).
+    /// Blocks `first_local ..` (older ones live in the archives).
     blocks: VecDeque<Block>,
     first_local: u64,
     last_hash: Option<Hash>,
+    last_timestamp: u64,
     /// Deduplication index: transaction hash → block, for transactions with `created_at_time`.
     by_hash: BTreeMap<Hash, u64>,
     /// (block timestamp, transaction hash) in block order, to purge the index.
@@ -92,7 +232,9 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Builds the ledger; initial balances are minted as the first blocks (as the DFINITY ledger).
+    /// Builds the ledger; initial balances are minted as the first blocks, each with
+    /// `created_at_time = now` (as `Ledger::from_init_args` in DFINITY's
+    /// rs/ledger_suite/icrc1/ledger/src/lib.rs).
     pub fn new(args: InitArgs, now: u64) -> Result<Self, String> {
         let fee = to_u128(&args.transfer_fee).ok_or("transfer_fee too large")?;
         let mut l = Ledger {
@@ -102,15 +244,19 @@ impl Ledger {
             token_symbol: args.token_symbol,
             decimals: args.decimals.unwrap_or(8),
             max_memo_length: args.max_memo_length.unwrap_or(DEFAULT_MAX_MEMO_LENGTH),
-            archive: args.archive_options,
+            limits: LedgerLimits::new(args.limits),
+            archive: args.archive_options.map(Archives::new),
             faults: Faults::default(),
+            clock_offset_nanos: 0,
             archiving: false,
+            archiving_failures: 0,
             balances: BTreeMap::new(),
             total_supply: 0,
             approvals: BTreeMap::new(),
             blocks: VecDeque::new(),
             first_local: 0,
             last_hash: None,
+            last_timestamp: 0,
             by_hash: BTreeMap::new(),
             by_height: VecDeque::new(),
         };
@@ -118,13 +264,18 @@ impl Ledger {
             let amount = to_u128(&amount).ok_or("initial balance too large")?;
             let tx = Tx {
                 op: Op::Mint { to, amount },
-                created_at_time: None,
+                created_at_time: Some(now),
                 memo: None,
             };
             l.apply_transaction(tx, now, 0)
                 .map_err(|e| format!("initial mint failed: {e:?}"))?;
         }
         Ok(l)
+    }
+
+    /// The ledger's clock: the IC's, shifted by the test control's offset.
+    pub fn ledger_time(&self, ic_time: u64) -> u64 {
+        ic_time.saturating_add_signed(self.clock_offset_nanos)
     }
 
     // ---------------------------------------------------------------- queries
@@ -155,12 +306,40 @@ impl Ledger {
             .and_then(|i| self.blocks.get(i as usize))
     }
 
-    pub fn stats(&self) -> LedgerStats {
+    /// `now` is ledger time.
+    pub fn stats(&self, now: u64) -> LedgerStats {
+        let archives = match &self.archive {
+            None => vec![],
+            Some(a) => a
+                .nodes
+                .iter()
+                .enumerate()
+                .map(|(i, &canister_id)| {
+                    let (start, end) = match a.ranges.get(i) {
+                        Some(&(from, to)) => (from, to + 1),
+                        None => {
+                            let next = a.ranges.last().map_or(0, |r| r.1 + 1);
+                            (next, next)
+                        }
+                    };
+                    ArchiveNode {
+                        canister_id,
+                        start,
+                        end,
+                    }
+                })
+                .collect(),
+        };
         LedgerStats {
             log_length: self.log_length(),
             first_local_block: self.first_local,
             local_blocks: self.blocks.len() as u64,
             dedup_entries: self.by_hash.len() as u64,
+            fee: Nat::from(self.fee),
+            clock_offset_nanos: self.clock_offset_nanos,
+            ledger_time: now,
+            archives,
+            archiving_failures: self.archiving_failures,
             faults: self.faults.clone(),
         }
     }
@@ -187,10 +366,15 @@ impl Ledger {
 
     // ---------------------------------------------------------------- faults
 
-    /// Test-control faults, checked before anything else in a mutating call.
-    fn check_faults(&mut self) -> Outcome<Option<CoreError>> {
+    /// Test-control faults, checked before anything else in a mutating call. `transfer`:
+    /// a transfer or transfer_from, which also takes forced replies.
+    fn check_faults(&mut self, transfer: bool) -> Outcome<Option<CoreError>> {
         if self.faults.trap {
             return Err("test ledger: trap injected before applying the transaction".into());
+        }
+        if transfer && !self.faults.forced_transfer_replies.is_empty() {
+            let e = self.faults.forced_transfer_replies.remove(0);
+            return Ok(Some(CoreError::Forced(e)));
         }
         if self.faults.unavailable_next > 0 {
             self.faults.unavailable_next -= 1;
@@ -270,7 +454,7 @@ impl Ledger {
         arg: ApproveArgs,
         now: u64,
     ) -> Outcome<Result<Nat, ApproveError>> {
-        if let Some(e) = self.check_faults()? {
+        if let Some(e) = self.check_faults(false)? {
             return to_approve_error(e).map(Err);
         }
         let from = Account {
@@ -342,7 +526,7 @@ impl Ledger {
         created_at_time: Option<u64>,
         now: u64,
     ) -> Outcome<Result<u64, CoreError>> {
-        if let Some(e) = self.check_faults()? {
+        if let Some(e) = self.check_faults(true)? {
             return Ok(Err(e));
         }
         self.check_memo(&memo)?;
@@ -407,35 +591,68 @@ impl Ledger {
         Ok(self.apply_transaction(tx, now, effective_fee))
     }
 
-    /// Removes deduplication entries whose block is older than window + drift.
-    fn purge_old_transactions(&mut self, now: u64) {
+    /// Removes at most `max_transactions_to_purge` deduplication entries whose block is older
+    /// than window + drift; returns how many (DFINITY's `purge_old_transactions`).
+    fn purge_old_transactions(&mut self, now: u64) -> u64 {
+        let mut purged = 0;
         while let Some(&(ts, h)) = self.by_height.front() {
             if ts
-                .saturating_add(TX_WINDOW_NANOS)
-                .saturating_add(PERMITTED_DRIFT_NANOS)
+                .saturating_add(self.limits.transaction_window_nanos)
+                .saturating_add(self.limits.permitted_drift_nanos)
                 >= now
             {
                 break;
             }
             self.by_hash.remove(&h);
             self.by_height.pop_front();
+            purged += 1;
+            if purged >= self.limits.max_transactions_to_purge {
+                break;
+            }
         }
+        purged
     }
 
-    /// Validates and applies `tx`, appending its block. No state changes on error.
+    /// DFINITY's `throttle`: half the window's capacity is admitted freely; past that, at
+    /// most `ceil(max_in_window / 2 / window_secs)` deduplicated transactions per second.
+    fn throttled(&self, now: u64) -> bool {
+        let in_window = self.by_height.len() as u64;
+        let max = self.limits.max_transactions_in_window;
+        if in_window < max / 2 {
+            return false;
+        }
+        let window_secs = self.limits.transaction_window_nanos as f64 / 1e9;
+        let max_rate = (0.5 * max as f64 / window_secs).ceil() as u64;
+        let ts = self
+            .by_height
+            .get(in_window.saturating_sub(max_rate) as usize)
+            .map_or(0, |&(ts, _)| ts);
+        ts.saturating_add(1_000_000_000) > now
+    }
+
+    /// Validates and applies `tx`, appending its block, as DFINITY's `apply_transaction`
+    /// (ledger_canister_core `ledger.rs`). No state changes on error, except
+    /// [`CoreError::OlderThanTip`], on which the canister traps (rolling everything back).
     pub fn apply_transaction(
         &mut self,
         tx: Tx,
         now: u64,
         effective_fee: u128,
     ) -> Result<u64, CoreError> {
-        self.purge_old_transactions(now);
+        let purged = self.purge_old_transactions(now);
+        // TxThrottled, which the ICRC-1 endpoints answer as TemporarilyUnavailable
+        // (`convert_transfer_error`, rs/ledger_suite/icrc1/src/endpoints.rs).
+        if purged == 0 && self.throttled(now) {
+            return Err(CoreError::TemporarilyUnavailable);
+        }
         let dedup = tx.created_at_time.map(|t| (t, tx.hash()));
         if let Some((created_at_time, tx_hash)) = dedup {
-            if created_at_time.saturating_add(TX_WINDOW_NANOS) < now {
+            // Exactly DFINITY's inequalities: `created_at_time + window < now` is too old,
+            // `created_at_time > now + drift` is in the future (both ends inclusive-valid).
+            if created_at_time.saturating_add(self.limits.transaction_window_nanos) < now {
                 return Err(CoreError::TooOld);
             }
-            if created_at_time > now.saturating_add(PERMITTED_DRIFT_NANOS) {
+            if created_at_time > now.saturating_add(self.limits.permitted_drift_nanos) {
                 return Err(CoreError::CreatedInFuture { ledger_time: now });
             }
             if let Some(&duplicate_of) = self.by_hash.get(&tx_hash) {
@@ -443,6 +660,12 @@ impl Ledger {
             }
         }
         self.apply_op(&tx.op, now, effective_fee)?;
+        if now < self.last_timestamp {
+            return Err(CoreError::OlderThanTip {
+                tip: self.last_timestamp,
+                now,
+            });
+        }
         let recorded_fee = match &tx.op {
             Op::Transfer { fee: None, .. } | Op::Approve { fee: None, .. } => Some(effective_fee),
             _ => None,
@@ -455,6 +678,7 @@ impl Ledger {
         };
         let height = self.log_length();
         self.last_hash = Some(block.hash());
+        self.last_timestamp = now;
         self.blocks.push_back(block);
         if let Some((_, h)) = dedup {
             self.by_hash.insert(h, height);
@@ -601,9 +825,12 @@ impl Ledger {
 
     // ---------------------------------------------------------------- archiving
 
-    /// The blocks an archiving round should move now: `force = Some(max)` moves up to `max` of
-    /// the oldest local blocks; `None` follows the trigger threshold. Returns (first index, blocks).
-    pub fn blocks_to_archive(&self, force: Option<u64>) -> Option<(u64, Vec<Block>)> {
+    /// Starts an archiving round, as DFINITY's `blocks_to_archive`: none while one is in
+    /// flight; `force = Some(max)` (test control) takes up to `max` of the oldest local
+    /// blocks; otherwise nothing below `trigger_threshold` local blocks, and at most
+    /// `num_blocks_to_archive` from it on (`Blockchain::get_blocks_for_archiving`).
+    /// The blocks stay local until [`Ledger::end_archiving`].
+    pub fn begin_archiving(&mut self, force: Option<u64>) -> Option<VecDeque<Block>> {
         let opts = self.archive.as_ref()?;
         if self.archiving {
             return None;
@@ -611,126 +838,177 @@ impl Ledger {
         let local = self.blocks.len() as u64;
         let n = match force {
             Some(max) => max.min(local),
-            None => {
-                if opts.trigger_threshold == 0 || local < opts.trigger_threshold {
-                    return None;
-                }
-                opts.num_blocks_to_archive.min(local)
-            }
+            None if local < opts.trigger_threshold => 0,
+            None => opts.num_blocks_to_archive.min(local),
         };
         if n == 0 {
             return None;
         }
-        Some((
-            self.first_local,
-            self.blocks.iter().take(n as usize).cloned().collect(),
-        ))
+        self.archiving = true;
+        Some(self.blocks.iter().take(n as usize).cloned().collect())
     }
 
-    /// The archive acknowledged blocks `start .. start + n`: drop them locally.
-    pub fn blocks_archived(&mut self, start: u64, n: u64) {
-        assert_eq!(
-            start, self.first_local,
-            "archived blocks must be the oldest local ones"
-        );
-        for _ in 0..n {
-            self.blocks.pop_front();
+    /// The round ended with its first `sent` blocks in archives: they are dropped locally
+    /// (DFINITY's `remove_archived_blocks`, also after a partial failure).
+    pub fn end_archiving(&mut self, sent: u64, failed: bool) {
+        self.archiving = false;
+        if failed {
+            self.archiving_failures += 1;
         }
-        self.first_local += n;
+        let sent = sent.min(self.blocks.len() as u64);
+        self.blocks.drain(..sent as usize);
+        self.first_local += sent;
+    }
+
+    /// Node `node_index` acknowledged `n` more blocks (DFINITY's `nodes_block_ranges`
+    /// bookkeeping in `send_blocks_to_archive`).
+    pub fn record_appended(&mut self, node_index: usize, n: u64) {
+        let Some(a) = self.archive.as_mut() else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        match a.ranges.get_mut(node_index) {
+            Some(r) => r.1 += n,
+            None => {
+                let start = a.ranges.last().map_or(0, |r| r.1 + 1);
+                a.ranges.push((start, start + n - 1));
+            }
+        }
+    }
+
+    /// The first block index the next spawned archive will hold.
+    pub fn next_archive_offset(&self) -> u64 {
+        self.archive
+            .as_ref()
+            .and_then(|a| a.ranges.last())
+            .map_or(0, |r| r.1 + 1)
+    }
+
+    /// The install argument of the next archive this ledger spawns.
+    pub fn archive_init_args(&self, ledger_id: Principal) -> Option<ArchiveInitArgs> {
+        let a = self.archive.as_ref()?;
+        Some(ArchiveInitArgs {
+            ledger_id,
+            block_index_offset: self.next_archive_offset(),
+            max_memory_size_bytes: Some(a.node_max_memory_size_bytes),
+            max_transactions_per_response: a.max_transactions_per_response,
+            max_blocks_per_response: Some(self.limits.archive_max_blocks_per_response),
+        })
     }
 
     // ---------------------------------------------------------------- block access
 
-    pub fn icrc3_get_blocks(&self, reqs: Vec<GetBlocksRequest>) -> GetBlocksResult {
-        let log_length = self.log_length();
-        let mut budget = MAX_BLOCKS_PER_RESPONSE;
+    fn local_range(&self) -> Range<u64> {
+        self.first_local..self.log_length()
+    }
+
+    /// DFINITY's `Ledger::icrc3_get_blocks`: each request is clamped to what is left of
+    /// `max_blocks_per_response` (counting local blocks only), then split into local blocks
+    /// and, per archive, the part of it that archive holds; archived parts are grouped by
+    /// archive. A request that is not a pair of u64 traps.
+    pub fn icrc3_get_blocks(&self, reqs: Vec<GetBlocksRequest>) -> Outcome<GetBlocksResult> {
+        let max = self.limits.max_blocks_per_response;
         let mut blocks = Vec::new();
-        let mut archived_args = Vec::new();
+        let mut by_archive: BTreeMap<Principal, Vec<GetBlocksRequest>> = BTreeMap::new();
         for req in reqs {
-            let Ok((start, len)) = req.as_start_and_length() else {
-                continue;
-            };
-            let end = start.saturating_add(len.min(budget)).min(log_length);
-            if start >= end {
-                continue;
+            let (start, len) = req.as_start_and_length()?;
+            let left = max.saturating_sub(blocks.len() as u64);
+            if left == 0 {
+                break;
             }
-            budget -= end - start;
-            let archived_end = end.min(self.first_local);
-            if start < archived_end {
-                archived_args.push(GetBlocksRequest {
-                    start: Nat::from(start),
-                    length: Nat::from(archived_end - start),
-                });
-            }
-            for i in start.max(self.first_local)..end {
+            let want = start..start.saturating_add(len.min(left));
+            let local = intersect(&want, &self.local_range());
+            let local_end = local
+                .end
+                .min(local.start + self.limits.max_transactions_per_request);
+            for i in local.start..local_end {
                 blocks.push(BlockWithId {
                     id: Nat::from(i),
                     block: self.local_block(i).expect("local block").to_value(),
                 });
             }
+            if let Some(a) = &self.archive {
+                for (node, r) in a.locate(&want) {
+                    by_archive.entry(node).or_default().push(GetBlocksRequest {
+                        start: Nat::from(r.start),
+                        length: Nat::from(r.end - r.start),
+                    });
+                }
+            }
+            if blocks.len() as u64 >= max {
+                break;
+            }
         }
-        let archived_blocks = match (&self.archive, archived_args.is_empty()) {
-            (Some(opts), false) => vec![ArchivedBlocks {
-                args: archived_args,
-                callback: QueryArchiveFn::new(opts.archive, "icrc3_get_blocks"),
-            }],
-            _ => vec![],
-        };
-        GetBlocksResult {
-            log_length: Nat::from(log_length),
+        Ok(GetBlocksResult {
+            log_length: Nat::from(self.log_length()),
             blocks,
-            archived_blocks,
-        }
+            archived_blocks: by_archive
+                .into_iter()
+                .map(|(node, args)| ArchivedBlocks {
+                    args,
+                    callback: QueryArchiveFn::new(node, "icrc3_get_blocks"),
+                })
+                .collect(),
+        })
     }
 
+    /// DFINITY's `Ledger::get_transactions` (`query_blocks`): the local part of the request,
+    /// at most `max_transactions_per_request` blocks, and per archive the whole part it holds
+    /// (uncapped: the archive caps its own reply). `first_index` is where the local part
+    /// starts, even when it was cut short.
     pub fn get_transactions(
         &self,
         req: GetTransactionsRequest,
     ) -> Outcome<GetTransactionsResponse> {
         let (start, len) = req.as_start_and_length()?;
-        let log_length = self.log_length();
-        let end = start
-            .saturating_add(len.min(MAX_BLOCKS_PER_RESPONSE))
-            .min(log_length);
-        let local_start = start.max(self.first_local);
-        let (first_index, transactions) = if local_start < end {
-            (
-                local_start,
-                (local_start..end)
-                    .map(|i| self.local_block(i).expect("local block").to_transaction())
-                    .collect(),
-            )
+        let want = start..start.saturating_add(len);
+        let local = intersect(&want, &self.local_range());
+        let local = if local.is_empty() {
+            self.first_local..self.first_local
         } else {
-            (self.first_local, vec![])
+            local
         };
-        let archived_end = end.min(self.first_local);
+        let local_end = local
+            .end
+            .min(local.start + self.limits.max_transactions_per_request);
         let archived_transactions = match &self.archive {
-            Some(opts) if start < archived_end => vec![ArchivedRange {
-                start: Nat::from(start),
-                length: Nat::from(archived_end - start),
-                callback: QueryTxArchiveFn::new(opts.archive, ARCHIVE_GET_TRANSACTIONS),
-            }],
-            _ => vec![],
+            None => vec![],
+            Some(a) => a
+                .locate(&want)
+                .into_iter()
+                .map(|(node, r)| ArchivedRange {
+                    start: Nat::from(r.start),
+                    length: Nat::from(r.end - r.start),
+                    callback: QueryTxArchiveFn::new(node, ARCHIVE_GET_TRANSACTIONS),
+                })
+                .collect(),
         };
         Ok(GetTransactionsResponse {
-            log_length: Nat::from(log_length),
-            first_index: Nat::from(first_index),
-            transactions,
+            log_length: Nat::from(self.log_length()),
+            first_index: Nat::from(local.start),
+            transactions: (local.start..local_end)
+                .map(|i| self.local_block(i).expect("local block").to_transaction())
+                .collect(),
             archived_transactions,
         })
     }
 
+    /// DFINITY's `Ledger::icrc3_get_archives`: archives holding blocks, those with an id
+    /// above `from` when given.
     pub fn icrc3_get_archives(&self, args: GetArchivesArgs) -> Vec<ICRC3ArchiveInfo> {
-        match &self.archive {
-            Some(opts) if self.first_local > 0 && args.from.is_none_or(|p| p < opts.archive) => {
-                vec![ICRC3ArchiveInfo {
-                    canister_id: opts.archive,
-                    start: Nat::from(0u8),
-                    end: Nat::from(self.first_local - 1),
-                }]
-            }
-            _ => vec![],
-        }
+        let Some(a) = &self.archive else {
+            return vec![];
+        };
+        a.index()
+            .filter(|(node, _)| args.from.is_none_or(|from| *node > from))
+            .map(|(canister_id, (start, end))| ICRC3ArchiveInfo {
+                canister_id,
+                start: Nat::from(start),
+                end: Nat::from(end),
+            })
+            .collect()
     }
 }
 
@@ -753,6 +1031,7 @@ fn to_transfer_error(e: CoreError) -> Outcome<TransferError> {
             duplicate_of: Nat::from(duplicate_of),
         },
         CoreError::TemporarilyUnavailable => TransferError::TemporarilyUnavailable,
+        CoreError::Forced(e) => e,
         e => return Err(format!("{e:?} cannot happen in icrc1_transfer")),
     })
 }
@@ -781,8 +1060,35 @@ fn to_transfer_from_error(e: CoreError) -> Outcome<TransferFromError> {
             duplicate_of: Nat::from(duplicate_of),
         },
         CoreError::TemporarilyUnavailable => TransferFromError::TemporarilyUnavailable,
+        CoreError::Forced(e) => forced_transfer_from(e),
         e => return Err(format!("{e:?} cannot happen in icrc2_transfer_from")),
     })
+}
+
+/// A forced transfer reply, as `icrc2_transfer_from` spells it (every variant exists there).
+fn forced_transfer_from(e: TransferError) -> TransferFromError {
+    match e {
+        TransferError::BadFee { expected_fee } => TransferFromError::BadFee { expected_fee },
+        TransferError::BadBurn { min_burn_amount } => {
+            TransferFromError::BadBurn { min_burn_amount }
+        }
+        TransferError::InsufficientFunds { balance } => {
+            TransferFromError::InsufficientFunds { balance }
+        }
+        TransferError::TooOld => TransferFromError::TooOld,
+        TransferError::CreatedInFuture { ledger_time } => {
+            TransferFromError::CreatedInFuture { ledger_time }
+        }
+        TransferError::Duplicate { duplicate_of } => TransferFromError::Duplicate { duplicate_of },
+        TransferError::TemporarilyUnavailable => TransferFromError::TemporarilyUnavailable,
+        TransferError::GenericError {
+            error_code,
+            message,
+        } => TransferFromError::GenericError {
+            error_code,
+            message,
+        },
+    }
 }
 
 fn to_approve_error(e: CoreError) -> Outcome<ApproveError> {
@@ -807,39 +1113,61 @@ fn to_approve_error(e: CoreError) -> Outcome<ApproveError> {
     })
 }
 
-/// The archive role: a contiguous run of blocks starting at 0, appended only by its ledger.
+/// The archive role, as DFINITY's ICRC-1 archive (rs/ledger_suite/icrc1/archive/src/main.rs):
+/// blocks `block_index_offset ..`, appended only by its ledger, up to `max_memory_size_bytes`.
 #[derive(CandidType, Deserialize, Clone, Debug)]
 pub struct ArchiveStore {
-    pub ledger: Principal,
+    pub ledger_id: Principal,
+    pub block_index_offset: u64,
+    pub max_memory_size_bytes: u64,
+    pub max_transactions_per_response: u64,
+    pub max_blocks_per_response: u64,
     pub blocks: Vec<Block>,
+    pub bytes_used: u64,
     /// Test control: while set, every read traps (an unreadable archive).
     pub unavailable: bool,
 }
 
 impl ArchiveStore {
-    pub fn new(ledger: Principal) -> Self {
+    pub fn new(args: ArchiveInitArgs) -> Self {
         ArchiveStore {
-            ledger,
+            ledger_id: args.ledger_id,
+            block_index_offset: args.block_index_offset,
+            max_memory_size_bytes: args
+                .max_memory_size_bytes
+                .unwrap_or(ARCHIVE_MEMORY_LIMIT)
+                .min(ARCHIVE_MEMORY_LIMIT),
+            max_transactions_per_response: args
+                .max_transactions_per_response
+                .unwrap_or(ARCHIVE_MAX_TRANSACTIONS_PER_RESPONSE),
+            max_blocks_per_response: args
+                .max_blocks_per_response
+                .unwrap_or(ARCHIVE_MAX_BLOCKS_PER_RESPONSE),
             blocks: vec![],
+            bytes_used: 0,
             unavailable: false,
         }
     }
 
-    pub fn append(
-        &mut self,
-        caller: Principal,
-        start: u64,
-        blocks: Vec<Block>,
-    ) -> Result<u64, String> {
-        if caller != self.ledger {
-            return Err(format!("only the ledger {} may append blocks", self.ledger));
+    /// DFINITY's `append_blocks`: only the ledger, and only while everything fits.
+    pub fn append(&mut self, caller: Principal, blocks: Vec<Block>) -> Outcome<()> {
+        if caller != self.ledger_id {
+            return Err(format!(
+                "only {} can append blocks to this archive",
+                self.ledger_id
+            ));
         }
-        let next = self.blocks.len() as u64;
-        if start != next {
-            return Err(format!("expected blocks from {next}, got {start}"));
+        let bytes: u64 = blocks.iter().map(block_size).sum();
+        if self.max_memory_size_bytes < self.bytes_used.saturating_add(bytes) {
+            return Err("no space left".into());
         }
+        self.bytes_used += bytes;
         self.blocks.extend(blocks);
-        Ok(self.blocks.len() as u64)
+        Ok(())
+    }
+
+    pub fn remaining_capacity(&self) -> u64 {
+        self.max_memory_size_bytes - self.bytes_used
     }
 
     fn check_readable(&self) -> Outcome<()> {
@@ -850,29 +1178,43 @@ impl ArchiveStore {
         }
     }
 
+    /// DFINITY's `decode_block_range`: a start below the archive's first block traps; the
+    /// length is capped at `max_transactions_per_response`; the end at what it holds.
+    fn block_range(&self, start: u64, len: u64) -> Outcome<Range<u64>> {
+        if start < self.block_index_offset {
+            return Err(format!(
+                "requested index {start} is less than the minimal index {} this archive serves",
+                self.block_index_offset
+            ));
+        }
+        let offset = start - self.block_index_offset;
+        let len = len.min(self.max_transactions_per_response);
+        let end = (self.blocks.len() as u64).min(offset.saturating_add(len));
+        Ok(offset..end.max(offset))
+    }
+
+    /// At most `max_blocks_per_response` blocks over all requests; `log_length` is the number
+    /// of blocks this archive holds (as DFINITY's archive answers).
     pub fn icrc3_get_blocks(&self, reqs: Vec<GetBlocksRequest>) -> Outcome<GetBlocksResult> {
         self.check_readable()?;
-        let total = self.blocks.len() as u64;
-        let mut budget = MAX_BLOCKS_PER_RESPONSE;
         let mut blocks = Vec::new();
         for req in reqs {
-            let Ok((start, len)) = req.as_start_and_length() else {
-                continue;
-            };
-            let end = start.saturating_add(len.min(budget)).min(total);
-            if start >= end {
-                continue;
+            let (start, len) = req.as_start_and_length()?;
+            let left = self
+                .max_blocks_per_response
+                .saturating_sub(blocks.len() as u64);
+            if left == 0 {
+                break;
             }
-            budget -= end - start;
-            for i in start..end {
+            for i in self.block_range(start, len.min(left))? {
                 blocks.push(BlockWithId {
-                    id: Nat::from(i),
+                    id: Nat::from(self.block_index_offset + i),
                     block: self.blocks[i as usize].to_value(),
                 });
             }
         }
         Ok(GetBlocksResult {
-            log_length: Nat::from(total),
+            log_length: Nat::from(self.blocks.len() as u64),
             blocks,
             archived_blocks: vec![],
         })
@@ -881,17 +1223,18 @@ impl ArchiveStore {
     pub fn get_transactions(&self, req: GetTransactionsRequest) -> Outcome<TransactionRange> {
         self.check_readable()?;
         let (start, len) = req.as_start_and_length()?;
-        let end = start
-            .saturating_add(len.min(MAX_BLOCKS_PER_RESPONSE))
-            .min(self.blocks.len() as u64);
         Ok(TransactionRange {
-            transactions: (start.min(end)..end)
+            transactions: self
+                .block_range(start, len)?
                 .map(|i| self.blocks[i as usize].to_transaction())
                 .collect(),
         })
     }
 
+    /// Block `i` (a global index).
     pub fn block_value(&self, i: u64) -> Option<ICRC3Value> {
-        self.blocks.get(i as usize).map(Block::to_value)
+        i.checked_sub(self.block_index_offset)
+            .and_then(|i| self.blocks.get(i as usize))
+            .map(Block::to_value)
     }
 }

@@ -6,6 +6,7 @@
 pub mod canister;
 pub mod icrc3;
 pub mod ledger;
+pub mod limits;
 pub mod types;
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
 //! Native unit tests of the ledger logic (no IC needed).
 
 use crate::icrc3::hash_value;
+use crate::icrc3::Block;
 use crate::ledger::*;
-use crate::types::{ArchiveOptions, InitArgs};
+use crate::limits::*;
+use crate::types::{ArchiveInitArgs, ArchiveOptions, InitArgs, Limits};
 use candid::{Nat, Principal};
 use icrc_ledger_types::icrc::generic_value::{ICRC3Value, Value};
 use icrc_ledger_types::icrc1::account::Account;
@@ -33,10 +35,6 @@ fn minter() -> Account {
     acc(99)
 }
 
-fn archive_id() -> Principal {
-    p(77)
-}
-
 fn init(archive: Option<ArchiveOptions>) -> InitArgs {
     InitArgs {
         minting_account: minter(),
@@ -50,6 +48,7 @@ fn init(archive: Option<ArchiveOptions>) -> InitArgs {
         decimals: None,
         max_memo_length: None,
         archive_options: archive,
+        limits: None,
     }
 }
 
@@ -79,11 +78,19 @@ fn bal(l: &Ledger, a: u8) -> u128 {
 }
 
 fn all_blocks(l: &Ledger) -> Vec<ICRC3Value> {
-    let r = l.icrc3_get_blocks(vec![GetBlocksRequest {
-        start: Nat::from(0u8),
-        length: Nat::from(10_000u32),
-    }]);
-    r.blocks.into_iter().map(|b| b.block).collect()
+    let mut out = vec![];
+    loop {
+        let r = l
+            .icrc3_get_blocks(vec![GetBlocksRequest {
+                start: Nat::from(l.first_local() + out.len() as u64),
+                length: Nat::from(10_000u32),
+            }])
+            .unwrap();
+        if r.blocks.is_empty() {
+            return out;
+        }
+        out.extend(r.blocks.into_iter().map(|b| b.block));
+    }
 }
 
 fn field<'a>(v: &'a ICRC3Value, path: &[&str]) -> Option<&'a ICRC3Value> {
@@ -245,14 +252,14 @@ fn too_old_and_created_in_future_boundaries() {
     let i = transfer(&mut l, 1, a.clone(), T0).unwrap();
     // created + window == now: still inside the window → Duplicate.
     assert_eq!(
-        transfer(&mut l, 1, a.clone(), created + TX_WINDOW_NANOS),
+        transfer(&mut l, 1, a.clone(), created + TRANSACTION_WINDOW_NANOS),
         Err(TransferError::Duplicate {
             duplicate_of: Nat::from(i)
         })
     );
     // created + window < now → TooOld (no drift allowance on this side, as ledger-canister-core).
     assert_eq!(
-        transfer(&mut l, 1, a.clone(), created + TX_WINDOW_NANOS + 1),
+        transfer(&mut l, 1, a.clone(), created + TRANSACTION_WINDOW_NANOS + 1),
         Err(TransferError::TooOld)
     );
     // Future: up to now + 60 s is fine, beyond is CreatedInFuture.
@@ -278,24 +285,25 @@ fn dedup_entries_are_purged_after_window_plus_drift() {
     let mut a = xfer(acc(3), 10);
     a.created_at_time = Some(T0);
     transfer(&mut l, 1, a, T0).unwrap();
-    assert_eq!(l.stats().dedup_entries, 1);
+    // The two initial mints carry created_at_time too (as DFINITY's).
+    assert_eq!(l.stats(T0).dedup_entries, 3);
     // Any later transaction purges entries whose block ts + window + drift < now.
     transfer(
         &mut l,
         1,
         xfer(acc(3), 1),
-        T0 + TX_WINDOW_NANOS + PERMITTED_DRIFT_NANOS,
+        T0 + TRANSACTION_WINDOW_NANOS + PERMITTED_DRIFT_NANOS,
     )
     .unwrap();
-    assert_eq!(l.stats().dedup_entries, 1);
+    assert_eq!(l.stats(T0).dedup_entries, 3);
     transfer(
         &mut l,
         1,
         xfer(acc(3), 1),
-        T0 + TX_WINDOW_NANOS + PERMITTED_DRIFT_NANOS + 1,
+        T0 + TRANSACTION_WINDOW_NANOS + PERMITTED_DRIFT_NANOS + 1,
     )
     .unwrap();
-    assert_eq!(l.stats().dedup_entries, 0);
+    assert_eq!(l.stats(T0).dedup_entries, 0);
 }
 
 #[test]
@@ -612,190 +620,561 @@ fn blocks_chain_and_follow_the_icrc3_schema() {
     assert_eq!(r.transactions[0].timestamp, T0);
 }
 
-fn archived_ledger(trigger: u64, num: u64) -> Ledger {
-    Ledger::new(
-        init(Some(ArchiveOptions {
-            archive: archive_id(),
-            trigger_threshold: trigger,
-            num_blocks_to_archive: num,
-        })),
-        T0,
-    )
-    .unwrap()
+fn ledger_id() -> Principal {
+    p(50)
 }
 
-/// Runs one archiving round against `store` as the canister does.
-fn archive_round(l: &mut Ledger, store: &mut ArchiveStore, force: Option<u64>) -> u64 {
-    let Some((start, blocks)) = l.blocks_to_archive(force) else {
+fn archive_opts(trigger: u64, num: u64, node_bytes: Option<u64>) -> ArchiveOptions {
+    ArchiveOptions {
+        trigger_threshold: trigger,
+        num_blocks_to_archive: num,
+        node_max_memory_size_bytes: node_bytes,
+        max_message_size_bytes: None,
+        controller_id: p(70),
+        more_controller_ids: Some(vec![p(71)]),
+        cycles_for_archive_creation: None,
+        max_transactions_per_response: None,
+        archive_wasm: ByteBuf::from(b"\0asm".to_vec()),
+    }
+}
+
+fn archived_ledger(trigger: u64, num: u64) -> Ledger {
+    Ledger::new(init(Some(archive_opts(trigger, num, None))), T0).unwrap()
+}
+
+/// The archive canisters of a native test: what the canister spawns through the management
+/// canister, as plain stores (node `i` is principal `p(60 + i)`).
+#[derive(Default)]
+struct Stores(Vec<ArchiveStore>);
+
+impl Stores {
+    fn by_id(&self, id: Principal) -> &ArchiveStore {
+        let i = id.as_slice()[0] - 60;
+        &self.0[i as usize]
+    }
+}
+
+/// One archiving round as `canister::archive_blocks` runs it (spawning a store when there is
+/// none or the last cannot take the next block). Returns how many blocks moved.
+fn archive_round(l: &mut Ledger, stores: &mut Stores, force: Option<u64>) -> u64 {
+    let Some(mut blocks) = l.begin_archiving(force) else {
         return 0;
     };
-    let n = blocks.len() as u64;
-    store.append(p(50), start, blocks).unwrap();
-    l.blocks_archived(start, n);
-    n
+    let mut sent = 0;
+    while let Some(first) = blocks.front() {
+        let need = block_size(first);
+        if stores
+            .0
+            .last()
+            .is_none_or(|s| s.remaining_capacity() < need)
+        {
+            let args = l.archive_init_args(ledger_id()).unwrap();
+            stores.0.push(ArchiveStore::new(args));
+            l.archive
+                .as_mut()
+                .unwrap()
+                .nodes
+                .push(p(60 + stores.0.len() as u8 - 1));
+        }
+        let store = stores.0.last_mut().unwrap();
+        let mut chunk: Vec<Block> = vec![];
+        let mut room = store.remaining_capacity();
+        while let Some(b) = blocks.front() {
+            if block_size(b) > room {
+                break;
+            }
+            room -= block_size(b);
+            chunk.push(blocks.pop_front().unwrap());
+        }
+        let n = chunk.len() as u64;
+        store.append(ledger_id(), chunk).unwrap();
+        l.record_appended(stores.0.len() - 1, n);
+        sent += n;
+    }
+    l.end_archiving(sent, false);
+    sent
 }
 
-#[test]
-fn archiving_trigger_and_split_reads() {
-    let mut l = archived_ledger(5, 3);
-    let mut store = ArchiveStore::new(p(50));
-    assert_eq!(
-        l.blocks_to_archive(None),
-        None,
-        "2 local blocks < trigger 5"
-    );
-    for i in 0..3 {
+/// `n` more blocks: mints to account 3, each with a distinct memo.
+fn fill(l: &mut Ledger, n: u64) {
+    for i in 0..n {
         let mut a = xfer(acc(3), 1);
-        a.memo = Some(Memo::from(vec![i]));
-        a.created_at_time = Some(T0);
-        transfer(&mut l, 1, a, T0).unwrap();
+        a.memo = Some(Memo::from(i.to_be_bytes().to_vec()));
+        l.icrc1_transfer(minter().owner, a, T0).unwrap().unwrap();
     }
-    let before = all_blocks(&l);
-    assert_eq!(archive_round(&mut l, &mut store, None), 3);
-    assert_eq!(l.first_local(), 3);
-    assert_eq!(l.log_length(), 5);
-    assert_eq!(l.blocks_to_archive(None), None);
+}
 
-    // Dedup survives archiving (the index is independent of where blocks live).
-    let mut a = xfer(acc(3), 1);
-    a.memo = Some(Memo::from(vec![0]));
-    a.created_at_time = Some(T0);
-    assert_eq!(
-        transfer(&mut l, 1, a, T0),
-        Err(TransferError::Duplicate {
-            duplicate_of: Nat::from(2u8)
-        })
-    );
-
-    let r = l.icrc3_get_blocks(vec![GetBlocksRequest {
-        start: Nat::from(1u8),
-        length: Nat::from(100u8),
-    }]);
-    assert_eq!(r.log_length, Nat::from(5u8));
-    assert_eq!(
-        r.blocks.iter().map(|b| b.id.clone()).collect::<Vec<_>>(),
-        vec![Nat::from(3u8), Nat::from(4u8)]
-    );
-    assert_eq!(r.archived_blocks.len(), 1);
-    let ab = &r.archived_blocks[0];
-    assert_eq!(ab.callback.canister_id, archive_id());
-    assert_eq!(ab.callback.method, "icrc3_get_blocks");
-    assert_eq!(
-        ab.args,
-        vec![GetBlocksRequest {
-            start: Nat::from(1u8),
-            length: Nat::from(2u8)
-        }]
-    );
-    let from_archive = store.icrc3_get_blocks(ab.args.clone()).unwrap();
-    let ids: Vec<_> = from_archive.blocks.iter().map(|b| b.id.clone()).collect();
-    assert_eq!(ids, vec![Nat::from(1u8), Nat::from(2u8)]);
-    for b in from_archive.blocks.iter().chain(r.blocks.iter()) {
-        let i = usize::try_from(b.id.0.clone()).unwrap();
-        assert_eq!(b.block, before[i], "block {i} unchanged by archiving");
+fn req(start: u64, length: u64) -> GetBlocksRequest {
+    GetBlocksRequest {
+        start: Nat::from(start),
+        length: Nat::from(length),
     }
+}
 
-    // Legacy.
-    let t = l
-        .get_transactions(GetTransactionsRequest {
-            start: Nat::from(0u8),
-            length: Nat::from(10u8),
+fn ids(r: &icrc_ledger_types::icrc3::blocks::GetBlocksResult) -> Vec<u64> {
+    r.blocks
+        .iter()
+        .map(|b| u64::try_from(b.id.0.clone()).unwrap())
+        .collect()
+}
+
+fn args_of(r: &icrc_ledger_types::icrc3::blocks::GetBlocksResult) -> Vec<(Principal, u64, u64)> {
+    r.archived_blocks
+        .iter()
+        .flat_map(|a| {
+            a.args.iter().map(|q| {
+                (
+                    a.callback.canister_id,
+                    u64::try_from(q.start.0.clone()).unwrap(),
+                    u64::try_from(q.length.0.clone()).unwrap(),
+                )
+            })
         })
+        .collect()
+}
+
+/// DFINITY's ledger answers at most 100 local blocks per `icrc3_get_blocks`, over all the
+/// ranges of the request, and never errors for asking more.
+#[test]
+fn should_cap_ledger_icrc3_get_blocks_at_100() {
+    let mut l = ledger();
+    fill(&mut l, 248); // 250 blocks
+    let r = l.icrc3_get_blocks(vec![req(0, 250)]).unwrap();
+    assert_eq!(r.log_length, Nat::from(250u32));
+    assert_eq!(ids(&r), (0..100).collect::<Vec<_>>());
+    // The budget is shared by the ranges: 60 + 40, and a third range gets nothing.
+    let r = l
+        .icrc3_get_blocks(vec![req(0, 60), req(200, 60), req(10, 5)])
         .unwrap();
-    assert_eq!(t.first_index, Nat::from(3u8));
-    assert_eq!(t.transactions.len(), 2);
-    assert_eq!(t.archived_transactions.len(), 1);
-    let at = &t.archived_transactions[0];
     assert_eq!(
-        (at.start.clone(), at.length.clone()),
-        (Nat::from(0u8), Nat::from(3u8))
+        ids(&r),
+        (0..60).chain(200..240).collect::<Vec<_>>(),
+        "second range clamped to what is left"
     );
-    assert_eq!(at.callback.method, ARCHIVE_GET_TRANSACTIONS);
-    let range = store
-        .get_transactions(GetTransactionsRequest {
-            start: at.start.clone(),
-            length: at.length.clone(),
-        })
-        .unwrap();
-    assert_eq!(range.transactions.len(), 3);
-    assert_eq!(range.transactions[0].kind, "mint");
+    // A range that is not u64 traps, as DFINITY's.
+    let huge = GetBlocksRequest {
+        start: Nat::from(u128::MAX),
+        length: Nat::from(1u8),
+    };
+    assert!(l.icrc3_get_blocks(vec![huge]).is_err());
+    // Configurable per test.
+    let mut args = init(None);
+    args.limits = Some(Limits {
+        max_blocks_per_response: Some(7),
+        ..Default::default()
+    });
+    let mut l = Ledger::new(args, T0).unwrap();
+    fill(&mut l, 20);
+    assert_eq!(
+        l.icrc3_get_blocks(vec![req(0, 20)]).unwrap().blocks.len(),
+        7
+    );
+}
 
-    // Archives list.
+/// Spanning two archives and the ledger: the request is clamped to 100 first, then split per
+/// archive (archived parts are grouped by archive and do not use up the 100); an archive
+/// answers at most 100 blocks itself and traps below its first block.
+#[test]
+fn should_split_a_request_over_archives_like_dfinity() {
+    // Node capacity for about 120 blocks: 300 archived blocks take three archives.
+    let probe = {
+        let mut l = ledger();
+        fill(&mut l, 1);
+        block_size(&l_block(&l, 2))
+    };
+    let mut l = Ledger::new(
+        init(Some(archive_opts(
+            u64::MAX,
+            0,
+            Some(probe * 120 + probe / 2),
+        ))),
+        T0,
+    )
+    .unwrap();
+    fill(&mut l, 348); // 350 blocks
+    let mut stores = Stores::default();
+    assert_eq!(archive_round(&mut l, &mut stores, Some(300)), 300);
+    assert_eq!(
+        stores.0.len(),
+        3,
+        "full archives make the ledger spawn more"
+    );
+    let ranges = l.archive.as_ref().unwrap().ranges.clone();
+    assert_eq!(ranges[0].0, 0);
+    assert_eq!(ranges[2].1, 299);
+    for w in ranges.windows(2) {
+        assert_eq!(w[0].1 + 1, w[1].0, "contiguous");
+    }
+    let (a0, a1) = (ranges[0], ranges[1]);
     let arch = l.icrc3_get_archives(GetArchivesArgs { from: None });
-    assert_eq!(arch.len(), 1);
-    assert_eq!(
-        (arch[0].start.clone(), arch[0].end.clone()),
-        (Nat::from(0u8), Nat::from(2u8))
-    );
-    assert!(l
-        .icrc3_get_archives(GetArchivesArgs {
-            from: Some(archive_id())
-        })
-        .is_empty());
+    assert_eq!(arch.len(), 3);
+    assert_eq!(arch[1].start, Nat::from(a1.0));
 
-    // Unavailable archive: reads fail (the canister traps).
-    store.unavailable = true;
-    assert!(store.icrc3_get_blocks(ab.args.clone()).is_err());
-    assert!(store
+    // 250 from 0: clamped to 100, all in the first archive.
+    let r = l.icrc3_get_blocks(vec![req(0, 250)]).unwrap();
+    assert!(r.blocks.is_empty());
+    assert_eq!(args_of(&r), vec![(p(60), 0, 100)]);
+    // Across the first boundary: two archives, one range each.
+    let s = a0.1 - 9;
+    let r = l.icrc3_get_blocks(vec![req(s, 250)]).unwrap();
+    assert_eq!(args_of(&r), vec![(p(60), s, 10), (p(61), a1.0, 90)]);
+    // Archived parts do not use up the budget, local blocks do: 100 + 100 archived, 50 local,
+    // then the last request is clamped to the 50 left.
+    let r = l
+        .icrc3_get_blocks(vec![
+            req(0, 100),
+            req(100, 100),
+            req(300, 500),
+            req(200, 100),
+        ])
+        .unwrap();
+    assert_eq!(ids(&r), (300..350).collect::<Vec<_>>());
+    assert_eq!(r.archived_blocks.len(), 3, "grouped by archive");
+    assert_eq!(
+        args_of(&r).iter().map(|x| x.2).sum::<u64>(),
+        250,
+        "archived ranges are not counted against the 100"
+    );
+    // The archives: at most 100 per reply, ids are global, start below the offset traps.
+    let second = stores.by_id(p(61));
+    let r = second.icrc3_get_blocks(vec![req(a1.0, 250)]).unwrap();
+    assert_eq!(ids(&r), (a1.0..a1.0 + 100).collect::<Vec<_>>());
+    assert_eq!(r.log_length, Nat::from(a1.1 - a1.0 + 1));
+    assert!(second.icrc3_get_blocks(vec![req(a1.0 - 1, 2)]).is_err());
+    assert!(second
         .get_transactions(GetTransactionsRequest {
             start: Nat::from(0u8),
             length: Nat::from(1u8)
         })
         .is_err());
-}
-
-#[test]
-fn forced_archiving_and_archive_append_rules() {
-    let mut l = archived_ledger(0, 0);
-    let mut store = ArchiveStore::new(p(50));
-    assert_eq!(
-        l.blocks_to_archive(None),
-        None,
-        "threshold 0: only forced rounds"
-    );
-    assert_eq!(archive_round(&mut l, &mut store, Some(1)), 1);
-    assert_eq!(archive_round(&mut l, &mut store, Some(u64::MAX)), 1);
-    assert_eq!(l.first_local(), 2);
-    assert_eq!(archive_round(&mut l, &mut store, Some(u64::MAX)), 0);
-    // While a round is in flight no second round starts.
-    transfer(&mut l, 1, xfer(acc(3), 1), T0).unwrap();
-    l.archiving = true;
-    assert_eq!(l.blocks_to_archive(Some(10)), None);
-    l.archiving = false;
-    // Only the ledger may append, and only contiguously.
-    assert!(store.append(p(51), 2, vec![]).is_err());
-    assert!(store.append(p(50), 5, vec![]).is_err());
-    let r = l.icrc3_get_blocks(vec![GetBlocksRequest {
-        start: Nat::from(0u8),
-        length: Nat::from(3u8),
-    }]);
-    assert_eq!(r.blocks.len(), 1);
-    assert_eq!(r.archived_blocks[0].args[0].length, Nat::from(2u8));
-}
-
-#[test]
-fn get_blocks_ranges_are_clamped() {
-    let l = ledger();
-    let r = l.icrc3_get_blocks(vec![
-        GetBlocksRequest {
-            start: Nat::from(1u8),
-            length: Nat::from(100u8),
-        },
-        GetBlocksRequest {
-            start: Nat::from(50u8),
-            length: Nat::from(1u8),
-        },
-    ]);
-    assert_eq!(r.blocks.len(), 1);
-    assert!(r.archived_blocks.is_empty());
+    // Legacy: the ledger caps its local part at 2,000 but sends each archive its whole part.
     let t = l
         .get_transactions(GetTransactionsRequest {
-            start: Nat::from(9u8),
-            length: Nat::from(1u8),
+            start: Nat::from(0u8),
+            length: Nat::from(10_000u32),
         })
         .unwrap();
-    assert!(t.transactions.is_empty());
-    assert!(t.archived_transactions.is_empty());
+    assert_eq!(t.first_index, Nat::from(300u32));
+    assert_eq!(t.transactions.len(), 50);
+    let parts: Vec<_> = t
+        .archived_transactions
+        .iter()
+        .map(|a| (a.callback.canister_id, a.start.clone(), a.length.clone()))
+        .collect();
+    assert_eq!(parts.len(), 3);
+    assert_eq!(parts[0], (p(60), Nat::from(0u8), Nat::from(a0.1 + 1)));
+    assert_eq!(
+        t.archived_transactions[0].callback.method,
+        ARCHIVE_GET_TRANSACTIONS
+    );
+    // Blocks are unchanged by archiving.
+    let b = stores.by_id(p(61)).block_value(a1.0).unwrap();
+    assert_eq!(field(&b, &["tx", "amt"]), Some(&nat(1)));
+}
+
+fn l_block(l: &Ledger, i: u64) -> Block {
+    l.local_block(i).unwrap().clone()
+}
+
+/// The legacy caps: 2,000 local transactions per ledger reply, 2,000 per archive reply
+/// (configurable through `max_transactions_per_response`).
+#[test]
+fn should_cap_legacy_get_transactions() {
+    let mut l = ledger();
+    fill(&mut l, 2_098); // 2,100 blocks
+    let t = l
+        .get_transactions(GetTransactionsRequest {
+            start: Nat::from(50u8),
+            length: Nat::from(5_000u32),
+        })
+        .unwrap();
+    assert_eq!(t.first_index, Nat::from(50u8));
+    assert_eq!(t.transactions.len(), 2_000);
+    let mut store = ArchiveStore::new(ArchiveInitArgs {
+        ledger_id: ledger_id(),
+        block_index_offset: 0,
+        max_memory_size_bytes: None,
+        max_transactions_per_response: None,
+        max_blocks_per_response: None,
+    });
+    let blocks: Vec<Block> = (0..2_100).map(|i| l_block(&l, i)).collect();
+    store.append(ledger_id(), blocks.clone()).unwrap();
+    let range = store
+        .get_transactions(GetTransactionsRequest {
+            start: Nat::from(0u8),
+            length: Nat::from(5_000u32),
+        })
+        .unwrap();
+    assert_eq!(range.transactions.len(), 2_000);
+    let mut small = ArchiveStore::new(ArchiveInitArgs {
+        ledger_id: ledger_id(),
+        block_index_offset: 10,
+        max_memory_size_bytes: None,
+        max_transactions_per_response: Some(5),
+        max_blocks_per_response: None,
+    });
+    small.append(ledger_id(), blocks[10..30].to_vec()).unwrap();
+    let range = small
+        .get_transactions(GetTransactionsRequest {
+            start: Nat::from(12u8),
+            length: Nat::from(100u8),
+        })
+        .unwrap();
+    assert_eq!(range.transactions.len(), 5);
+    // Its icrc3_get_blocks is capped by both.
+    assert_eq!(
+        small
+            .icrc3_get_blocks(vec![req(10, 50)])
+            .unwrap()
+            .blocks
+            .len(),
+        5
+    );
+}
+
+/// DFINITY's archive accepts blocks only from its ledger and only while they fit.
+#[test]
+fn should_refuse_appends_from_others_and_beyond_capacity() {
+    let mut l = ledger();
+    fill(&mut l, 3);
+    let b = l_block(&l, 2);
+    let mut store = ArchiveStore::new(ArchiveInitArgs {
+        ledger_id: ledger_id(),
+        block_index_offset: 0,
+        max_memory_size_bytes: Some(2 * block_size(&b) + 1),
+        max_transactions_per_response: None,
+        max_blocks_per_response: None,
+    });
+    assert!(store
+        .append(p(51), vec![b.clone()])
+        .unwrap_err()
+        .contains("only"));
+    store
+        .append(ledger_id(), vec![b.clone(), b.clone()])
+        .unwrap();
+    assert_eq!(store.remaining_capacity(), 1);
+    assert_eq!(
+        store.append(ledger_id(), vec![b]).unwrap_err(),
+        "no space left"
+    );
+    // Over 3 GiB is capped at 3 GiB, as DFINITY's.
+    let big = ArchiveStore::new(ArchiveInitArgs {
+        ledger_id: ledger_id(),
+        block_index_offset: 0,
+        max_memory_size_bytes: Some(u64::MAX),
+        max_transactions_per_response: None,
+        max_blocks_per_response: None,
+    });
+    assert_eq!(big.remaining_capacity(), ARCHIVE_MEMORY_LIMIT);
+}
+
+/// Archiving starts at `trigger_threshold` local blocks (not above it) and moves at most
+/// `num_blocks_to_archive`; threshold 0 archives after every transaction; dedup survives.
+#[test]
+fn should_archive_from_the_trigger_threshold_on() {
+    let mut l = archived_ledger(5, 3);
+    let mut stores = Stores::default();
+    fill(&mut l, 2); // 4 local blocks
+    assert_eq!(archive_round(&mut l, &mut stores, None), 0, "4 < 5");
+    let mut a = xfer(acc(3), 1);
+    a.created_at_time = Some(T0);
+    let dup = transfer(&mut l, 1, a.clone(), T0).unwrap(); // 5 local
+    assert_eq!(
+        archive_round(&mut l, &mut stores, None),
+        3,
+        "5 >= 5: move 3"
+    );
+    assert_eq!((l.first_local(), l.log_length()), (3, 5));
+    assert_eq!(
+        transfer(&mut l, 1, a, T0),
+        Err(TransferError::Duplicate {
+            duplicate_of: Nat::from(dup)
+        })
+    );
+    // While a round is in flight no second round starts.
+    let mut l2 = archived_ledger(0, 10);
+    assert!(l2.begin_archiving(None).is_some(), "threshold 0: always");
+    assert!(l2.begin_archiving(Some(10)).is_none());
+    l2.end_archiving(1, true);
+    assert_eq!(
+        l2.first_local(),
+        1,
+        "a partly failed round drops what it sent"
+    );
+    assert_eq!(l2.stats(T0).archiving_failures, 1);
+    // Stats list spawned archives with their (exclusive) ranges.
+    let st = l.stats(T0);
+    assert_eq!(st.archives.len(), 1);
+    assert_eq!((st.archives[0].start, st.archives[0].end), (0, 3));
+    assert!(l
+        .icrc3_get_archives(GetArchivesArgs { from: Some(p(60)) })
+        .is_empty());
+}
+
+/// DFINITY's throttle: past half of `max_transactions_in_window` deduplicated transactions,
+/// at most ceil(max / 2 / window_secs) per second; TxThrottled is TemporarilyUnavailable.
+#[test]
+fn should_throttle_past_half_the_window_capacity() {
+    let mut args = init(None);
+    args.initial_balances.truncate(1);
+    args.limits = Some(Limits {
+        max_transactions_in_window: Some(10),
+        ..Default::default()
+    });
+    let mut l = Ledger::new(args, T0).unwrap(); // 1 dedup entry (the initial mint)
+    let with_time = |i: u8, t: u64| {
+        let mut a = xfer(acc(3), 1);
+        a.created_at_time = Some(t);
+        a.memo = Some(Memo::from(vec![i]));
+        a
+    };
+    for i in 0..4 {
+        transfer(&mut l, 1, with_time(i, T0), T0).unwrap(); // 5 entries
+    }
+    // 5 >= 10/2: at most 1 per second, counted from the last entry's block time.
+    assert_eq!(
+        transfer(&mut l, 1, with_time(9, T0), T0 + SEC - 1),
+        Err(TransferError::TemporarilyUnavailable)
+    );
+    // Transactions without created_at_time are throttled too (the check comes first).
+    assert_eq!(
+        transfer(&mut l, 1, xfer(acc(3), 1), T0 + SEC - 1),
+        Err(TransferError::TemporarilyUnavailable)
+    );
+    assert!(transfer(&mut l, 1, with_time(9, T0 + SEC), T0 + SEC).is_ok());
+    assert_eq!(
+        transfer(&mut l, 1, with_time(10, T0 + SEC), T0 + SEC + 1),
+        Err(TransferError::TemporarilyUnavailable)
+    );
+}
+
+/// At most `max_transactions_to_purge` entries leave the index per transaction.
+#[test]
+fn should_purge_at_most_max_transactions_to_purge() {
+    let mut args = init(None);
+    args.limits = Some(Limits {
+        max_transactions_to_purge: Some(2),
+        ..Default::default()
+    });
+    let mut l = Ledger::new(args, T0).unwrap();
+    fill(&mut l, 1);
+    for i in 0..3u8 {
+        let mut a = xfer(acc(3), 1);
+        a.created_at_time = Some(T0);
+        a.memo = Some(Memo::from(vec![i]));
+        transfer(&mut l, 1, a, T0).unwrap();
+    }
+    assert_eq!(l.stats(T0).dedup_entries, 5);
+    let later = T0 + TRANSACTION_WINDOW_NANOS + PERMITTED_DRIFT_NANOS + 1;
+    transfer(&mut l, 1, xfer(acc(3), 1), later).unwrap();
+    assert_eq!(l.stats(later).dedup_entries, 3);
+    transfer(&mut l, 1, xfer(acc(3), 1), later).unwrap();
+    assert_eq!(l.stats(later).dedup_entries, 1);
+}
+
+/// A configurable window and drift move the TooOld / CreatedInFuture boundaries.
+#[test]
+fn should_use_the_configured_window_and_drift() {
+    let mut args = init(None);
+    args.limits = Some(Limits {
+        transaction_window_nanos: Some(10 * SEC),
+        permitted_drift_nanos: Some(SEC),
+        ..Default::default()
+    });
+    let mut l = Ledger::new(args, T0).unwrap();
+    let mut a = xfer(acc(3), 1);
+    a.created_at_time = Some(T0);
+    assert!(transfer(&mut l, 1, a.clone(), T0 + 10 * SEC).is_ok());
+    a.memo = Some(Memo::from(vec![1]));
+    assert_eq!(
+        transfer(&mut l, 1, a.clone(), T0 + 10 * SEC + 1),
+        Err(TransferError::TooOld)
+    );
+    a.created_at_time = Some(T0 + 11 * SEC + 2);
+    assert_eq!(
+        transfer(&mut l, 1, a, T0 + 10 * SEC + 1),
+        Err(TransferError::CreatedInFuture {
+            ledger_time: T0 + 10 * SEC + 1
+        })
+    );
+}
+
+/// Forced replies: in order, for transfers and transfer_froms only, nothing executed.
+#[test]
+fn should_force_the_next_transfer_replies() {
+    let mut l = ledger();
+    let forced = vec![
+        TransferError::TooOld,
+        TransferError::Duplicate {
+            duplicate_of: Nat::from(0u8),
+        },
+        TransferError::GenericError {
+            error_code: Nat::from(7u8),
+            message: "boom".into(),
+        },
+    ];
+    l.faults.forced_transfer_replies = forced.clone();
+    let log = l.log_length();
+    let mut bad_memo = xfer(acc(3), 1);
+    bad_memo.memo = Some(Memo::from(vec![0; 40]));
+    assert_eq!(transfer(&mut l, 1, bad_memo, T0), Err(forced[0].clone()));
+    assert_eq!(
+        l.icrc2_approve(p(1), approve_args(acc(2), 5 * FEE), T0)
+            .unwrap()
+            .map(|_| ()),
+        Ok(()),
+        "approvals are not forced"
+    );
+    assert_eq!(
+        l.icrc2_transfer_from(p(2), from_args(acc(1), acc(3), 1), T0)
+            .unwrap(),
+        Err(TransferFromError::Duplicate {
+            duplicate_of: Nat::from(0u8)
+        })
+    );
+    assert_eq!(
+        transfer(&mut l, 1, xfer(acc(3), 1), T0),
+        Err(forced[2].clone())
+    );
+    assert_eq!(l.log_length(), log + 1, "only the approval executed");
+    assert!(transfer(&mut l, 1, xfer(acc(3), 1), T0).is_ok());
+}
+
+/// A clock behind its tip: the ledger refuses to append (the canister traps), yet answers
+/// CreatedInFuture from its own (skewed) time.
+#[test]
+fn should_use_the_skewed_clock_and_never_append_before_the_tip() {
+    let mut l = ledger();
+    l.clock_offset_nanos = -120 * SEC as i64;
+    let now = l.ledger_time(T0 + SEC);
+    assert_eq!(now, T0 + SEC - 120 * SEC);
+    let mut a = xfer(acc(3), 1);
+    a.created_at_time = Some(T0 + SEC);
+    assert_eq!(
+        transfer(&mut l, 1, a, now),
+        Err(TransferError::CreatedInFuture { ledger_time: now })
+    );
+    assert!(
+        l.icrc1_transfer(p(1), xfer(acc(3), 1), now).is_err(),
+        "traps"
+    );
+}
+
+/// Fee changes apply to the next transfer.
+#[test]
+fn should_charge_a_changed_fee() {
+    let mut l = ledger();
+    l.fee = 3;
+    let mut a = xfer(acc(3), 10);
+    a.fee = Some(Nat::from(FEE));
+    assert_eq!(
+        transfer(&mut l, 1, a, T0),
+        Err(TransferError::BadFee {
+            expected_fee: Nat::from(3u8)
+        })
+    );
+    transfer(&mut l, 1, xfer(acc(3), 10), T0).unwrap();
+    assert_eq!(bal(&l, 1), 1_000_000 - 13);
 }
 
 #[test]
@@ -813,36 +1192,39 @@ fn candid_interface_is_up_to_date() {
 }
 
 /// The upgrade path Candid-encodes the whole state: nothing (balances, approvals, blocks,
-/// dedup index, faults) may be lost.
+/// dedup index, archives, faults) may be lost.
 #[test]
 fn state_survives_candid_roundtrip() {
-    let mut l = archived_ledger(0, 0);
-    let mut store = ArchiveStore::new(p(50));
+    let mut l = archived_ledger(u64::MAX, 0);
+    let mut stores = Stores::default();
     let mut a = xfer(acc(3), 10);
     a.created_at_time = Some(T0);
     let i = transfer(&mut l, 1, a.clone(), T0).unwrap();
     l.icrc2_approve(p(1), approve_args(acc(2), 5 * FEE), T0)
         .unwrap()
         .unwrap();
-    archive_round(&mut l, &mut store, Some(2));
+    archive_round(&mut l, &mut stores, Some(2));
     l.faults.unavailable_next = 3;
+    l.faults.forced_transfer_replies = vec![TransferError::TooOld];
+    l.clock_offset_nanos = -5;
     let bytes = candid::encode_one(&l).unwrap();
     let mut back: Ledger = candid::decode_one(&bytes).unwrap();
-    assert_eq!(back.stats(), l.stats());
+    assert_eq!(back.stats(T0), l.stats(T0));
     assert_eq!(back.last_hash(), l.last_hash());
     assert_eq!(all_blocks(&back), all_blocks(&l));
     assert_eq!(
         back.allowance(&acc(1), &acc(2), T0),
         l.allowance(&acc(1), &acc(2), T0)
     );
-    back.faults.unavailable_next = 0;
+    back.faults = Default::default();
     assert_eq!(
         transfer(&mut back, 1, a, T0),
         Err(TransferError::Duplicate {
             duplicate_of: Nat::from(i)
         })
     );
-    let store_back: ArchiveStore =
-        candid::decode_one(&candid::encode_one(&store).unwrap()).unwrap();
+    let store = &stores.0[0];
+    let store_back: ArchiveStore = candid::decode_one(&candid::encode_one(store).unwrap()).unwrap();
     assert_eq!(store_back.blocks, store.blocks);
+    assert_eq!(store_back.remaining_capacity(), store.remaining_capacity());
 }
