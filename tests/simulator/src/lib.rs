@@ -12,6 +12,7 @@
 pub mod build;
 mod exec;
 mod instrument;
+mod replica_api;
 #[cfg(test)]
 mod tests;
 
