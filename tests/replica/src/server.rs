@@ -624,6 +624,9 @@ impl State {
                 | [b"subnet", _, b"public_key" | b"canister_ranges" | b"node"]
                 | [b"subnet", _, b"node", _]
                 | [b"subnet", _, b"node", _, b"public_key"] => {}
+                // The sharded form of the ranges (absent here: agents fall back to
+                // /subnet/<id>/canister_ranges, which this tree has).
+                [b"canister_ranges"] | [b"canister_ranges", _] | [b"canister_ranges", _, _] => {}
                 [b"request_status", rid]
                 | [b"request_status", rid, b"status" | b"reply" | b"reject_code" | b"reject_message" | b"error_code"] =>
                 {
