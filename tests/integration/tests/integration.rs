@@ -5,6 +5,7 @@
 mod executed;
 mod icrc1_conformance;
 mod journal;
+mod network;
 mod payout;
 mod saga;
 mod security;
