@@ -646,3 +646,80 @@ fn should_certify_public_metadata_and_keep_private_metadata_for_controllers() {
         assert_eq!(http_status(&err).map(|s| s.0), Some(400), "{err:?}");
     });
 }
+
+fn delegated(
+    from: &BasicIdentity,
+    session: u8,
+    expiration: u64,
+    targets: Option<Vec<Principal>>,
+) -> ic_agent::identity::DelegatedIdentity {
+    let to = ed25519_identity(session);
+    let delegation = Delegation {
+        pubkey: to.public_key().unwrap(),
+        expiration,
+        targets,
+        permissions: None,
+    };
+    let signature = from.sign_delegation(&delegation).unwrap().signature.unwrap();
+    ic_agent::identity::DelegatedIdentity::new_unchecked(
+        from.public_key().unwrap(),
+        Box::new(to),
+        vec![ic_transport_types::SignedDelegation {
+            delegation,
+            signature,
+        }],
+    )
+}
+
+#[test]
+fn should_accept_delegation_chains_and_refuse_expired_misdirected_or_forged_ones() {
+    let (replica, c) = start(ReplicaConfig::default());
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let hour = 3_600 * 1_000_000_000;
+    let root = ed25519_identity(20);
+    rt().block_on(async {
+        // Signed by the session key on behalf of the root key's principal.
+        let id = delegated(&root, 21, now + hour, None);
+        assert_eq!(id.sender().unwrap(), root.sender().unwrap());
+        let agent = agent(&replica, id).await;
+        assert_eq!(inc(&agent, c).await.unwrap(), 1);
+        // Targets that include the canister.
+        let agent_t = agent_for(&replica, delegated(&root, 22, now + hour, Some(vec![c]))).await;
+        assert_eq!(inc(&agent_t, c).await.unwrap(), 2);
+
+        let refused = |id, expect: &'static str| {
+            let replica = &replica;
+            async move {
+                let agent = agent_for(replica, id).await;
+                let err = inc(&agent, c).await.unwrap_err();
+                let (status, msg) = http_status(&err).unwrap_or_else(|| panic!("{err:?}"));
+                assert_eq!(status, 400, "{msg}");
+                assert!(msg.contains(expect), "expected {expect:?} in {msg}");
+            }
+        };
+        refused(
+            delegated(&root, 23, now - hour, None),
+            "Specified sender delegation has expired",
+        )
+        .await;
+        let elsewhere = Principal::from_slice(&[0, 0, 0, 0, 0, 0, 0, 42, 1, 1]);
+        refused(
+            delegated(&root, 24, now + hour, Some(vec![elsewhere])),
+            "is not one of the delegation targets",
+        )
+        .await;
+        // A delegation signed by another key than the sender's.
+        let mut forged = delegated(&ed25519_identity(25), 26, now + hour, None);
+        forged = ic_agent::identity::DelegatedIdentity::new_unchecked(
+            root.public_key().unwrap(),
+            Box::new(ed25519_identity(26)),
+            forged.delegation_chain(),
+        );
+        refused(forged, "Invalid delegation").await;
+        let honest = agent_for(&replica, ed25519_identity(27)).await;
+        assert_eq!(get(&honest, c).await, 2, "refused calls must not run");
+    });
+}
