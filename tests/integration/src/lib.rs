@@ -267,7 +267,11 @@ pub fn deploy_on(sim: &mut Simulator, opts: &SetupOptions) -> Result<Deployed, D
     let mut initial: Vec<(Account, Nat)> = (0..10)
         .map(|i| (acct(user(i)), Nat::from(USER_FUNDS)))
         .collect();
-    initial.extend(opts.funded.iter().map(|p| (acct(*p), Nat::from(USER_FUNDS))));
+    initial.extend(
+        opts.funded
+            .iter()
+            .map(|p| (acct(*p), Nat::from(USER_FUNDS))),
+    );
     initial.push((acct(payout), Nat::from(100 * USER_FUNDS)));
     let init = LedgerInitArgs {
         minting_account: acct(minter()),
@@ -277,11 +281,14 @@ pub fn deploy_on(sim: &mut Simulator, opts: &SetupOptions) -> Result<Deployed, D
         token_symbol: "IJT".into(),
         decimals: Some(8),
         max_memo_length: None,
-        archive_options: opts.archive.zip(archive).map(|((t, n), archive)| ArchiveOptions {
-            archive,
-            trigger_threshold: t,
-            num_blocks_to_archive: n,
-        }),
+        archive_options: opts
+            .archive
+            .zip(archive)
+            .map(|((t, n), archive)| ArchiveOptions {
+                archive,
+                trigger_threshold: t,
+                num_blocks_to_archive: n,
+            }),
     };
     sim.install_canister(
         ledger,

@@ -54,8 +54,7 @@ impl AdminIdentity {
             }
             None => ic_ed25519::PrivateKey::generate(),
         };
-        let principal =
-            Principal::self_authenticating(key.public_key().serialize_rfc8410_der());
+        let principal = Principal::self_authenticating(key.public_key().serialize_rfc8410_der());
         AdminIdentity {
             pem: key.serialize_pkcs8_pem(ic_ed25519::PrivateKeyFormat::Pkcs8v1),
             principal,

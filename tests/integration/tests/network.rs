@@ -9,7 +9,11 @@ use std::time::Duration;
 fn get(port: u16, host: &str, path: &str) -> (u16, Vec<u8>) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = Vec::new();
     s.read_to_end(&mut out).unwrap();
     let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
@@ -41,7 +45,8 @@ fn should_start_the_network_in_process_and_serve_the_service_pages() {
         .replica
         .with_sim(move |sim| {
             let (view,): (Result<icjournal_client::ConfigView, icjournal_client::ServiceError>,) =
-                sim.query_candid(service, admin, "get_config", ()).expect("get_config");
+                sim.query_candid(service, admin, "get_config", ())
+                    .expect("get_config");
             view.expect("the admin may read the config").config.admins
         })
         .unwrap();

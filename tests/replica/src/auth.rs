@@ -33,7 +33,10 @@ pub enum RequestError {
     Malformed(String),
     InvalidExpiry(String),
     InvalidDelegationExpiry(String),
-    UserIdDoesNotMatchPublicKey { sender: Principal, pubkey: Vec<u8> },
+    UserIdDoesNotMatchPublicKey {
+        sender: Principal,
+        pubkey: Vec<u8>,
+    },
     InvalidSignature(String),
     InvalidDelegation(String),
     MissingSignature(Principal),
@@ -43,9 +46,14 @@ pub enum RequestError {
     TooManyPaths(usize),
     PathTooLong(usize),
     /// The request is of another type than the endpoint serves.
-    WrongRequestType { expected: &'static str },
+    WrongRequestType {
+        expected: &'static str,
+    },
     /// The effective canister id in the URL is not the request's canister.
-    EffectiveCanisterMismatch { url: Principal, content: Principal },
+    EffectiveCanisterMismatch {
+        url: Principal,
+        content: Principal,
+    },
 }
 
 impl std::fmt::Display for RequestError {
@@ -308,22 +316,24 @@ fn field<'a>(map: &'a Value, name: &str) -> Option<&'a Value> {
 pub fn verify_basic_signature(der: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), String> {
     use k256::pkcs8::DecodePublicKey as _;
     if let Ok(pk) = ic_ed25519::PublicKey::deserialize_rfc8410_der(der) {
-        return pk
-            .verify_signature(msg, sig)
-            .map_err(|e| format!("Invalid basic signature: Ed25519 signature could not be verified: {e:?}"));
+        return pk.verify_signature(msg, sig).map_err(|e| {
+            format!("Invalid basic signature: Ed25519 signature could not be verified: {e:?}")
+        });
     }
     if let Ok(pk) = k256::ecdsa::VerifyingKey::from_public_key_der(der) {
         use k256::ecdsa::signature::Verifier as _;
-        let s = k256::ecdsa::Signature::from_slice(sig)
-            .map_err(|e| format!("Invalid basic signature: malformed ECDSA secp256k1 signature: {e}"))?;
+        let s = k256::ecdsa::Signature::from_slice(sig).map_err(|e| {
+            format!("Invalid basic signature: malformed ECDSA secp256k1 signature: {e}")
+        })?;
         return pk.verify(msg, &s).map_err(|_| {
             "Invalid basic signature: EcdsaSecp256k1 signature could not be verified".to_string()
         });
     }
     if let Ok(pk) = p256::ecdsa::VerifyingKey::from_public_key_der(der) {
         use p256::ecdsa::signature::Verifier as _;
-        let s = p256::ecdsa::Signature::from_slice(sig)
-            .map_err(|e| format!("Invalid basic signature: malformed ECDSA P-256 signature: {e}"))?;
+        let s = p256::ecdsa::Signature::from_slice(sig).map_err(|e| {
+            format!("Invalid basic signature: malformed ECDSA P-256 signature: {e}")
+        })?;
         return pk.verify(msg, &s).map_err(|_| {
             "Invalid basic signature: EcdsaP256 signature could not be verified".to_string()
         });
@@ -382,7 +392,10 @@ mod tests {
         let content = Value::Map(BTreeMap::from([
             (t("request_type"), t("call")),
             (t("sender"), Value::Bytes(vec![0x04])),
-            (t("ingress_expiry"), Value::Integer(1_685_570_400_000_000_000)),
+            (
+                t("ingress_expiry"),
+                Value::Integer(1_685_570_400_000_000_000),
+            ),
             (
                 t("canister_id"),
                 Value::Bytes(vec![0, 0, 0, 0, 0, 0, 0x04, 0xD2]),
@@ -400,10 +413,17 @@ mod tests {
     fn should_accept_the_expiry_window_only() {
         let now = 1_000 * MAX_INGRESS_TTL_NANOS;
         assert!(validate_expiry(now, now).is_ok());
-        assert!(validate_expiry(now + MAX_INGRESS_TTL_NANOS + PERMITTED_DRIFT_AT_VALIDATOR_NANOS, now).is_ok());
+        assert!(validate_expiry(
+            now + MAX_INGRESS_TTL_NANOS + PERMITTED_DRIFT_AT_VALIDATOR_NANOS,
+            now
+        )
+        .is_ok());
         assert!(validate_expiry(now - 1, now).is_err());
-        let e = validate_expiry(now + MAX_INGRESS_TTL_NANOS + PERMITTED_DRIFT_AT_VALIDATOR_NANOS + 1, now)
-            .unwrap_err();
+        let e = validate_expiry(
+            now + MAX_INGRESS_TTL_NANOS + PERMITTED_DRIFT_AT_VALIDATOR_NANOS + 1,
+            now,
+        )
+        .unwrap_err();
         assert!(e.to_string().starts_with(
             "Invalid request expiry: Specified ingress_expiry not within expected range"
         ));

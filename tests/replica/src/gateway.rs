@@ -112,12 +112,10 @@ pub(crate) fn serve(state: &mut State, canister: Principal, req: &Req) -> Resp {
             Ok(a) => a,
             Err(e) => return Resp::text(500, format!("Could not encode the request: {e}")),
         };
-        let id = state.sim.submit_call(
-            canister,
-            Principal::anonymous(),
-            "http_request_update",
-            arg,
-        );
+        let id =
+            state
+                .sim
+                .submit_call(canister, Principal::anonymous(), "http_request_update", arg);
         let deadline = Instant::now() + UPDATE_TIMEOUT;
         let outcome = loop {
             if let Some(r) = state.sim.call_result(id) {
@@ -168,5 +166,6 @@ pub(crate) fn serve(state: &mut State, canister: Principal, req: &Req) -> Resp {
 }
 
 fn decode(reply: &[u8]) -> Result<HttpResponse, String> {
-    candid::decode_one(reply).map_err(|e| format!("The canister's HttpResponse does not decode: {e}"))
+    candid::decode_one(reply)
+        .map_err(|e| format!("The canister's HttpResponse does not decode: {e}"))
 }

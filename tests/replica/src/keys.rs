@@ -69,7 +69,8 @@ impl Keys {
         };
         let mut root_der = BLS_DER_PREFIX.to_vec();
         root_der.extend_from_slice(&root.public_key().serialize());
-        let node = ic_ed25519::PrivateKey::generate_from_seed(&material(source, "node ed25519", 0)?);
+        let node =
+            ic_ed25519::PrivateKey::generate_from_seed(&material(source, "node ed25519", 0)?);
         let node_der = node.public_key().serialize_rfc8410_der();
         Ok(Keys {
             root,

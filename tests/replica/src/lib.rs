@@ -43,9 +43,7 @@ mod keys;
 mod server;
 mod tree;
 
-pub use auth::{
-    RequestError, MAX_INGRESS_TTL_NANOS, PERMITTED_DRIFT_AT_VALIDATOR_NANOS,
-};
+pub use auth::{RequestError, MAX_INGRESS_TTL_NANOS, PERMITTED_DRIFT_AT_VALIDATOR_NANOS};
 pub use ic_sim;
 pub use keys::KeySource;
 pub use server::{MAX_BODY_BYTES, MAX_INGRESS_ARG_BYTES};

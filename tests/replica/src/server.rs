@@ -8,9 +8,7 @@ use crate::tree::{cbor_self_describing, certify, leb128, LabeledTree};
 use crate::{fmt_time, Modules, TimeMode};
 use candid::Principal;
 use ic_sim::{MessageId, RejectCode, RejectResponse, Simulator};
-use ic_transport_types::{
-    EnvelopeContent, NodeSignature, QueryResponse, ReplyResponse, RequestId,
-};
+use ic_transport_types::{EnvelopeContent, NodeSignature, QueryResponse, ReplyResponse, RequestId};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -295,7 +293,8 @@ struct ReadStateReply {
 
 /// The IC's error code for a reject, where the simulator's reject says which one it is
 /// (error codes of dfinity/ic `rs/types/error_types/src/lib.rs`: IC0301 canister not found,
-/// IC0406 canister rejected the message, IC0503 canister trapped).
+/// IC0406 canister rejected the message, IC0503 canister called trap; a Wasm trap, IC0502 there,
+/// is not told apart from it by the simulator's message).
 fn error_code(r: &RejectResponse) -> Option<String> {
     match r.reject_code {
         RejectCode::DestinationInvalid if r.reject_message.contains("not found") => {
@@ -420,9 +419,8 @@ impl State {
             identity: self.keys.node_id(),
         };
         match &mut response {
-            QueryResponse::Replied { signatures, .. } | QueryResponse::Rejected { signatures, .. } => {
-                signatures.push(sig)
-            }
+            QueryResponse::Replied { signatures, .. }
+            | QueryResponse::Rejected { signatures, .. } => signatures.push(sig),
         }
         Resp::cbor(cbor_self_describing(&response))
     }
@@ -549,7 +547,10 @@ impl State {
         let subnet = self.keys.subnet_id();
         if let Effective::Subnet(s) = effective {
             if s != subnet {
-                return Resp::text(404, format!("Subnet {s} not found; this replica serves subnet {subnet}"));
+                return Resp::text(
+                    404,
+                    format!("Subnet {s} not found; this replica serves subnet {subnet}"),
+                );
             }
         }
         let paths: Vec<Vec<Vec<u8>>> = paths
@@ -582,7 +583,9 @@ impl State {
             Effective::Canister(e) if e == c => Ok(()),
             Effective::Canister(e) => Err(Resp::text(
                 400,
-                format!("Effective principal id in URL {e} does not match requested principal id: {c}."),
+                format!(
+                    "Effective principal id in URL {e} does not match requested principal id: {c}."
+                ),
             )),
             Effective::Subnet(_) => Err(invalid()),
         };
@@ -592,13 +595,16 @@ impl State {
             match p.as_slice() {
                 [b"time"] => {}
                 [b"canister", c, b"controllers" | b"module_hash"] => {
-                    same_as_effective(principal(*c)?)?;
+                    same_as_effective(principal(c)?)?;
                 }
                 [b"canister", c, b"metadata", name] => {
                     let name = std::str::from_utf8(name).map_err(|e| {
-                        Resp::text(400, format!("Could not parse the custom section name: {e}."))
+                        Resp::text(
+                            400,
+                            format!("Could not parse the custom section name: {e}."),
+                        )
                     })?;
-                    let c = principal(*c)?;
+                    let c = principal(c)?;
                     same_as_effective(c)?;
                     let private = self
                         .sim
@@ -630,9 +636,9 @@ impl State {
                 [b"request_status", rid]
                 | [b"request_status", rid, b"status" | b"reply" | b"reject_code" | b"reject_message" | b"error_code"] =>
                 {
-                    let rid: [u8; 32] = (*rid).try_into().map_err(|_| {
-                        Resp::text(400, "Request IDs must be 32 bytes in length.")
-                    })?;
+                    let rid: [u8; 32] = (*rid)
+                        .try_into()
+                        .map_err(|_| Resp::text(400, "Request IDs must be 32 bytes in length."))?;
                     if request_id.is_some_and(|r| r != rid) {
                         return Err(Resp::text(
                             400,
@@ -720,7 +726,11 @@ impl State {
                         b"reject_code",
                         leb128(transport_code(r.reject_code) as u64),
                     );
-                    put(&mut t, b"reject_message", r.reject_message.clone().into_bytes());
+                    put(
+                        &mut t,
+                        b"reject_message",
+                        r.reject_message.clone().into_bytes(),
+                    );
                     if let Some(code) = error_code(r) {
                         put(&mut t, b"error_code", code.into_bytes());
                     }

@@ -182,7 +182,10 @@ mod tests {
                 LabeledTree::Leaf(b"replied".to_vec()),
             );
         }
-        t.insert(&[b"subnet", b"s", b"public_key"], LabeledTree::Leaf(vec![1]));
+        t.insert(
+            &[b"subnet", b"s", b"public_key"],
+            LabeledTree::Leaf(vec![1]),
+        );
         t
     }
 

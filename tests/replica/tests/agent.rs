@@ -155,7 +155,13 @@ fn should_run_updates_through_the_synchronous_call_and_its_certificate() {
             .read_state_canister_module_hash(c)
             .await
             .expect("module hash");
-        assert_eq!(hash, replica.with_sim(move |s| s.module_hash(c)).unwrap().unwrap());
+        assert_eq!(
+            hash,
+            replica
+                .with_sim(move |s| s.module_hash(c))
+                .unwrap()
+                .unwrap()
+        );
         let controllers = agent
             .read_state_canister_controllers(c)
             .await
@@ -266,7 +272,9 @@ fn should_refuse_an_expired_request() {
         let (status, msg) = http_status(&err).unwrap_or_else(|| panic!("{err:?}"));
         assert_eq!(status, 400);
         assert!(
-            msg.starts_with("Invalid request expiry: Specified ingress_expiry not within expected range"),
+            msg.starts_with(
+                "Invalid request expiry: Specified ingress_expiry not within expected range"
+            ),
             "{msg}"
         );
         // Too far in the future is refused too (5 min TTL + 30 s drift).
@@ -331,7 +339,9 @@ fn should_refuse_a_sender_that_is_not_the_signing_key() {
         let (status, msg) = http_status(&err).unwrap_or_else(|| panic!("{err:?}"));
         assert_eq!(status, 400);
         assert!(
-            msg.contains(&format!("The user id {victim} does not match the public key")),
+            msg.contains(&format!(
+                "The user id {victim} does not match the public key"
+            )),
             "{msg}"
         );
         let err = agent
@@ -392,7 +402,11 @@ fn should_fire_timers_only_when_manual_time_is_advanced() {
         };
         let t0 = replica.time_nanos().unwrap();
         std::thread::sleep(Duration::from_millis(300));
-        assert_eq!(replica.time_nanos().unwrap(), t0, "manual time must not move");
+        assert_eq!(
+            replica.time_nanos().unwrap(),
+            t0,
+            "manual time must not move"
+        );
         assert_eq!(fired(agent.clone()).await, 0);
         let (status, body) = http(
             &replica,
@@ -405,10 +419,7 @@ fn should_fire_timers_only_when_manual_time_is_advanced() {
         assert_eq!(fired(agent.clone()).await, 0);
         replica.advance_time(Duration::from_secs(2)).unwrap();
         assert_eq!(fired(agent.clone()).await, 1);
-        assert_eq!(
-            replica.time_nanos().unwrap(),
-            t0 + 31 * 1_000_000_000
-        );
+        assert_eq!(replica.time_nanos().unwrap(), t0 + 31 * 1_000_000_000);
         // Backwards is refused.
         let (status, _) = http(&replica, "POST", "/_/time", None, br#"{"set_nanos": 1}"#);
         assert_eq!(status, 400);
@@ -416,7 +427,13 @@ fn should_fire_timers_only_when_manual_time_is_advanced() {
 }
 
 /// A plain HTTP/1.1 request; returns status and body.
-fn http(replica: &Replica, method: &str, path: &str, host: Option<&str>, body: &[u8]) -> (u16, Vec<u8>) {
+fn http(
+    replica: &Replica,
+    method: &str,
+    path: &str,
+    host: Option<&str>,
+    body: &[u8],
+) -> (u16, Vec<u8>) {
     let (status, _headers, body) = http_full(replica, method, path, host, body);
     (status, body)
 }
@@ -450,7 +467,10 @@ fn http_full(
         .and_then(|s| s.parse().ok())
         .expect("status line");
     let mut body = out[split + 4..].to_vec();
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         body = dechunk(&body);
     }
     (status, head, body)
@@ -462,7 +482,8 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
         let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
             return out;
         };
-        let size = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
         if size == 0 {
             return out;
         }
@@ -528,8 +549,12 @@ fn should_serve_canister_pages_through_the_http_gateway() {
     let plain = http_canister(&page, &updated);
     let upgrading = http_canister(&upgrade, &updated);
     let (replica, (site, dynamic)) = Replica::start(ReplicaConfig::default(), move |i| {
-        let a = i.install("site", plain, vec![]).map_err(|e| e.to_string())?;
-        let b = i.install("dynamic", upgrading, vec![]).map_err(|e| e.to_string())?;
+        let a = i
+            .install("site", plain, vec![])
+            .map_err(|e| e.to_string())?;
+        let b = i
+            .install("dynamic", upgrading, vec![])
+            .map_err(|e| e.to_string())?;
         Ok((a, b))
     })
     .unwrap();
@@ -537,10 +562,17 @@ fn should_serve_canister_pages_through_the_http_gateway() {
     let (status, head, body) = http_full(&replica, "GET", "/index.html", Some(&host), b"");
     assert_eq!(status, 200);
     assert_eq!(body, b"<h1>journal</h1>");
-    assert!(head.to_ascii_lowercase().contains("content-type: text/html"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/html"),
+        "{head}"
+    );
     // The query-parameter form.
     let (status, body) = http(&replica, "GET", &format!("/?canisterId={site}"), None, b"");
-    assert_eq!((status, body.as_slice()), (200, b"<h1>journal</h1>".as_slice()));
+    assert_eq!(
+        (status, body.as_slice()),
+        (200, b"<h1>journal</h1>".as_slice())
+    );
     // HEAD: same status, no body.
     let (status, _, body) = http_full(&replica, "HEAD", "/", Some(&host), b"");
     assert_eq!(status, 200);
@@ -549,7 +581,10 @@ fn should_serve_canister_pages_through_the_http_gateway() {
     let host = format!("{dynamic}.localhost:{}", replica.port());
     let (status, head, body) = http_full(&replica, "POST", "/form", Some(&host), b"x=1");
     assert_eq!((status, body.as_slice()), (201, b"updated".as_slice()));
-    assert!(head.to_ascii_lowercase().contains("x-updated: yes"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("x-updated: yes"),
+        "{head}"
+    );
     // Unknown canister: 404.
     let (status, _) = http(&replica, "GET", "/?canisterId=aaaaa-aa", None, b"");
     assert_eq!(status, 404);
@@ -629,7 +664,11 @@ fn should_certify_public_metadata_and_keep_private_metadata_for_controllers() {
             .read_state_canister_metadata(c, "candid:service")
             .await
             .unwrap();
-        assert!(did.starts_with(b"service : {"), "{}", String::from_utf8_lossy(&did));
+        assert!(
+            did.starts_with(b"service : {"),
+            "{}",
+            String::from_utf8_lossy(&did)
+        );
         let err = agent
             .read_state_canister_metadata(c, "notes")
             .await
@@ -638,7 +677,11 @@ fn should_certify_public_metadata_and_keep_private_metadata_for_controllers() {
         // The effective canister id must be the canister whose state is read.
         let err = agent
             .read_state_raw(
-                vec![vec!["canister".into(), c.as_slice().into(), "module_hash".into()]],
+                vec![vec![
+                    "canister".into(),
+                    c.as_slice().into(),
+                    "module_hash".into(),
+                ]],
                 Principal::from_slice(&[0, 0, 0, 0, 0, 0, 0, 9, 1, 1]),
             )
             .await
@@ -660,7 +703,11 @@ fn delegated(
         targets,
         permissions: None,
     };
-    let signature = from.sign_delegation(&delegation).unwrap().signature.unwrap();
+    let signature = from
+        .sign_delegation(&delegation)
+        .unwrap()
+        .signature
+        .unwrap();
     ic_agent::identity::DelegatedIdentity::new_unchecked(
         from.public_key().unwrap(),
         Box::new(to),

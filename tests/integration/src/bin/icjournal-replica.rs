@@ -4,8 +4,8 @@
 //!     [--seed S] [--admin PRINCIPAL]... [--admin-pem-out FILE]
 
 use candid::Principal;
-use icjournal_tests::network::{start_network, NetworkOptions};
 use icjournal_tests::network::ic_sim_replica::TimeMode;
+use icjournal_tests::network::{start_network, NetworkOptions};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: icjournal-replica [--port N] [--manual-time] [--seed S] [--admin PRINCIPAL]... [--admin-pem-out FILE]
@@ -75,13 +75,15 @@ fn main() -> ExitCode {
         "  time: {}",
         match opts.time {
             TimeMode::WallClock => "follows the wall clock".to_string(),
-            TimeMode::Manual => format!(
-                "manual: curl -X POST {url}/_/time -d '{{\"advance_secs\": 60}}'"
-            ),
+            TimeMode::Manual =>
+                format!("manual: curl -X POST {url}/_/time -d '{{\"advance_secs\": 60}}'"),
         }
     );
     println!("  subnet: {}", net.replica.subnet_id());
-    println!("  root key (DER, hex): {}", hex::encode(net.replica.root_key()));
+    println!(
+        "  root key (DER, hex): {}",
+        hex::encode(net.replica.root_key())
+    );
     println!("canisters:");
     for (name, id) in net.named() {
         println!("  {name:<10} {id}   http://{id}.localhost:{port}/");
