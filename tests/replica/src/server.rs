@@ -134,52 +134,83 @@ pub(crate) fn run(
     }
 }
 
-fn serve(state: &mut State, mut request: tiny_http::Request) {
+/// How long a client may take to send a request body. Bodies are read off the server thread,
+/// so a client that stops sending mid-body (tiny_http sets no socket timeouts) cannot stall the
+/// replica; loopback clients send a few MiB in far less.
+const BODY_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn serve(state: &mut State, request: tiny_http::Request) {
     let too_big = request.body_length().is_some_and(|n| n > MAX_BODY_BYTES);
-    let mut body = Vec::new();
-    let read = request
-        .as_reader()
-        .take(MAX_BODY_BYTES as u64 + 1)
-        .read_to_end(&mut body);
-    let resp = if too_big || body.len() > MAX_BODY_BYTES {
-        Resp::text(
+    let (request, read) = if request.body_length() == Some(0) || too_big {
+        (request, Ok(Vec::new()))
+    } else {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("ic-sim-replica body".into())
+            .spawn(move || {
+                let mut request = request;
+                let mut body = Vec::new();
+                let read = request
+                    .as_reader()
+                    .take(MAX_BODY_BYTES as u64 + 1)
+                    .read_to_end(&mut body)
+                    .map(|_| body);
+                // The receiver is gone when the body came too late: dropping the request then
+                // answers the client with an error.
+                let _ = tx.send((request, read));
+            });
+        if let Err(e) = spawned {
+            eprintln!("ic-sim-replica: cannot start a thread to read a request: {e}");
+            return;
+        }
+        match rx.recv_timeout(BODY_TIMEOUT) {
+            Ok(x) => x,
+            Err(_) => return,
+        }
+    };
+    let resp = match read {
+        _ if too_big => Resp::text(
             413,
             format!("Request body exceeds the limit of {MAX_BODY_BYTES} bytes"),
-        )
-    } else if let Err(e) = read {
-        Resp::text(400, format!("Could not read the request body: {e}"))
-    } else {
-        let url = request.url().to_string();
-        let (path, query) = match url.split_once('?') {
-            Some((p, q)) => (p.to_string(), Some(q.to_string())),
-            None => (url.clone(), None),
-        };
-        let headers: Vec<(String, String)> = request
-            .headers()
-            .iter()
-            .map(|h| (h.field.to_string(), h.value.to_string()))
-            .collect();
-        let host = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("host"))
-            .map(|(_, v)| v.clone());
-        let req = Req {
-            method: request.method().as_str().to_ascii_uppercase(),
-            path,
-            query,
-            host,
-            headers,
-            body,
-        };
-        match catch_unwind(AssertUnwindSafe(|| route(state, &req))) {
-            Ok(r) => r,
-            Err(p) => {
-                let what = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown panic".into());
-                Resp::text(500, format!("Internal error of the simulator: {what}"))
+        ),
+        Ok(body) if body.len() > MAX_BODY_BYTES => Resp::text(
+            413,
+            format!("Request body exceeds the limit of {MAX_BODY_BYTES} bytes"),
+        ),
+        Err(e) => Resp::text(400, format!("Could not read the request body: {e}")),
+        Ok(body) => {
+            let url = request.url().to_string();
+            let (path, query) = match url.split_once('?') {
+                Some((p, q)) => (p.to_string(), Some(q.to_string())),
+                None => (url.clone(), None),
+            };
+            let headers: Vec<(String, String)> = request
+                .headers()
+                .iter()
+                .map(|h| (h.field.to_string(), h.value.to_string()))
+                .collect();
+            let host = headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("host"))
+                .map(|(_, v)| v.clone());
+            let req = Req {
+                method: request.method().as_str().to_ascii_uppercase(),
+                path,
+                query,
+                host,
+                headers,
+                body,
+            };
+            match catch_unwind(AssertUnwindSafe(|| route(state, &req))) {
+                Ok(r) => r,
+                Err(p) => {
+                    let what = p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "unknown panic".into());
+                    Resp::text(500, format!("Internal error of the simulator: {what}"))
+                }
             }
         }
     };

@@ -770,3 +770,20 @@ fn should_accept_delegation_chains_and_refuse_expired_misdirected_or_forged_ones
         assert_eq!(get(&honest, c).await, 2, "refused calls must not run");
     });
 }
+
+#[test]
+fn should_keep_serving_while_a_client_stalls_mid_body() {
+    let (replica, _c) = start(ReplicaConfig::default());
+    let mut stalled = TcpStream::connect(("127.0.0.1", replica.port())).unwrap();
+    write!(
+        stalled,
+        "POST /api/v2/status HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nonly a little"
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let (status, _) = http(&replica, "GET", "/api/v2/status", None, b"");
+    assert_eq!(status, 200);
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    drop(stalled);
+}
