@@ -203,14 +203,13 @@ fn serve(state: &mut State, request: tiny_http::Request) {
             };
             match catch_unwind(AssertUnwindSafe(|| route(state, &req))) {
                 Ok(r) => r,
-                Err(p) => {
-                    let what = p
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "unknown panic".into());
-                    Resp::text(500, format!("Internal error of the simulator: {what}"))
-                }
+                Err(p) => Resp::text(
+                    500,
+                    format!(
+                        "Internal error of the simulator: {}",
+                        crate::panic_message(p.as_ref())
+                    ),
+                ),
             }
         }
     };
@@ -361,12 +360,10 @@ impl State {
             }
         }));
         if let Err(p) = r {
-            let what = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            eprintln!("ic-sim-replica: the simulator panicked while running messages: {what}");
+            eprintln!(
+                "ic-sim-replica: the simulator panicked while running messages: {}",
+                crate::panic_message(p.as_ref())
+            );
         }
         self.collect_outcomes();
         let now = self.sim.time_nanos();

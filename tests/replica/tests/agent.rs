@@ -791,3 +791,17 @@ fn should_keep_serving_while_a_client_stalls_mid_body() {
     );
     drop(stalled);
 }
+
+#[test]
+fn should_report_a_panicking_control_closure_and_keep_serving() {
+    let (replica, c) = start(ReplicaConfig::default());
+    let err = replica
+        .with_sim(|_| -> () { panic!("on purpose") })
+        .unwrap_err();
+    assert!(
+        matches!(&err, ic_sim_replica::ReplicaError::Panicked(m) if m.contains("on purpose")),
+        "{err:?}"
+    );
+    assert!(replica.with_sim(move |s| s.canister_exists(c)).unwrap());
+    assert!(replica.advance_time(Duration::from_secs(1)).is_err(), "wall-clock mode");
+}
