@@ -109,6 +109,8 @@ pub enum ReplicaError {
     Stopped,
     /// A control request was refused (e.g. moving time backwards, or in wall-clock mode).
     Refused(String),
+    /// The closure given to [`Replica::with_sim`] panicked (the server keeps running).
+    Panicked(String),
 }
 
 impl std::fmt::Display for ReplicaError {
@@ -119,6 +121,9 @@ impl std::fmt::Display for ReplicaError {
             ReplicaError::Setup(e) => write!(f, "setting up the canisters failed: {e}"),
             ReplicaError::Stopped => write!(f, "the replica has stopped"),
             ReplicaError::Refused(e) => write!(f, "refused: {e}"),
+            ReplicaError::Panicked(e) => {
+                write!(f, "the closure run on the simulator panicked: {e}")
+            }
         }
     }
 }
@@ -364,10 +369,14 @@ impl Replica {
         let (tx, rx) = channel();
         self.commands
             .send(Box::new(move |state: &mut State| {
-                let _ = tx.send(f(&mut state.sim));
+                let r =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut state.sim)));
+                let _ = tx.send(r.map_err(|p| panic_message(p.as_ref())));
             }))
             .map_err(|_| ReplicaError::Stopped)?;
-        rx.recv().map_err(|_| ReplicaError::Stopped)
+        rx.recv()
+            .map_err(|_| ReplicaError::Stopped)?
+            .map_err(ReplicaError::Panicked)
     }
 
     pub fn time_nanos(&self) -> Result<u64, ReplicaError> {
@@ -417,6 +426,13 @@ impl Drop for Replica {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// The canister ids this replica's subnet serves: every id the simulator creates (an 8-byte

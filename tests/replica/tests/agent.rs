@@ -803,5 +803,8 @@ fn should_report_a_panicking_control_closure_and_keep_serving() {
         "{err:?}"
     );
     assert!(replica.with_sim(move |s| s.canister_exists(c)).unwrap());
-    assert!(replica.advance_time(Duration::from_secs(1)).is_err(), "wall-clock mode");
+    assert!(
+        replica.advance_time(Duration::from_secs(1)).is_err(),
+        "wall-clock mode"
+    );
 }
