@@ -5,6 +5,7 @@
 
 pub mod blocks;
 pub mod invariants;
+pub mod network;
 pub mod payout_types;
 
 use candid::utils::{ArgumentDecoder, ArgumentEncoder};
@@ -172,6 +173,10 @@ pub struct SetupOptions {
     pub tx_window_ns: u64,
     /// Payout canister: ledger call timeout (0 = unbounded wait).
     pub payout_call_timeout_secs: Option<u32>,
+    /// Admins of the service and the payout canister.
+    pub admins: Vec<Principal>,
+    /// Further ledger accounts funded with [`USER_FUNDS`] at genesis (besides users 0..10).
+    pub funded: Vec<Principal>,
 }
 
 impl Default for SetupOptions {
@@ -189,6 +194,8 @@ impl Default for SetupOptions {
             approvals_required: 1,
             tx_window_ns: DAY_NS,
             payout_call_timeout_secs: None,
+            admins: vec![admin()],
+            funded: vec![],
         }
     }
 }
@@ -258,6 +265,100 @@ impl SetupOptions {
     }
 }
 
+/// Canister ids of a deployment made by [`deploy_on`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deployed {
+    /// The ledger; it spawns its archives itself (`Setup::archives`).
+    pub ledger: Principal,
+    /// Created always; the service Wasm is installed only with `opts.service`.
+    pub service: Principal,
+    /// Created always; the payout Wasm is installed only with `opts.payout`.
+    pub payout: Principal,
+}
+
+/// A deployment step that failed.
+#[derive(Debug)]
+pub struct DeployError {
+    pub step: &'static str,
+    pub error: ic_sim::SimError,
+}
+
+impl std::fmt::Display for DeployError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "install {}: {}", self.step, self.error)
+    }
+}
+
+impl std::error::Error for DeployError {}
+
+/// Create and install the test ledger (+ archive), the service and the payout canister on
+/// `sim` as `opts` says (what [`Setup`] and the local replica both deploy). `opts.seed` is not
+/// used here: it chooses how the caller creates the simulator.
+pub fn deploy_on(sim: &mut Simulator, opts: &SetupOptions) -> Result<Deployed, DeployError> {
+    let step = |step| move |error| DeployError { step, error };
+    let ledger_wasm = Wasms::ledger();
+    let ledger = sim.create_canister();
+    let service = sim.create_canister();
+    let payout = sim.create_canister();
+    let mut initial: Vec<(Account, Nat)> = (0..10)
+        .map(|i| (acct(user(i)), Nat::from(USER_FUNDS)))
+        .collect();
+    initial.extend(
+        opts.funded
+            .iter()
+            .map(|p| (acct(*p), Nat::from(USER_FUNDS))),
+    );
+    initial.push((acct(payout), Nat::from(100 * USER_FUNDS)));
+    // The ledger spawns its archives itself, through the management canister.
+    let init = LedgerInitArgs {
+        minting_account: acct(minter()),
+        initial_balances: initial,
+        transfer_fee: Nat::from(FEE),
+        token_name: "icjournal test token".into(),
+        token_symbol: "IJT".into(),
+        decimals: Some(8),
+        max_memo_length: None,
+        archive_options: opts
+            .archive
+            .as_ref()
+            .map(|a| Setup::archive_options(a, &ledger_wasm)),
+        limits: opts.limits.clone(),
+    };
+    sim.install_canister(
+        ledger,
+        ledger_wasm,
+        Encode!(&LedgerArg::Ledger(init)).unwrap(),
+        None,
+    )
+    .map_err(step("ledger"))?;
+    if opts.service {
+        let cfg = Setup::service_config(opts, ledger);
+        sim.install_canister(
+            service,
+            Wasms::service(),
+            Encode!(&Some(cfg)).unwrap(),
+            None,
+        )
+        .map_err(step("service"))?;
+    }
+    if opts.payout {
+        let arg = PayoutArg::Init(InitArg {
+            ledger,
+            admins: opts.admins.clone(),
+            ledger_fee: Some(Nat::from(FEE)),
+            initial_balances: (0..10).map(|i| (user(i), Nat::from(USER_FUNDS))).collect(),
+            engine: Some(Setup::payout_engine_config(opts)),
+        });
+        sim.install_canister(payout, Wasms::payout(), Encode!(&arg).unwrap(), None)
+            .map_err(step("payout"))?;
+    }
+    Ok(Deployed {
+        ledger,
+        service,
+        payout,
+    })
+}
+
 /// Everything deployed on one simulator.
 pub struct Setup {
     pub sim: Sim,
@@ -283,7 +384,7 @@ impl Setup {
 
     pub fn service_config(opts: &SetupOptions, ledger: Principal) -> ServiceConfig {
         ServiceConfig {
-            admins: vec![admin()],
+            admins: opts.admins.clone(),
             ledgers: vec![LedgerConfig {
                 ledger,
                 fee: Some(Nat::from(FEE)),
@@ -333,66 +434,17 @@ impl Setup {
     }
 
     fn deploy(opts: SetupOptions) -> Setup {
-        let ledger_wasm = Wasms::ledger();
         let mut sim = match opts.seed {
             Some(s) => Simulator::with_seed(s),
             None => Simulator::new(),
         };
-        let ledger = sim.create_canister();
-        let service = sim.create_canister();
-        let payout = sim.create_canister();
-        let mut initial: Vec<(Account, Nat)> = (0..10)
-            .map(|i| (acct(user(i)), Nat::from(USER_FUNDS)))
-            .collect();
-        initial.push((acct(payout), Nat::from(100 * USER_FUNDS)));
-        let init = LedgerInitArgs {
-            minting_account: acct(minter()),
-            initial_balances: initial,
-            transfer_fee: Nat::from(FEE),
-            token_name: "icjournal test token".into(),
-            token_symbol: "IJT".into(),
-            decimals: Some(8),
-            max_memo_length: None,
-            archive_options: opts
-                .archive
-                .as_ref()
-                .map(|a| Self::archive_options(a, &ledger_wasm)),
-            limits: opts.limits.clone(),
-        };
-        sim.install_canister(
-            ledger,
-            ledger_wasm,
-            Encode!(&LedgerArg::Ledger(init)).unwrap(),
-            None,
-        )
-        .expect("install ledger");
-        if opts.service {
-            let cfg = Self::service_config(&opts, ledger);
-            sim.install_canister(
-                service,
-                Wasms::service(),
-                Encode!(&Some(cfg)).unwrap(),
-                None,
-            )
-            .expect("install service");
-        }
-        if opts.payout {
-            let arg = PayoutArg::Init(InitArg {
-                ledger,
-                admins: vec![admin()],
-                ledger_fee: Some(Nat::from(FEE)),
-                initial_balances: (0..10).map(|i| (user(i), Nat::from(USER_FUNDS))).collect(),
-                engine: Some(Self::payout_engine_config(&opts)),
-            });
-            sim.install_canister(payout, Wasms::payout(), Encode!(&arg).unwrap(), None)
-                .expect("install payout");
-        }
+        let d = deploy_on(&mut sim, &opts).unwrap_or_else(|e| panic!("deploy: {e}"));
         Setup {
             sim: Rc::new(RefCell::new(sim)),
             opts,
-            ledger,
-            service,
-            payout,
+            ledger: d.ledger,
+            service: d.service,
+            payout: d.payout,
             check_on_drop: true,
         }
     }

@@ -6,6 +6,7 @@ mod executed;
 mod icrc1_conformance;
 mod journal;
 mod ledger_limits;
+mod network;
 mod payout;
 mod saga;
 mod security;

@@ -31,6 +31,7 @@ mod instrument;
 pub mod mgmt;
 mod snapshot;
 pub use snapshot::{RestoreStats, SimSnapshot};
+mod replica_api;
 #[cfg(test)]
 mod tests;
 

@@ -411,10 +411,24 @@ fn spin_a_bit() {
 
 // ------------------------------------------------------------------ limits
 
+/// `memory.grow` on the Wasm heap; the native build (the workspace compiles every crate for
+/// the host too) has no Wasm memory to grow.
+fn memory_grow(pages: usize) -> usize {
+    #[cfg(target_arch = "wasm32")]
+    {
+        core::arch::wasm32::memory_grow(0, pages)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = pages;
+        usize::MAX
+    }
+}
+
 /// Grow the Wasm heap by `pages` (64 KiB) with `memory.grow`; returns its result.
 #[update]
 fn grow_heap(pages: u32) -> i64 {
-    core::arch::wasm32::memory_grow(0, pages as usize) as isize as i64
+    memory_grow(pages as usize) as isize as i64
 }
 
 /// `ic0.stable64_grow(pages)`; returns its raw result (-1 on failure).
@@ -465,7 +479,7 @@ fn big_reply(size: u32) -> Vec<u8> {
 /// memory, so that it is really resident (benchmarks of large heaps).
 #[update]
 fn fill_heap(pages: u32) -> i64 {
-    let old = core::arch::wasm32::memory_grow(0, pages as usize);
+    let old = memory_grow(pages as usize);
     if old == usize::MAX {
         return -1;
     }
