@@ -3,7 +3,7 @@
 use candid::Principal;
 use icjournal::config::LedgerParams;
 use icjournal::Config;
-use icjournal_client::{LedgerConfig, ServiceConfig, ServiceError};
+use icjournal_client::{Fees, LedgerConfig, ServiceConfig, ServiceError};
 use std::collections::BTreeSet;
 
 const SECOND: u64 = 1_000_000_000;
@@ -11,6 +11,8 @@ const DAY: u64 = 24 * 3600 * SECOND;
 
 /// Max admins in the config.
 pub const MAX_ADMINS: usize = 32;
+/// Max principals exempt from fees.
+pub const MAX_FEE_EXEMPT: usize = 256;
 /// Max ledgers in the config.
 pub const MAX_LEDGERS: usize = 32;
 /// Max bytes of a caller's lock key (the service namespaces it: `<caller>/<key>`).
@@ -28,7 +30,22 @@ pub const MAX_PAGE_SIZE: u32 = 100;
 /// Longest principal text (63 chars) + '/': room the namespace takes in an engine lock key.
 const LOCK_NAMESPACE_BYTES: u32 = 64;
 
-/// Defaults: no admins (controllers only), no ledgers, 30 s recovery period.
+/// Default fees, in cycles, from the cost model (docs/cost-model.md): what the service spends
+/// on a 13-node subnet per entry — messages (5M each), instructions, inter-canister calls
+/// (260k + 1k per byte each way) — with room for recovery (resends, block lookups).
+pub const DEFAULT_FEES: Fees = Fees {
+    record_cycles: 10_000_000,
+    tracked_transfer_cycles: 200_000_000,
+    transfer_cycles: 100_000_000,
+};
+
+/// Default stable memory budget of the journal: 4 GiB (raise it for a canister given more).
+pub const DEFAULT_STABLE_MEMORY_LIMIT: u64 = 4 << 30;
+/// Default room kept for recovery and operators once new work is refused: 256 MiB.
+pub const DEFAULT_NEW_WORK_HEADROOM: u64 = 256 << 20;
+
+/// Defaults: no admins (controllers only), no ledgers, 30 s recovery period, fees charged to
+/// every caller (none exempt).
 pub fn default_config() -> ServiceConfig {
     let e = Config::default();
     ServiceConfig {
@@ -44,6 +61,12 @@ pub fn default_config() -> ServiceConfig {
         max_payload_bytes: e.max_payload_bytes,
         approvals_required: e.approvals_required,
         retention_ns: None,
+        max_entries_per_caller: 100_000,
+        max_bytes_per_caller: 64 << 20,
+        stable_memory_limit_bytes: DEFAULT_STABLE_MEMORY_LIMIT,
+        new_work_headroom_bytes: DEFAULT_NEW_WORK_HEADROOM,
+        fees: DEFAULT_FEES,
+        fee_exempt: vec![],
     }
 }
 
@@ -114,6 +137,22 @@ pub fn validate(c: &ServiceConfig) -> Result<(), ServiceError> {
     if c.retention_ns.is_some_and(|r| r < DAY) {
         return invalid("retention_ns must be at least one day");
     }
+    if c.max_entries_per_caller == 0 || c.max_bytes_per_caller < c.max_payload_bytes as u64 {
+        return invalid(
+            "max_entries_per_caller must be >= 1 and max_bytes_per_caller >= max_payload_bytes",
+        );
+    }
+    if c.new_work_headroom_bytes < (16 << 20)
+        || c.stable_memory_limit_bytes < c.new_work_headroom_bytes.saturating_mul(2)
+    {
+        return invalid(
+            "new_work_headroom_bytes must be >= 16 MiB and stable_memory_limit_bytes at least \
+             twice the headroom",
+        );
+    }
+    if c.fee_exempt.len() > MAX_FEE_EXEMPT {
+        return invalid(format!("fee_exempt: at most {MAX_FEE_EXEMPT}"));
+    }
     engine_config(c)
         .validate()
         .map_err(|e| ServiceError::InvalidConfig {
@@ -134,6 +173,10 @@ pub fn engine_config(c: &ServiceConfig) -> Config {
         max_reason_bytes: MAX_REASON_BYTES as u32,
         max_unresolved_per_owner: c.max_unresolved_per_caller,
         max_unresolved_bytes_per_owner: c.max_unresolved_bytes_per_caller,
+        max_entries_per_owner: c.max_entries_per_caller,
+        max_bytes_per_owner: c.max_bytes_per_caller,
+        stable_memory_limit_bytes: Some(c.stable_memory_limit_bytes),
+        new_work_headroom_bytes: c.new_work_headroom_bytes,
         max_page_size: MAX_PAGE_SIZE,
         ledger_tx_window_ns: c
             .ledgers

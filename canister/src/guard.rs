@@ -15,6 +15,8 @@ pub struct Ctx {
     pub caller: Principal,
     /// `ic0.is_controller(caller)`.
     pub is_controller: bool,
+    /// Cycles the call carries and nobody accepted yet (`ic0.msg_cycles_available128`).
+    pub cycles_available: u128,
 }
 
 impl Ctx {
@@ -22,7 +24,13 @@ impl Ctx {
         Ctx {
             caller,
             is_controller,
+            cycles_available: 0,
         }
+    }
+
+    pub fn with_cycles(mut self, cycles: u128) -> Self {
+        self.cycles_available = cycles;
+        self
     }
 }
 

@@ -26,6 +26,7 @@ pub const METHODS: &[(&str, Access)] = &[
     ("record_intent", Access::Caller),
     ("report_result", Access::Caller),
     ("get_entry", Access::Caller),
+    ("find_entry", Access::Caller),
     ("list_entries", Access::Caller),
     ("list_unresolved", Access::Caller),
     ("list_failed", Access::Caller),

@@ -28,8 +28,8 @@ use ic_cdk::{init, inspect_message, post_upgrade, query, update};
 use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
 use ic_stable_structures::{DefaultMemoryImpl, Memory};
 use icjournal::{
-    AdminRequest, AdminResult, AuditRecord, Entry, EntryId, EntrySummary, FlowResult, IcRuntime,
-    Memories, Metrics, Page, PageRequest, Status,
+    AdminRequest, AdminResult, AuditRecord, Entry, EntryId, EntryKey, EntrySummary, FlowResult,
+    IcRuntime, Memories, Metrics, Page, PageRequest, Status,
 };
 use icjournal_client::{
     AdminListArgs, AuditArgs, ConfigView, ControllerView, LedgerConfig, ListArgs, RecordIntentArgs,
@@ -39,6 +39,43 @@ use icjournal_client::{
 use icrc_ledger_types::icrc1::account::Account;
 use std::cell::RefCell;
 use std::rc::Rc;
+
+/// Decoding quota of every endpoint's argument, in Candid cost units: a hostile argument
+/// (deep nesting, huge vectors of empty values) is refused after this much work instead of
+/// burning the message's instructions. The largest valid arguments cost at most a tenth of
+/// it (measured by `tests::decoding_quota`). DFINITY's canisters bound untrusted arguments
+/// the same way (e.g. `decode_one_with_decoding_quota::<100000,_>` for `http_request` in
+/// rs/ledger_suite/icrc1/ledger/src/main.rs).
+pub const DECODING_QUOTA: usize = 500_000;
+/// Skipping quota (fields this build does not know): ic-cdk's default.
+pub const SKIPPING_QUOTA: usize = 10_000;
+
+/// Guard of every endpoint with an argument: the argument must decode as `T` within the quotas,
+/// or the call is rejected with the decoder's reason before anything runs. (A guard, not
+/// `decode_with`: ic-cdk would then export the argument as `blob` in the Candid interface.)
+fn decodes<T: for<'de> candid::Deserialize<'de> + candid::CandidType>() -> Result<(), String> {
+    let mut config = candid::DecoderConfig::new();
+    config
+        .set_decoding_quota(DECODING_QUOTA)
+        .set_skipping_quota(SKIPPING_QUOTA);
+    candid::utils::decode_args_with_config::<(T,)>(&ic_cdk::api::msg_arg_data(), &config)
+        .map(|_| ())
+        .map_err(|e| format!("invalid argument: {e}"))
+}
+
+/// The same for endpoints without arguments (any extra arguments are still bounded).
+fn decodes_nothing() -> Result<(), String> {
+    let mut config = candid::DecoderConfig::new();
+    config
+        .set_decoding_quota(DECODING_QUOTA)
+        .set_skipping_quota(SKIPPING_QUOTA);
+    let bytes = ic_cdk::api::msg_arg_data();
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    candid::utils::decode_args_with_config::<()>(&bytes, &config)
+        .map_err(|e| format!("invalid argument: {e}"))
+}
 
 /// MemoryId of the service state.
 pub const STATE_MEMORY_ID: u8 = 0;
@@ -62,6 +99,12 @@ fn service() -> Rc<Svc> {
 fn ctx() -> Ctx {
     let caller = ic_cdk::api::msg_caller();
     Ctx::new(caller, ic_cdk::api::is_controller(&caller))
+}
+
+/// `ctx()` plus the cycles the call carries (for endpoints that charge fees; update calls only:
+/// queries may not ask).
+fn paying_ctx() -> Ctx {
+    ctx().with_cycles(ic_cdk::api::msg_cycles_available())
 }
 
 /// Checks that raw stable memory is empty or holds a `MemoryManager` layout this build reads:
@@ -168,32 +211,39 @@ fn inspect_message() {
 // Generic journaling (callers see only their own entries)
 // ------------------------------------------------------------------------------------------
 
-#[update(guard = "update_guard")]
+#[update(guard = "update_guard", guard = "decodes::<RecordIntentArgs>")]
 fn record_intent(args: RecordIntentArgs) -> ServiceResult<EntryId> {
-    service().record_intent(&ctx(), args)
+    service().record_intent(&paying_ctx(), args)
 }
 
-#[update(guard = "update_guard")]
+#[update(guard = "update_guard", guard = "decodes::<ReportResultArgs>")]
 fn report_result(args: ReportResultArgs) -> ServiceResult<Status> {
     service().report_result(&ctx(), args)
 }
 
-#[query(guard = "arg_size_guard")]
+#[query(guard = "arg_size_guard", guard = "decodes::<EntryId>")]
 fn get_entry(id: EntryId) -> ServiceResult<Entry> {
     service().get_entry(&ctx(), id)
 }
 
-#[query(guard = "arg_size_guard")]
+/// The caller's entry with this key: the one created with that idempotency key, or the latest
+/// that took that lock key (also once final). For a caller that lost a reply.
+#[query(guard = "arg_size_guard", guard = "decodes::<EntryKey>")]
+fn find_entry(key: EntryKey) -> ServiceResult<Entry> {
+    service().find_entry(&ctx(), key)
+}
+
+#[query(guard = "arg_size_guard", guard = "decodes::<ListArgs>")]
 fn list_entries(args: ListArgs) -> ServiceResult<Page<EntrySummary>> {
     service().list_entries(&ctx(), args)
 }
 
-#[query(guard = "arg_size_guard")]
+#[query(guard = "arg_size_guard", guard = "decodes::<PageRequest>")]
 fn list_unresolved(page: PageRequest) -> ServiceResult<Page<EntrySummary>> {
     service().list_unresolved(&ctx(), page)
 }
 
-#[query(guard = "arg_size_guard")]
+#[query(guard = "arg_size_guard", guard = "decodes::<PageRequest>")]
 fn list_failed(page: PageRequest) -> ServiceResult<Page<EntrySummary>> {
     service().list_failed(&ctx(), page)
 }
@@ -202,53 +252,53 @@ fn list_failed(page: PageRequest) -> ServiceResult<Page<EntrySummary>> {
 // Transfers
 // ------------------------------------------------------------------------------------------
 
-#[update(guard = "update_guard")]
+#[update(guard = "update_guard", guard = "decodes::<TrackTransferArgs>")]
 fn track_transfer(args: TrackTransferArgs) -> ServiceResult<TrackedTransfer> {
-    service().track_transfer(&ctx(), args)
+    service().track_transfer(&paying_ctx(), args)
 }
 
-#[update(guard = "update_guard")]
+#[update(guard = "update_guard", guard = "decodes::<TransferRequest>")]
 async fn execute_transfer(req: TransferRequest) -> ServiceResult<FlowResult> {
-    let ctx = ctx();
+    let ctx = paying_ctx();
     let s = service();
     s.execute_transfer(&ctx, req).await
 }
 
-#[update(guard = "update_guard")]
+#[update(guard = "update_guard", guard = "decodes::<TransferRequest>")]
 fn submit_transfer(req: TransferRequest) -> ServiceResult<EntryId> {
-    service().submit_transfer(&ctx(), req)
+    service().submit_transfer(&paying_ctx(), req)
 }
 
-#[update(guard = "update_guard")]
+#[update(guard = "update_guard", guard = "decodes::<SagaRequest>")]
 async fn execute_saga(req: SagaRequest) -> ServiceResult<FlowResult> {
-    let ctx = ctx();
+    let ctx = paying_ctx();
     let s = service();
     s.execute_saga(&ctx, req).await
 }
 
-#[update(guard = "update_guard")]
+#[update(guard = "update_guard", guard = "decodes::<SagaRequest>")]
 fn submit_saga(req: SagaRequest) -> ServiceResult<EntryId> {
-    service().submit_saga(&ctx(), req)
+    service().submit_saga(&paying_ctx(), req)
 }
 
 /// The account of the service that holds `owner`'s escrow (source of its ICRC-1 transfers).
-#[query(guard = "arg_size_guard")]
+#[query(guard = "arg_size_guard", guard = "decodes::<Principal>")]
 fn escrow_account(owner: Principal) -> Account {
     validate::escrow_account(ic_cdk::api::canister_self(), owner)
 }
 
-#[query(guard = "arg_size_guard")]
+#[query(guard = "arg_size_guard", guard = "decodes_nothing")]
 fn ledgers() -> Vec<LedgerConfig> {
     service().ledgers()
 }
 
-#[query(guard = "arg_size_guard")]
+#[query(guard = "arg_size_guard", guard = "decodes_nothing")]
 fn metrics() -> Metrics {
     service().metrics()
 }
 
 /// Self-call commit point of the engine (a no-op; only the canister itself may call it).
-#[update(guard = "update_guard")]
+#[update(guard = "update_guard", guard = "decodes_nothing")]
 fn icjournal_commit() {
     if let Err(e) = guard::self_only(&ctx(), ic_cdk::api::canister_self()) {
         ic_cdk::trap(e.to_string());
@@ -259,50 +309,50 @@ fn icjournal_commit() {
 // Operators (admins or controllers)
 // ------------------------------------------------------------------------------------------
 
-#[update(guard = "update_guard")]
+#[update(guard = "update_guard", guard = "decodes::<AdminRequest>")]
 async fn admin_act(req: AdminRequest) -> ServiceResult<AdminResult> {
     let ctx = ctx();
     let s = service();
     s.admin_act(&ctx, req).await
 }
 
-#[query(guard = "arg_size_guard")]
+#[query(guard = "arg_size_guard", guard = "decodes::<EntryId>")]
 fn admin_get_entry(id: EntryId) -> ServiceResult<Entry> {
     service().admin_get_entry(&ctx(), id)
 }
 
-#[query(guard = "arg_size_guard")]
+#[query(guard = "arg_size_guard", guard = "decodes::<AdminListArgs>")]
 fn admin_list(args: AdminListArgs) -> ServiceResult<Page<EntrySummary>> {
     service().admin_list(&ctx(), args)
 }
 
-#[query(guard = "arg_size_guard")]
+#[query(guard = "arg_size_guard", guard = "decodes::<AuditArgs>")]
 fn admin_audit(args: AuditArgs) -> ServiceResult<Vec<AuditRecord>> {
     service().admin_audit(&ctx(), args)
 }
 
-#[query(guard = "arg_size_guard")]
+#[query(guard = "arg_size_guard", guard = "decodes_nothing")]
 fn get_config() -> ServiceResult<ConfigView> {
     service().get_config(&ctx())
 }
 
-#[update(guard = "update_guard")]
+#[update(guard = "update_guard", guard = "decodes::<SetConfigArgs>")]
 fn set_config(args: SetConfigArgs) -> ServiceResult<()> {
     service().set_config(&ctx(), args)
 }
 
-#[update(guard = "update_guard")]
+#[update(guard = "update_guard", guard = "decodes::<String>")]
 fn pause_recovery(reason: String) -> ServiceResult<()> {
     service().pause_recovery(&ctx(), reason)
 }
 
-#[update(guard = "update_guard")]
+#[update(guard = "update_guard", guard = "decodes::<String>")]
 fn resume_recovery(reason: String) -> ServiceResult<()> {
     service().resume_recovery(&ctx(), reason)
 }
 
 /// Controllers only: includes the cycles balance (never exposed publicly).
-#[query(guard = "arg_size_guard")]
+#[query(guard = "arg_size_guard", guard = "decodes_nothing")]
 fn controller_view() -> ServiceResult<ControllerView> {
     guard::controller(&ctx())?;
     let s = service();
@@ -320,7 +370,7 @@ fn controller_view() -> ServiceResult<ControllerView> {
 // HTTP
 // ------------------------------------------------------------------------------------------
 
-#[query]
+#[query(guard = "arg_size_guard", guard = "decodes::<HttpRequest>")]
 fn http_request(req: HttpRequest) -> HttpResponse {
     let s = service();
     http::route(

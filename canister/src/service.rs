@@ -12,9 +12,9 @@ use candid::Principal;
 use ic_canister_log::log;
 use ic_stable_structures::Memory;
 use icjournal::{
-    AdminRequest, AdminResult, AuditRecord, Entry, EntryId, EntrySummary, FlowResult, Journal,
-    ListFilter, Memories, Metrics, Page, PageRequest, ReportedResult, Runtime, SagaStepSpec,
-    Status, StepAction,
+    AdminRequest, AdminResult, AuditRecord, Entry, EntryId, EntryKey, EntryOptions, EntrySummary,
+    FlowResult, IdempotencyKey, Intent, Journal, JournalError, ListFilter, Memories, Metrics, Page,
+    PageRequest, ReportedResult, Runtime, SagaStepSpec, Status, StepAction,
 };
 use icjournal_client::{
     AdminListArgs, AuditArgs, ConfigView, LedgerConfig, ListArgs, RecordIntentArgs,
@@ -23,6 +23,23 @@ use icjournal_client::{
 };
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+
+/// A journaled request: a new entry (with its in-flight slot) or the one a repeated request
+/// (same idempotency key) already has.
+enum Journaled {
+    New(EntryId, InFlightGuard),
+    Existing(EntryId),
+}
+
+/// The engine's idempotency key of a request (validated), hashed over what the request asks.
+fn idempotency<T: candid::CandidType>(
+    key: Option<String>,
+    request: &T,
+) -> ServiceResult<Option<IdempotencyKey>> {
+    let Some(k) = key else { return Ok(None) };
+    validate::idempotency_key(&k)?;
+    Ok(Some(IdempotencyKey::for_request(k, request)))
+}
 
 pub struct Service<R: Runtime, M: Memory + Clone + 'static> {
     journal: Journal<R, M>,
@@ -131,10 +148,51 @@ impl<R: Runtime, M: Memory + Clone + 'static> Service<R, M> {
         let cfg = self.config.borrow().clone();
         validate::label(&args.label)?;
         validate::payload("payload", &args.payload, cfg.max_payload_bytes)?;
+        let fee = self.fee(ctx, cfg.fees.record_cycles)?;
+        let idem = idempotency(
+            args.idempotency_key.clone(),
+            &("record", &args.label, &args.payload, &args.lock_key),
+        )?;
         let lock = validate::lock_key(caller, args.lock_key)?;
-        Ok(self
+        let opts = EntryOptions {
+            lock_key: lock,
+            idempotency: idem,
+        };
+        match self
             .journal
-            .record_intent(caller, args.label, args.payload, lock)?)
+            .record_intent(caller, args.label, args.payload, opts)
+        {
+            Ok(id) => {
+                self.charge(fee);
+                Ok(id)
+            }
+            Err(JournalError::DuplicateRequest { entry_id }) => Ok(entry_id),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The fee `ctx`'s caller owes for work costing `cycles`: none for exempt callers and
+    /// operators; otherwise the call must carry it (`CyclesRequired` before anything is done).
+    fn fee(&self, ctx: &Ctx, cycles: u64) -> ServiceResult<u64> {
+        let cfg = self.config.borrow();
+        if cycles == 0 || cfg.fee_exempt.contains(&ctx.caller) || guard::is_operator(ctx, &cfg) {
+            return Ok(0);
+        }
+        if ctx.cycles_available < cycles as u128 {
+            return Err(ServiceError::CyclesRequired {
+                required: cycles,
+                attached: ctx.cycles_available.min(u64::MAX as u128) as u64,
+            });
+        }
+        Ok(cycles)
+    }
+
+    /// Take the fee, once the entry exists (a refused call keeps its cycles: the IC refunds
+    /// what is not accepted).
+    fn charge(&self, fee: u64) {
+        if fee > 0 {
+            self.journal.runtime().accept_cycles(fee as u128);
+        }
     }
 
     pub fn report_result(&self, ctx: &Ctx, args: ReportResultArgs) -> ServiceResult<Status> {
@@ -212,10 +270,34 @@ impl<R: Runtime, M: Memory + Clone + 'static> Service<R, M> {
     ) -> ServiceResult<TrackedTransfer> {
         let caller = guard::authenticated(ctx)?;
         validate::tracked_transfer(args.ledger, &args.op, &self.config.borrow())?;
+        let fee = self.fee(ctx, self.config.borrow().fees.tracked_transfer_cycles)?;
+        let idem = idempotency(
+            args.idempotency_key.clone(),
+            &("track", &args.ledger, &args.op, &args.lock_key),
+        )?;
         let lock = validate::lock_key(caller, args.lock_key)?;
-        let (entry_id, intent) = self
-            .journal
-            .track_transfer(caller, args.ledger, args.op, lock)?;
+        let opts = EntryOptions {
+            lock_key: lock,
+            idempotency: idem,
+        };
+        let (entry_id, intent) =
+            match self
+                .journal
+                .track_transfer(caller, args.ledger, args.op, opts)
+            {
+                Ok(r) => {
+                    self.charge(fee);
+                    r
+                }
+                Err(JournalError::DuplicateRequest { entry_id }) => {
+                    let e = self.journal.get_owned(caller, entry_id)?;
+                    let Intent::Transfer(t) = e.intent else {
+                        return Err(JournalError::IdempotencyKeyReused { entry_id }.into());
+                    };
+                    (entry_id, t)
+                }
+                Err(e) => return Err(e.into()),
+            };
         Ok(TrackedTransfer {
             entry_id,
             ledger: intent.ledger,
@@ -239,44 +321,75 @@ impl<R: Runtime, M: Memory + Clone + 'static> Service<R, M> {
         )
     }
 
-    fn journal_transfer(
-        &self,
-        ctx: &Ctx,
-        req: TransferRequest,
-    ) -> ServiceResult<(EntryId, InFlightGuard)> {
+    /// Journal an executed transfer: `New` with its in-flight slot, or the entry a repeated
+    /// request (same idempotency key) already has.
+    fn journal_transfer(&self, ctx: &Ctx, req: TransferRequest) -> ServiceResult<Journaled> {
         let caller = guard::authenticated(ctx)?;
+        let idem = idempotency(
+            req.idempotency_key.clone(),
+            &("transfer", &req.transfer, &req.lock_key),
+        )?;
         let spec = validate::executed_transfer(caller, req.transfer, &self.config.borrow())?;
+        let fee = self.fee(ctx, self.config.borrow().fees.transfer_cycles)?;
         let lock = validate::lock_key(caller, req.lock_key)?;
         let slot = self.acquire(caller)?;
-        let id = self.journal.journal_transfer(caller, spec, lock)?;
-        Ok((id, slot))
+        let opts = EntryOptions {
+            lock_key: lock,
+            idempotency: idem,
+        };
+        match self.journal.journal_transfer(caller, spec, opts) {
+            Ok(id) => {
+                self.charge(fee);
+                Ok(Journaled::New(id, slot))
+            }
+            Err(JournalError::DuplicateRequest { entry_id }) => Ok(Journaled::Existing(entry_id)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Journal, execute, commit; wait for the outcome (an unknown one is recovered later: the
-    /// returned status is then `Unknown` and the caller polls `get_entry`).
+    /// returned status is then `Unknown` and the caller polls `get_entry`). A repeated request
+    /// (same idempotency key) returns the first entry's result now, without sending again.
     pub async fn execute_transfer(
         &self,
         ctx: &Ctx,
         req: TransferRequest,
     ) -> ServiceResult<FlowResult> {
-        let (id, slot) = self.journal_transfer(ctx, req)?;
-        let r = self.journal.execute(id).await;
-        drop(slot);
-        Ok(r?)
+        match self.journal_transfer(ctx, req)? {
+            Journaled::New(id, slot) => {
+                let r = self.journal.execute(id).await;
+                drop(slot);
+                Ok(r?)
+            }
+            Journaled::Existing(id) => self.flow_result(ctx, id),
+        }
     }
 
     /// Journal and start the transfer; returns the entry id without waiting.
     pub fn submit_transfer(&self, ctx: &Ctx, req: TransferRequest) -> ServiceResult<EntryId> {
-        let (id, slot) = self.journal_transfer(ctx, req)?;
-        let j = self.journal.clone();
-        self.journal.runtime().spawn(Box::pin(async move {
-            let _slot = slot;
-            let _ = j.execute(id).await;
-        }));
-        Ok(id)
+        match self.journal_transfer(ctx, req)? {
+            Journaled::New(id, slot) => {
+                let j = self.journal.clone();
+                self.journal.runtime().spawn(Box::pin(async move {
+                    let _slot = slot;
+                    let _ = j.execute(id).await;
+                }));
+                Ok(id)
+            }
+            Journaled::Existing(id) => Ok(id),
+        }
     }
 
-    fn start_saga(&self, ctx: &Ctx, req: SagaRequest) -> ServiceResult<(EntryId, InFlightGuard)> {
+    fn flow_result(&self, ctx: &Ctx, id: EntryId) -> ServiceResult<FlowResult> {
+        let e = self.journal.get_owned(ctx.caller, id)?;
+        Ok(FlowResult {
+            entry_id: id,
+            status: e.status,
+            outcome: e.outcome,
+        })
+    }
+
+    fn start_saga(&self, ctx: &Ctx, req: SagaRequest) -> ServiceResult<Journaled> {
         let caller = guard::authenticated(ctx)?;
         let cfg = self.config.borrow().clone();
         let max_steps = self.journal.config().max_saga_steps as usize;
@@ -287,6 +400,18 @@ impl<R: Runtime, M: Memory + Clone + 'static> Service<R, M> {
                 },
             ));
         }
+        let idem = idempotency(
+            req.idempotency_key.clone(),
+            &("saga", &req.steps, &req.lock_key),
+        )?;
+        // Every transfer the saga may send (steps and compensations) is paid for.
+        let transfers = req.steps.len() as u64
+            + req
+                .steps
+                .iter()
+                .filter(|s| s.compensation.is_some())
+                .count() as u64;
+        let fee = self.fee(ctx, cfg.fees.transfer_cycles.saturating_mul(transfers))?;
         let mut steps = Vec::with_capacity(req.steps.len());
         for s in req.steps {
             let action = validate::executed_transfer(caller, s.transfer, &cfg)?;
@@ -301,27 +426,66 @@ impl<R: Runtime, M: Memory + Clone + 'static> Service<R, M> {
         }
         let lock = validate::lock_key(caller, req.lock_key)?;
         let slot = self.acquire(caller)?;
-        let id = self.journal.start_saga(caller, steps, lock)?;
-        Ok((id, slot))
+        let opts = EntryOptions {
+            lock_key: lock,
+            idempotency: idem,
+        };
+        match self.journal.start_saga(caller, steps, opts) {
+            Ok(id) => {
+                self.charge(fee);
+                Ok(Journaled::New(id, slot))
+            }
+            Err(JournalError::DuplicateRequest { entry_id }) => Ok(Journaled::Existing(entry_id)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Start a saga and drive it as far as it goes now (until settled or waiting on recovery).
     pub async fn execute_saga(&self, ctx: &Ctx, req: SagaRequest) -> ServiceResult<FlowResult> {
-        let (id, slot) = self.start_saga(ctx, req)?;
-        let r = self.journal.run_saga(id).await;
-        drop(slot);
-        Ok(r?)
+        match self.start_saga(ctx, req)? {
+            Journaled::New(id, slot) => {
+                let r = self.journal.run_saga(id).await;
+                drop(slot);
+                Ok(r?)
+            }
+            Journaled::Existing(id) => self.flow_result(ctx, id),
+        }
     }
 
     /// Start a saga without waiting; returns the saga's entry id.
     pub fn submit_saga(&self, ctx: &Ctx, req: SagaRequest) -> ServiceResult<EntryId> {
-        let (id, slot) = self.start_saga(ctx, req)?;
-        let j = self.journal.clone();
-        self.journal.runtime().spawn(Box::pin(async move {
-            let _slot = slot;
-            let _ = j.run_saga(id).await;
-        }));
-        Ok(id)
+        match self.start_saga(ctx, req)? {
+            Journaled::New(id, slot) => {
+                let j = self.journal.clone();
+                self.journal.runtime().spawn(Box::pin(async move {
+                    let _slot = slot;
+                    let _ = j.run_saga(id).await;
+                }));
+                Ok(id)
+            }
+            Journaled::Existing(id) => Ok(id),
+        }
+    }
+
+    /// The caller's entry with this key: the entry created with that idempotency key, or the
+    /// latest that took that lock key (also once final).
+    pub fn find_entry(&self, ctx: &Ctx, key: EntryKey) -> ServiceResult<Entry> {
+        let caller = guard::authenticated(ctx)?;
+        let engine_key = match key {
+            EntryKey::IdempotencyKey(k) => {
+                validate::idempotency_key(&k)?;
+                EntryKey::IdempotencyKey(k)
+            }
+            EntryKey::LockKey(k) => {
+                let namespaced = validate::lock_key(caller, Some(k.clone()))?.unwrap_or(k);
+                EntryKey::LockKey(namespaced)
+            }
+        };
+        let id = self
+            .journal
+            .find_by_key(caller, &engine_key)
+            .ok_or(JournalError::KeyNotFound)?;
+        Ok(self.journal.get_owned(caller, id)?)
     }
 
     pub fn ledgers(&self) -> Vec<LedgerConfig> {

@@ -51,6 +51,8 @@ fn controller_ctx() -> Ctx {
     Ctx::new(p(91), true)
 }
 
+/// The test callers are exempt from fees (as people calling directly must be); the fee tests
+/// use their own configuration.
 fn config() -> ServiceConfig {
     ServiceConfig {
         admins: vec![admin()],
@@ -59,6 +61,7 @@ fn config() -> ServiceConfig {
             fee: Some(10u64.into()),
             tx_window_ns: DAY,
         }],
+        fee_exempt: vec![p(1), p(2), p(3)],
         ..crate::config::default_config()
     }
 }
@@ -101,6 +104,7 @@ fn record(w: &World, ctx: &Ctx, lock: Option<&str>) -> Result<u64, ServiceError>
             label: "step".into(),
             payload: b"payload".to_vec(),
             lock_key: lock.map(String::from),
+            idempotency_key: None,
         },
     )
 }
@@ -178,6 +182,7 @@ fn anonymous_is_rejected_by_every_caller_and_operator_method() {
     let req = TransferRequest {
         transfer: pull(Principal::anonymous(), 5),
         lock_key: None,
+        idempotency_key: None,
     };
     assert_eq!(
         w.svc.submit_transfer(&a, req.clone()).unwrap_err(),
@@ -320,6 +325,7 @@ fn inputs_are_validated_before_any_work() {
             label: "l".into(),
             payload: vec![0; config().max_payload_bytes as usize + 1],
             lock_key: None,
+            idempotency_key: None,
         },
     );
     assert!(matches!(
@@ -337,7 +343,8 @@ fn inputs_are_validated_before_any_work() {
             RecordIntentArgs {
                 label: "".into(),
                 payload: vec![],
-                lock_key: None
+                lock_key: None,
+                idempotency_key: None,
             }
         ),
         journal_err(JournalError::InvalidArgument {
@@ -350,6 +357,7 @@ fn inputs_are_validated_before_any_work() {
         TransferRequest {
             transfer: pull(p(2), 5),
             lock_key: None,
+            idempotency_key: None,
         },
     );
     assert!(matches!(steal, Err(ServiceError::FundsNotOwned { .. })));
@@ -365,6 +373,7 @@ fn inputs_are_validated_before_any_work() {
                 fee: None,
             },
             lock_key: None,
+            idempotency_key: None,
         },
     );
     assert_eq!(
@@ -380,6 +389,7 @@ fn inputs_are_validated_before_any_work() {
                 compensation: Some(pull(p(2), 5)),
             }],
             lock_key: None,
+            idempotency_key: None,
         },
     );
     assert!(matches!(saga, Err(ServiceError::FundsNotOwned { .. })));
@@ -388,6 +398,7 @@ fn inputs_are_validated_before_any_work() {
         SagaRequest {
             steps: vec![],
             lock_key: None,
+            idempotency_key: None,
         },
     );
     assert!(matches!(
@@ -410,6 +421,7 @@ fn executed_transfer_journals_sends_exact_args_and_commits() {
                 TransferRequest {
                     transfer: pull(p(1), 1_000),
                     lock_key: Some("order-1".into()),
+                    idempotency_key: None,
                 },
             ),
             |c| {
@@ -472,6 +484,7 @@ fn icrc1_transfers_from_the_escrow_and_sagas_run() {
                         compensation: Some(refund),
                     }],
                     lock_key: None,
+                    idempotency_key: None,
                 },
             ),
             ledger_ok(7),
@@ -492,6 +505,7 @@ fn submit_returns_at_once_and_in_flight_is_capped() {
     let req = |n| TransferRequest {
         transfer: pull(p(1), n),
         lock_key: None,
+        idempotency_key: None,
     };
     let id = w.svc.submit_transfer(&alice(), req(1)).unwrap();
     assert_eq!(w.svc.in_flight_total(), 1);
@@ -503,6 +517,7 @@ fn submit_returns_at_once_and_in_flight_is_capped() {
     let bob_req = TransferRequest {
         transfer: pull(p(2), 3),
         lock_key: None,
+        idempotency_key: None,
     };
     w.svc.submit_transfer(&bob(), bob_req).unwrap();
     // Run the spawned flows to completion.
@@ -536,6 +551,7 @@ fn tracked_transfer_returns_memo_and_time_and_takes_a_result() {
                 ledger: ledger(),
                 op: op.clone(),
                 lock_key: None,
+                idempotency_key: None,
             },
         )
         .unwrap();
@@ -552,7 +568,8 @@ fn tracked_transfer_returns_memo_and_time_and_takes_a_result() {
             TrackTransferArgs {
                 ledger: p(101),
                 op,
-                lock_key: None
+                lock_key: None,
+                idempotency_key: None,
             }
         )
         .is_err());
@@ -848,6 +865,7 @@ fn escrowed_payout_saga_refunds_when_the_payout_fails() {
                         },
                     ],
                     lock_key: Some("payout-1".into()),
+                    idempotency_key: None,
                 },
             ),
             |c| {
@@ -905,6 +923,7 @@ fn unknown_outcome_is_reported_then_recovered_by_dedup_resend() {
                 TransferRequest {
                     transfer: pull(p(1), 77),
                     lock_key: None,
+                    idempotency_key: None,
                 },
             ),
             |c| {
@@ -951,4 +970,47 @@ fn unknown_outcome_is_reported_then_recovered_by_dedup_resend() {
         resent.memo.unwrap().0.as_ref(),
         icjournal::memo::encode(r.entry_id).as_slice()
     );
+}
+
+/// Callers pay for the work their entries cause: a call without the fee is refused before
+/// anything is journaled; with it, exactly the fee is taken; exempt callers and operators pay
+/// nothing.
+#[test]
+fn should_charge_the_fee_or_refuse_before_journaling() {
+    let w = world_with(ServiceConfig {
+        fee_exempt: vec![],
+        ..config()
+    });
+    let args = || RecordIntentArgs {
+        label: "l".into(),
+        payload: vec![],
+        lock_key: None,
+        idempotency_key: None,
+    };
+    let fee = crate::config::DEFAULT_FEES.record_cycles;
+    let poor = alice().with_cycles(fee as u128 - 1);
+    assert_eq!(
+        w.svc.record_intent(&poor, args()),
+        Err(ServiceError::CyclesRequired {
+            required: fee,
+            attached: fee - 1
+        })
+    );
+    assert_eq!(w.svc.metrics().entries_total, 0, "nothing journaled");
+    assert_eq!(w.rt.accepted_cycles(), 0, "nothing taken");
+    let paying = alice().with_cycles(10 * fee as u128);
+    w.svc.record_intent(&paying, args()).unwrap();
+    assert_eq!(w.rt.accepted_cycles(), fee as u128, "exactly the fee");
+    // A retry with the same idempotency key pays nothing more.
+    let keyed = || RecordIntentArgs {
+        idempotency_key: Some("k".into()),
+        ..args()
+    };
+    let a = w.svc.record_intent(&paying, keyed()).unwrap();
+    let b = w.svc.record_intent(&paying, keyed()).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(w.rt.accepted_cycles(), 2 * fee as u128);
+    // Operators pay nothing.
+    w.svc.record_intent(&admin_ctx(), args()).unwrap();
+    assert_eq!(w.rt.accepted_cycles(), 2 * fee as u128);
 }

@@ -144,3 +144,115 @@ fn stable_layout_check() {
     m.write(0, b"MGR\x02");
     assert!(super::check_stable_layout(&m).is_err());
 }
+
+/// The largest valid arguments of the service, and what decoding them costs (Candid cost
+/// units, the unit of `DECODING_QUOTA`).
+mod decoding_quota {
+    use crate::config::*;
+    use crate::http::HttpRequest;
+    use candid::{CandidType, DecoderConfig, Nat, Principal};
+    use icjournal::TransferSpec;
+    use icjournal_client::*;
+    use icrc_ledger_types::icrc1::account::Account;
+
+    fn cost<T: CandidType + for<'de> candid::Deserialize<'de>>(v: &T) -> (usize, u64) {
+        let bytes = candid::encode_one(v).unwrap();
+        let mut cfg = DecoderConfig::new();
+        cfg.set_decoding_quota(usize::MAX / 4)
+            .set_skipping_quota(usize::MAX / 4);
+        let ((_v,), c): ((T,), DecoderConfig) =
+            candid::utils::decode_args_with_config_debug(&bytes, &cfg).unwrap();
+        (bytes.len(), c.decoding_quota.unwrap() as u64)
+    }
+
+    fn p(n: u8) -> Principal {
+        Principal::from_slice(&[n; 29])
+    }
+
+    fn spec() -> TransferSpec {
+        TransferSpec::Icrc2 {
+            ledger: p(1),
+            spender_subaccount: Some([7; 32]),
+            from: Account {
+                owner: p(2),
+                subaccount: Some([8; 32]),
+            },
+            to: Account {
+                owner: p(3),
+                subaccount: Some([9; 32]),
+            },
+            amount: Nat::from(u128::MAX),
+            fee: Some(Nat::from(u128::MAX)),
+        }
+    }
+
+    /// Costs of the largest valid arguments, each below `DECODING_QUOTA` with a margin.
+    pub fn largest() -> Vec<(&'static str, usize, u64)> {
+        let key = || Some("k".repeat(MAX_LOCK_KEY_BYTES));
+        let mut v = vec![];
+        let mut add = |name, (len, c)| v.push((name, len, c));
+        add(
+            "record_intent",
+            cost(&RecordIntentArgs {
+                label: "l".repeat(MAX_LABEL_BYTES),
+                payload: vec![0; MAX_PAYLOAD_LIMIT as usize],
+                lock_key: key(),
+                idempotency_key: key(),
+            }),
+        );
+        add(
+            "execute_saga",
+            cost(&SagaRequest {
+                steps: vec![
+                    SagaTransferStep {
+                        transfer: spec(),
+                        compensation: Some(spec()),
+                    };
+                    16
+                ],
+                lock_key: key(),
+                idempotency_key: key(),
+            }),
+        );
+        let mut cfg = default_config();
+        cfg.admins = (0..MAX_ADMINS as u8).map(p).collect();
+        cfg.fee_exempt = (0..MAX_FEE_EXEMPT).map(|i| p(i as u8)).collect();
+        cfg.ledgers = (0..MAX_LEDGERS as u8)
+            .map(|i| LedgerConfig {
+                ledger: p(i),
+                fee: Some(Nat::from(u128::MAX)),
+                tx_window_ns: 1,
+            })
+            .collect();
+        add(
+            "set_config",
+            cost(&SetConfigArgs {
+                config: cfg,
+                reason: "r".repeat(MAX_REASON_BYTES),
+            }),
+        );
+        add(
+            "http_request",
+            cost(&HttpRequest {
+                method: "GET".into(),
+                url: "/".repeat(8 * 1024),
+                headers: vec![("h".repeat(100), "v".repeat(300)); 64],
+                body: vec![0; 16 * 1024],
+            }),
+        );
+        v
+    }
+
+    #[test]
+    fn should_decode_the_largest_valid_arguments_well_within_the_quota() {
+        for (name, len, c) in largest() {
+            println!("{name}: {len} bytes, decoding cost {c}");
+            assert!(len <= MAX_ARG_BYTES, "{name}: {len} bytes");
+            assert!(
+                c.saturating_mul(8) <= crate::DECODING_QUOTA as u64,
+                "{name}: cost {c} leaves less than 8x margin under {}",
+                crate::DECODING_QUOTA
+            );
+        }
+    }
+}

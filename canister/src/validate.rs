@@ -65,6 +65,18 @@ pub fn lock_key(caller: Principal, key: Option<String>) -> Result<Option<String>
     Ok(Some(format!("{caller}/{key}")))
 }
 
+/// An idempotency key: non-empty, at most `MAX_LOCK_KEY_BYTES` (the engine scopes it to its
+/// caller).
+pub fn idempotency_key(key: &str) -> Result<(), ServiceError> {
+    if key.len() > MAX_LOCK_KEY_BYTES {
+        return Err(too_large("idempotency_key", key.len(), MAX_LOCK_KEY_BYTES));
+    }
+    if key.is_empty() {
+        return Err(invalid("idempotency_key must not be empty"));
+    }
+    Ok(())
+}
+
 pub fn label(label: &str) -> Result<(), ServiceError> {
     if label.len() > MAX_LABEL_BYTES {
         return Err(too_large("label", label.len(), MAX_LABEL_BYTES));

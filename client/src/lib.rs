@@ -27,6 +27,7 @@
 //!     label: "payout".into(),
 //!     payload: b"order-42".to_vec(),
 //!     lock_key: Some("order-42".into()),
+//!     idempotency_key: Some("order-42".into()),
 //! }))
 //! .unwrap();
 //! assert_eq!(id, 7);
@@ -37,6 +38,7 @@
 //! let client = Client::new(service, Canned(candid::encode_one(reply).unwrap()));
 //! let err = futures::executor::block_on(client.record_intent(RecordIntentArgs {
 //!     label: "payout".into(), payload: vec![], lock_key: Some("order-42".into()),
+//!     idempotency_key: None,
 //! })).unwrap_err();
 //! assert!(matches!(err, ClientError::Service(ServiceError::Journal(JournalError::LockHeld { entry_id: 7, .. }))));
 //! ```
@@ -385,6 +387,7 @@ mod tests {
                 fee: None,
             },
             lock_key: None,
+            idempotency_key: None,
         }))
         .unwrap_err();
         assert!(matches!(

@@ -89,6 +89,7 @@ impl<T: Transport> Transport for &T {
 ///             to: payee, amount: 1_000u64.into(), fee: None,
 ///         },
 ///         lock_key: Some(format!("order-{order_id}")),
+///         idempotency_key: Some(format!("order-{order_id}")),
 ///     })
 ///     .await?;
 /// // receipt.status: Succeeded / Failed, or Unknown (recovery runs; poll get_entry).

@@ -21,6 +21,17 @@ pub struct Config {
     pub max_unresolved_per_owner: u32,
     /// Per-owner cap on bytes of unresolved entries.
     pub max_unresolved_bytes_per_owner: u64,
+    /// Per-owner cap on entries of any status (resolved ones count until compacted): a caller
+    /// cannot grow the journal without bound by resolving what it creates.
+    pub max_entries_per_owner: u64,
+    /// Per-owner cap on intent bytes of entries of any status.
+    pub max_bytes_per_owner: u64,
+    /// Stable memory the journal may use (None: no limit). Set it to what the canister may
+    /// really grow to (its memory allocation, or what the subnet allows).
+    pub stable_memory_limit_bytes: Option<u64>,
+    /// New entries are refused once stable memory is within this many bytes of the limit; the
+    /// rest is kept for recovery, operator verbs and their audit records.
+    pub new_work_headroom_bytes: u64,
     /// History items kept inside an entry (older ones only in the audit log).
     pub max_history: u32,
     /// Max page size of list queries.
@@ -82,6 +93,10 @@ impl Default for Config {
             max_saga_steps: 16,
             max_unresolved_per_owner: 1_000,
             max_unresolved_bytes_per_owner: 4 * 1024 * 1024,
+            max_entries_per_owner: 1_000_000,
+            max_bytes_per_owner: 256 * 1024 * 1024,
+            stable_memory_limit_bytes: None,
+            new_work_headroom_bytes: 64 * 1024 * 1024,
             max_history: 16,
             max_page_size: 100,
             ledger_tx_window_ns: 24 * 3600 * SECOND,

@@ -15,13 +15,52 @@ use crate::lookup::LookupCache;
 use crate::metrics::*;
 use crate::runtime::{Runtime, TimerHandle, Wait};
 use crate::status::{self, Actor};
-use crate::storage::{counter, intent_charge, Memories, Store};
+use crate::storage::{counter, intent_charge, key_kind, KeyRecord, Memories, Store};
 use crate::types::*;
 use candid::Principal;
 use ic_stable_structures::Memory;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
+
+/// Options of a new entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EntryOptions {
+    /// While the entry is unresolved, no other entry may take this key (I3).
+    pub lock_key: Option<String>,
+    /// The caller's key of this request: creating again with the same key returns
+    /// `DuplicateRequest { entry_id }` (same request) or `IdempotencyKeyReused` (a different
+    /// one), whatever the first entry's status, for as long as the entry is kept.
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+/// An idempotency key and the hash of the request it was used with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub key: String,
+    pub request_hash: u64,
+}
+
+impl IdempotencyKey {
+    /// The key for `request` (any Candid value describing the request as submitted).
+    pub fn for_request<T: candid::CandidType>(key: String, request: &T) -> Self {
+        let bytes = candid::encode_one(request).expect("icjournal: candid encode");
+        IdempotencyKey {
+            key,
+            request_hash: crate::storage::fnv1a(&bytes),
+        }
+    }
+}
+
+impl From<Option<String>> for EntryOptions {
+    /// A lock key only (or none).
+    fn from(lock_key: Option<String>) -> Self {
+        EntryOptions {
+            lock_key,
+            idempotency: None,
+        }
+    }
+}
 
 /// Host-local step handler: applies the step's state change and returns a reply, or an error
 /// (definitive failure). It runs in the same message as the journaling of its result, so a
@@ -313,12 +352,38 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         &self,
         owner: Principal,
         kind: Kind,
-        lock_key: Option<String>,
+        opts: EntryOptions,
         parent: Option<EntryId>,
         build: impl FnOnce(EntryId, Timestamp) -> Intent,
     ) -> Result<Entry, JournalError> {
         if owner == Principal::anonymous() {
             return Err(JournalError::AnonymousCaller);
+        }
+        let EntryOptions {
+            lock_key,
+            idempotency,
+        } = opts;
+        // The same request again under the same key: the existing entry, whatever its status
+        // (checked before the lock: a retry of a request that holds its own lock is not a
+        // second flow).
+        if let Some(k) = &idempotency {
+            self.validate_key("idempotency_key", &k.key)?;
+            if let Some(r) = self
+                .inner
+                .store
+                .borrow()
+                .key(owner, key_kind::IDEMPOTENCY, &k.key)
+            {
+                return Err(if r.request_hash == k.request_hash {
+                    JournalError::DuplicateRequest {
+                        entry_id: r.entry_id,
+                    }
+                } else {
+                    JournalError::IdempotencyKeyReused {
+                        entry_id: r.entry_id,
+                    }
+                });
+            }
         }
         if let Some(k) = &lock_key {
             self.validate_key("lock_key", k)?;
@@ -330,6 +395,7 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             }
         }
         let cfg = self.config();
+        self.check_storage_room(&cfg)?;
         let now = self.now();
         let usage = self.inner.store.borrow().owner_usage(&owner);
         if usage.unresolved >= cfg.max_unresolved_per_owner {
@@ -337,6 +403,14 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                 owner,
                 limit: "max_unresolved_per_owner".into(),
                 max: cfg.max_unresolved_per_owner as u64,
+            });
+        }
+        let totals = self.inner.store.borrow().owner_totals(&owner);
+        if totals.entries >= cfg.max_entries_per_owner {
+            return Err(JournalError::QuotaExceeded {
+                owner,
+                limit: "max_entries_per_owner".into(),
+                max: cfg.max_entries_per_owner,
             });
         }
         let id = self.inner.store.borrow().next_id();
@@ -347,6 +421,13 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                 owner,
                 limit: "max_unresolved_bytes_per_owner".into(),
                 max: cfg.max_unresolved_bytes_per_owner,
+            });
+        }
+        if totals.bytes.saturating_add(charge) > cfg.max_bytes_per_owner {
+            return Err(JournalError::QuotaExceeded {
+                owner,
+                limit: "max_bytes_per_owner".into(),
+                max: cfg.max_bytes_per_owner,
             });
         }
         let allocated = self.inner.store.borrow_mut().allocate_id();
@@ -379,8 +460,48 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         };
         let mut store = self.inner.store.borrow_mut();
         store.write(None, &entry);
+        if let Some(k) = idempotency {
+            store.set_key(
+                owner,
+                key_kind::IDEMPOTENCY,
+                k.key,
+                KeyRecord {
+                    entry_id: id,
+                    request_hash: k.request_hash,
+                },
+            );
+        }
+        if let Some(k) = &entry.lock_key {
+            store.set_key(
+                owner,
+                key_kind::LOCK,
+                k.clone(),
+                KeyRecord {
+                    entry_id: id,
+                    request_hash: 0,
+                },
+            );
+        }
         store.append_audit(now, id, Some(owner), AuditEvent::Created { kind });
         Ok(entry)
+    }
+
+    /// New work is refused while stable memory is within `new_work_headroom_bytes` of its
+    /// limit: the room left is for finishing what was started (recovery, operator verbs and
+    /// their audit records), so the canister never reaches the point where every state change
+    /// traps for want of memory.
+    fn check_storage_room(&self, cfg: &Config) -> Result<(), JournalError> {
+        let Some(limit) = cfg.stable_memory_limit_bytes else {
+            return Ok(());
+        };
+        let used = self.inner.store.borrow().stable_bytes();
+        if used.saturating_add(cfg.new_work_headroom_bytes) > limit {
+            return Err(JournalError::StorageFull {
+                used_bytes: used,
+                limit_bytes: limit,
+            });
+        }
+        Ok(())
     }
 
     pub(crate) fn flow_result(&self, id: EntryId) -> FlowResult {

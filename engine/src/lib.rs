@@ -24,7 +24,7 @@ pub use recovery::lookup;
 
 pub use config::Config;
 pub use error::{JournalError, OpenError};
-pub use journal::{Journal, LocalHandler};
+pub use journal::{EntryOptions, IdempotencyKey, Journal, LocalHandler};
 pub use metrics::{encode_prometheus, Metrics, RecoveryPath};
 pub use runtime::{CallError, CallResult, FakeRuntime, IcRuntime, PendingCall, Runtime, Wait};
 pub use storage::{Memories, Store, MEMORY_COUNT, RESERVED_MEMORY_IDS};

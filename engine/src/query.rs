@@ -5,8 +5,24 @@ use crate::metrics::*;
 use crate::runtime::Runtime;
 use crate::storage::counter;
 use crate::types::*;
+use candid::Principal;
 use ic_stable_structures::Memory;
 impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
+    /// The entry `owner`'s key points to: the entry created with that idempotency key, or the
+    /// latest entry that took that lock key (also once it is final). Keys are the engine's
+    /// (a host that namespaces lock keys passes the namespaced key).
+    pub fn find_by_key(&self, owner: Principal, key: &EntryKey) -> Option<EntryId> {
+        let (kind, k) = match key {
+            EntryKey::IdempotencyKey(k) => (crate::storage::key_kind::IDEMPOTENCY, k),
+            EntryKey::LockKey(k) => (crate::storage::key_kind::LOCK, k),
+        };
+        self.inner
+            .store
+            .borrow()
+            .key(owner, kind, k)
+            .map(|r| r.entry_id)
+    }
+
     pub fn lock_holder(&self, lock_key: &str) -> Option<EntryId> {
         self.inner.store.borrow().lock_holder(lock_key)
     }

@@ -22,8 +22,10 @@
 //! | 10  | audit_data   | `StableLog` data                                 |                                       |
 //! | 11  | approvals    | `BTreeMap<u64 id, Approvals>`                    | pending M-of-N approvals              |
 //! | 12  | claims       | `BTreeMap<(Principal ledger, u64 block), u64 id>` | block → the transfer entry it proves  |
+//! | 13  | keys         | `BTreeMap<(Principal, u8 kind, String key), KeyRecord>` | idempotency key / lock key → entry |
+//! | 14  | owner_totals | `BTreeMap<Principal, OwnerTotals>`               | per-owner entries and bytes, all statuses |
 //!
-//! Retired offsets: none yet. Reserved, unused: 13, 14, 15. Retired status/kind tags: none yet (tags live in `types.rs`;
+//! Retired offsets: none yet. Reserved, unused: 15. Retired status/kind tags: none yet (tags live in `types.rs`;
 //! never renumber, only append). Retired counter keys: none.
 //!
 //! # Encoding
@@ -64,7 +66,7 @@ const FORMAT_SCHEMA: u8 = 2;
 const SCHEMA_TABLE: u64 = 16;
 
 /// Number of memories (and `MemoryId`s) this layout uses.
-pub const MEMORY_COUNT: u8 = 13;
+pub const MEMORY_COUNT: u8 = 15;
 /// `MemoryId`s a host reserves for the engine, now and for every later layout.
 pub const RESERVED_MEMORY_IDS: u8 = 16;
 
@@ -83,6 +85,8 @@ pub struct Memories<M: Memory> {
     pub audit_data: M,
     pub approvals: M,
     pub claims: M,
+    pub keys: M,
+    pub owner_totals: M,
 }
 
 impl<N: Memory> Memories<VirtualMemory<N>> {
@@ -108,12 +112,14 @@ impl<N: Memory> Memories<VirtualMemory<N>> {
             audit_data: m(10),
             approvals: m(11),
             claims: m(12),
+            keys: m(13),
+            owner_totals: m(14),
         }
     }
 }
 
 impl<M: Memory> Memories<M> {
-    fn all(&self) -> [&M; 13] {
+    fn all(&self) -> [&M; 15] {
         [
             &self.meta,
             &self.entries,
@@ -128,6 +134,8 @@ impl<M: Memory> Memories<M> {
             &self.audit_data,
             &self.approvals,
             &self.claims,
+            &self.keys,
+            &self.owner_totals,
         ]
     }
 }
@@ -143,7 +151,8 @@ thread_local! {
     static CURRENT: RefCell<BTreeMap<TypeId, CurrentSchema>> = const { RefCell::new(BTreeMap::new()) };
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
+/// FNV-1a: a cheap, stable 64-bit hash (schema ids, request fingerprints; not cryptographic).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3)
     })
@@ -295,6 +304,74 @@ impl Storable for OwnerUsage {
     };
 }
 
+/// Kinds of caller-chosen keys in the `keys` index (one-byte tags; never renumber).
+pub mod key_kind {
+    /// The caller's idempotency key of a request: the same key returns the same entry.
+    pub const IDEMPOTENCY: u8 = 0;
+    /// A lock key: the latest entry that took it (kept after the entry is final).
+    pub const LOCK: u8 = 1;
+}
+
+/// What a caller-chosen key points to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub entry_id: EntryId,
+    /// Hash of the request the key was first used with (idempotency keys; 0 for lock keys).
+    pub request_hash: u64,
+}
+
+impl Storable for KeyRecord {
+    fn to_bytes(&self) -> Cow<'_, [u8]> {
+        Cow::Owned(self.into_bytes())
+    }
+    fn into_bytes(self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(16);
+        b.extend_from_slice(&self.entry_id.to_be_bytes());
+        b.extend_from_slice(&self.request_hash.to_be_bytes());
+        b
+    }
+    fn from_bytes(bytes: Cow<[u8]>) -> Self {
+        KeyRecord {
+            entry_id: u64::from_be_bytes(bytes[0..8].try_into().expect("key record")),
+            request_hash: u64::from_be_bytes(bytes[8..16].try_into().expect("key record")),
+        }
+    }
+    const BOUND: Bound = Bound::Bounded {
+        max_size: 16,
+        is_fixed_size: true,
+    };
+}
+
+/// Per-owner totals over all statuses (resolved entries included, until they are compacted):
+/// a caller cannot grow the journal without bound by resolving what it creates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OwnerTotals {
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+impl Storable for OwnerTotals {
+    fn to_bytes(&self) -> Cow<'_, [u8]> {
+        Cow::Owned(self.into_bytes())
+    }
+    fn into_bytes(self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(16);
+        b.extend_from_slice(&self.entries.to_be_bytes());
+        b.extend_from_slice(&self.bytes.to_be_bytes());
+        b
+    }
+    fn from_bytes(bytes: Cow<[u8]>) -> Self {
+        OwnerTotals {
+            entries: u64::from_be_bytes(bytes[0..8].try_into().expect("owner totals")),
+            bytes: u64::from_be_bytes(bytes[8..16].try_into().expect("owner totals")),
+        }
+    }
+    const BOUND: Bound = Bound::Bounded {
+        max_size: 16,
+        is_fixed_size: true,
+    };
+}
+
 /// Counter keys (namespace << 16 | tag). Never renumber.
 pub mod counter {
     pub const STATUS: u32 = 1 << 16;
@@ -429,6 +506,8 @@ pub struct Store<M: Memory> {
     audit: StableLog<Stored<AuditRecord>, M, M>,
     approvals: StableBTreeMap<u64, Approvals, M>,
     claims: StableBTreeMap<(Principal, u64), u64, M>,
+    keys: StableBTreeMap<(Principal, u8, String), KeyRecord, M>,
+    owner_totals: StableBTreeMap<Principal, OwnerTotals, M>,
     sizes: Vec<M>,
 }
 
@@ -479,6 +558,8 @@ impl<M: Memory + Clone> Store<M> {
             audit: StableLog::init(mem.audit_index, mem.audit_data),
             approvals: StableBTreeMap::init(mem.approvals),
             claims: StableBTreeMap::init(mem.claims),
+            keys: StableBTreeMap::init(mem.keys),
+            owner_totals: StableBTreeMap::init(mem.owner_totals),
             sizes,
         })
     }
@@ -554,6 +635,10 @@ impl<M: Memory> Store<M> {
             }
             self.bump(counter::STATUS | new.status.tag() as u32, 1);
             self.bump(counter::KIND | new.kind.tag() as u32, 1);
+            let mut t = self.owner_totals(&new.owner);
+            t.entries = t.entries.saturating_add(1);
+            t.bytes = t.bytes.saturating_add(intent_charge(&new.intent));
+            self.owner_totals.insert(new.owner, t);
             if new.status.is_unresolved() {
                 if let Some(k) = &new.lock_key {
                     self.locks.insert(k.clone(), new.id);
@@ -593,6 +678,18 @@ impl<M: Memory> Store<M> {
         {
             self.claims.insert((t.ledger, b), e.id);
         }
+    }
+
+    pub fn key(&self, owner: Principal, kind: u8, key: &str) -> Option<KeyRecord> {
+        self.keys.get(&(owner, kind, key.to_string()))
+    }
+
+    pub fn set_key(&mut self, owner: Principal, kind: u8, key: String, record: KeyRecord) {
+        self.keys.insert((owner, kind, key), record);
+    }
+
+    pub fn owner_totals(&self, owner: &Principal) -> OwnerTotals {
+        self.owner_totals.get(owner).unwrap_or_default()
     }
 
     /// The entry whose success block `block` of `ledger` is, if any.

@@ -61,6 +61,17 @@ pub enum JournalError {
         on: EntryId,
         message: String,
     },
+    /// This request was already made with this idempotency key: `entry_id` is its entry,
+    /// whatever its status (hosts answer with that entry instead of creating another).
+    DuplicateRequest { entry_id: EntryId },
+    /// This idempotency key was already used for a different request (`entry_id`): pick a new
+    /// key for a new request.
+    IdempotencyKeyReused { entry_id: EntryId },
+    /// No entry of the caller has this key.
+    KeyNotFound,
+    /// Stable memory is nearly full: no new work is accepted, so that what was started can
+    /// still finish (recovery, operator verbs and queries keep working).
+    StorageFull { used_bytes: u64, limit_bytes: u64 },
     /// The journal is busy or out of a resource; retry later. Nothing was changed.
     TemporarilyUnavailable { message: String },
     /// Anything else, with a stable numeric code for programmatic handling.

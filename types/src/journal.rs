@@ -512,6 +512,15 @@ impl TransferSpec {
     }
 }
 
+/// A key a caller chose for its entries.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum EntryKey {
+    /// The idempotency key of the request that created the entry.
+    IdempotencyKey(String),
+    /// A lock key: the latest entry that took it, also once that entry is final.
+    LockKey(String),
+}
+
 /// Filter for list queries; every combination is served from an index.
 #[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct ListFilter {

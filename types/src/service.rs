@@ -48,9 +48,37 @@ pub struct ServiceConfig {
     pub max_payload_bytes: u32,
     /// Operator approvals needed to apply a manual-queue resolution (M of N; 1 = single).
     pub approvals_required: u32,
-    /// How long terminal entries are kept, nanoseconds (None = forever). Stored and validated;
-    /// pruning is applied once the engine offers it (see canister/ENGINE_NEEDS.md).
+    /// How long terminal entries are kept, nanoseconds (None = forever).
     pub retention_ns: Option<u64>,
+    /// Per-caller cap on entries of any status (resolved ones count until compacted).
+    pub max_entries_per_caller: u64,
+    /// Per-caller cap on bytes of entries of any status.
+    pub max_bytes_per_caller: u64,
+    /// Stable memory the journal may use; set it to what the canister can really grow to.
+    pub stable_memory_limit_bytes: u64,
+    /// New work is refused once stable memory is this close to the limit, keeping room for
+    /// recovery, operator verbs and their audit records.
+    pub new_work_headroom_bytes: u64,
+    /// Cycles a caller attaches for the work an entry makes the service do.
+    pub fees: Fees,
+    /// Callers that pay no fees (operators set it; ingress callers cannot attach cycles, so
+    /// people and tools calling directly must be listed here).
+    pub fee_exempt: Vec<Principal>,
+}
+
+/// Cycles a caller attaches to a call that creates entries: the service spends its own cycles
+/// on every message, inter-canister call and recovery of those entries, so callers pay for
+/// the work they cause. Unspent attached cycles are refunded by the IC; a call with too few is
+/// refused before anything is journaled (`CyclesRequired`).
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Fees {
+    /// A record (`record_intent`).
+    pub record_cycles: u64,
+    /// A tracked transfer (`track_transfer`): recovery may scan the ledger's blocks for it.
+    pub tracked_transfer_cycles: u64,
+    /// Each transfer the service executes (`execute_transfer`, `submit_transfer`, and every
+    /// step and compensation of a saga).
+    pub transfer_cycles: u64,
 }
 
 /// Error of every service endpoint. Engine errors are passed through unchanged in `Journal`;
@@ -70,6 +98,9 @@ pub enum ServiceError {
     FundsNotOwned { message: String },
     /// The proposed configuration is inconsistent (message says which field).
     InvalidConfig { message: String },
+    /// The call must carry `required` cycles (it carried `attached`): see `Fees`. Nothing was
+    /// journaled and nothing was taken.
+    CyclesRequired { required: u64, attached: u64 },
 }
 
 impl std::fmt::Display for ServiceError {
@@ -102,6 +133,10 @@ pub struct RecordIntentArgs {
     pub payload: Vec<u8>,
     /// Optional lock key (I3), namespaced per caller by the service.
     pub lock_key: Option<String>,
+    /// Optional key of this request, chosen by the caller: the same request again with the same
+    /// key returns the first entry (whatever its status) instead of creating another, so a
+    /// retry after a lost reply is safe. A different request with a used key is refused.
+    pub idempotency_key: Option<String>,
 }
 
 /// `report_result` argument.
@@ -126,6 +161,8 @@ pub struct TrackTransferArgs {
     pub ledger: Principal,
     pub op: LedgerOp,
     pub lock_key: Option<String>,
+    /// See `RecordIntentArgs::idempotency_key`.
+    pub idempotency_key: Option<String>,
 }
 
 /// `track_transfer` reply: send exactly `op` (it carries `memo` and `created_at_time`) to
@@ -145,6 +182,9 @@ pub struct TrackedTransfer {
 pub struct TransferRequest {
     pub transfer: TransferSpec,
     pub lock_key: Option<String>,
+    /// See `RecordIntentArgs::idempotency_key`. `execute_transfer` with a used key returns the
+    /// first entry's current result (it does not send again).
+    pub idempotency_key: Option<String>,
 }
 
 /// One step of a saga of executed transfers.
@@ -160,6 +200,8 @@ pub struct SagaTransferStep {
 pub struct SagaRequest {
     pub steps: Vec<SagaTransferStep>,
     pub lock_key: Option<String>,
+    /// See `RecordIntentArgs::idempotency_key`.
+    pub idempotency_key: Option<String>,
 }
 
 /// `admin_list` argument.

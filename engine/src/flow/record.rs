@@ -1,7 +1,7 @@
 //! Records: intents whose result the owner reports (`report_result`).
 
 use crate::error::JournalError;
-use crate::journal::{truncate, Journal};
+use crate::journal::{truncate, EntryOptions, Journal};
 use crate::runtime::Runtime;
 use crate::status::Actor;
 use crate::types::*;
@@ -14,13 +14,12 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         owner: Principal,
         label: String,
         payload: Vec<u8>,
-        lock_key: Option<String>,
+        opts: impl Into<EntryOptions>,
     ) -> Result<EntryId, JournalError> {
         self.validate_key("label", &label)?;
         self.validate_payload("payload", &payload)?;
-        self.create(owner, Kind::Record, lock_key, None, |_, _| Intent::Record {
-            label,
-            payload,
+        self.create(owner, Kind::Record, opts.into(), None, |_, _| {
+            Intent::Record { label, payload }
         })
         .map(|e| e.id)
     }

@@ -5,6 +5,7 @@ use crate::error::JournalError;
 use crate::journal::Journal;
 use crate::runtime::Runtime;
 use crate::types::*;
+use crate::EntryOptions;
 use candid::Principal;
 use ic_stable_structures::Memory;
 impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
@@ -12,7 +13,7 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         &self,
         owner: Principal,
         steps: Vec<SagaStepSpec>,
-        lock_key: Option<String>,
+        opts: impl Into<EntryOptions>,
     ) -> Result<EntryId, JournalError> {
         let cfg = self.config();
         if steps.is_empty() {
@@ -42,7 +43,7 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                 compensation_entry: None,
             })
             .collect();
-        self.create(owner, Kind::Saga, lock_key, None, |_, _| {
+        self.create(owner, Kind::Saga, opts.into(), None, |_, _| {
             Intent::Saga(SagaIntent {
                 steps,
                 cursor: 0,
@@ -92,13 +93,22 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
     ) -> Result<EntryId, JournalError> {
         match action {
             StepAction::Transfer(spec) => self
-                .journal_transfer_with_parent(saga.owner, spec.clone(), None, Some(saga.id))
+                .journal_transfer_with_parent(
+                    saga.owner,
+                    spec.clone(),
+                    EntryOptions::default(),
+                    Some(saga.id),
+                )
                 .map(|e| e.id),
             StepAction::Local(l) => {
                 let l = l.clone();
-                self.create(saga.owner, Kind::LocalStep, None, Some(saga.id), |_, _| {
-                    Intent::Local(l)
-                })
+                self.create(
+                    saga.owner,
+                    Kind::LocalStep,
+                    EntryOptions::default(),
+                    Some(saga.id),
+                    |_, _| Intent::Local(l),
+                )
                 .map(|e| e.id)
             }
         }

@@ -2,7 +2,7 @@
 //! them once, journal the result; and transfers another canister sends, tracked for recovery.
 
 use crate::error::JournalError;
-use crate::journal::{truncate, FlowGuard, Journal};
+use crate::journal::{truncate, EntryOptions, FlowGuard, Journal};
 use crate::ledger::{self, CallOutcome};
 use crate::memo;
 use crate::recovery::{self, Decision};
@@ -56,9 +56,9 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         &self,
         owner: Principal,
         spec: TransferSpec,
-        lock_key: Option<String>,
+        opts: impl Into<EntryOptions>,
     ) -> Result<EntryId, JournalError> {
-        self.journal_transfer_with_parent(owner, spec, lock_key, None)
+        self.journal_transfer_with_parent(owner, spec, opts.into(), None)
             .map(|e| e.id)
     }
 
@@ -66,7 +66,7 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         &self,
         owner: Principal,
         spec: TransferSpec,
-        lock_key: Option<String>,
+        opts: EntryOptions,
         parent: Option<EntryId>,
     ) -> Result<Entry, JournalError> {
         let kind = match spec {
@@ -75,7 +75,7 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         };
         let ledger = spec.ledger();
         let window = Some(self.inner.config.borrow().ledger_window(ledger));
-        self.create(owner, kind, lock_key, parent, |id, now| {
+        self.create(owner, kind, opts, parent, |id, now| {
             Intent::Transfer(TransferIntent {
                 ledger,
                 op: Self::build_op(&spec, id, now),
@@ -90,9 +90,9 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         &self,
         owner: Principal,
         spec: TransferSpec,
-        lock_key: Option<String>,
+        opts: impl Into<EntryOptions>,
     ) -> Result<FlowResult, JournalError> {
-        let id = self.journal_transfer(owner, spec, lock_key)?;
+        let id = self.journal_transfer(owner, spec, opts)?;
         self.execute(id).await
     }
 
@@ -159,7 +159,7 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         owner: Principal,
         ledger: Principal,
         op: LedgerOp,
-        lock_key: Option<String>,
+        opts: impl Into<EntryOptions>,
     ) -> Result<(EntryId, TransferIntent), JournalError> {
         let (memo_set, cat_set) = match &op {
             LedgerOp::Icrc1Transfer(a) => (a.memo.is_some(), a.created_at_time.is_some()),
@@ -175,7 +175,7 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             LedgerOp::Icrc2TransferFrom(_) => Kind::Icrc2TransferFrom,
         };
         let window = Some(self.inner.config.borrow().ledger_window(ledger));
-        let e = self.create(owner, kind, lock_key, None, |id, now| {
+        let e = self.create(owner, kind, opts.into(), None, |id, now| {
             let memo = Some(Memo::from(memo::encode(id)));
             let op = match op {
                 LedgerOp::Icrc1Transfer(mut a) => {

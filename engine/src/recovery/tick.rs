@@ -114,13 +114,9 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         };
         self.inner.store.borrow_mut().bump(counter::TICKS, 1);
         let start = self.inner.rt.call_context_instruction_counter();
-        let due = self
-            .inner
-            .store
-            .borrow()
-            .due(now, cfg.recovery_batch as usize + 1);
-        report.more_due = due.len() > cfg.recovery_batch as usize;
-        for (_, id) in due.into_iter().take(cfg.recovery_batch as usize) {
+        let (due, more) = self.fair_batch(now, cfg.recovery_batch as usize);
+        report.more_due = more;
+        for id in due {
             let used = self
                 .inner
                 .rt
@@ -142,6 +138,29 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             .call_context_instruction_counter()
             .saturating_sub(start);
         report
+    }
+
+    /// Up to `batch` due entries, fairly across owners: first one entry per owner, in order of
+    /// when they fell due, then the rest in that order. One caller with a thousand entries due
+    /// cannot starve another caller's single entry. Looks at no more than `8 × batch` due
+    /// entries (bounded work); `true` when more is due than this batch takes.
+    fn fair_batch(&self, now: u64, batch: usize) -> (Vec<EntryId>, bool) {
+        let store = self.inner.store.borrow();
+        let candidates = store.due(now, batch.saturating_mul(8).max(batch + 1));
+        let mut seen = std::collections::BTreeSet::new();
+        let (mut first, mut rest) = (Vec::new(), Vec::new());
+        for (_, id) in &candidates {
+            let owner = store.get(*id).map(|e| e.owner);
+            if owner.is_some_and(|o| seen.insert(o)) && first.len() < batch {
+                first.push(*id);
+            } else {
+                rest.push(*id);
+            }
+        }
+        let more = candidates.len() > batch;
+        first.extend(rest);
+        first.truncate(batch);
+        (first, more)
     }
 
     /// Returns true if the entry got resolved (or went to manual review).

@@ -52,6 +52,8 @@ struct Inner {
     spawned: RefCell<Vec<LocalFuture<()>>>,
     /// `revive_timers` calls seen.
     revived: Cell<u64>,
+    /// Cycles accepted with `accept_cycles`.
+    accepted: Cell<u128>,
 }
 
 /// Cheap to clone; clones share state.
@@ -108,6 +110,11 @@ impl FakeRuntime {
     /// Every call made from now on counts as `n` instructions of work in its call context.
     pub fn set_instructions_per_call(&self, n: u64) {
         self.inner.instructions_per_call.set(n);
+    }
+
+    /// Cycles accepted so far.
+    pub fn accepted_cycles(&self) -> u128 {
+        self.inner.accepted.get()
     }
 
     /// How often `revive_timers` was called.
@@ -258,6 +265,13 @@ impl Runtime for FakeRuntime {
 
     fn is_controller(&self, p: &Principal) -> bool {
         self.inner.controllers.borrow().contains(p)
+    }
+
+    fn accept_cycles(&self, amount: u128) -> u128 {
+        self.inner
+            .accepted
+            .set(self.inner.accepted.get().saturating_add(amount));
+        amount
     }
 
     fn instruction_counter(&self) -> u64 {

@@ -46,6 +46,10 @@ impl Runtime for IcRuntime {
         ic_cdk::api::is_controller(p)
     }
 
+    fn accept_cycles(&self, amount: u128) -> u128 {
+        ic_cdk::api::msg_cycles_accept(amount)
+    }
+
     fn instruction_counter(&self) -> u64 {
         ic_cdk::api::instruction_counter()
     }

@@ -55,6 +55,8 @@ pub trait Runtime: 'static {
     fn caller(&self) -> Principal;
     /// Whether `p` is a controller of this canister (`ic0.is_controller`).
     fn is_controller(&self, p: &Principal) -> bool;
+    /// Accept up to `amount` of the cycles the current call carries; returns what was accepted.
+    fn accept_cycles(&self, amount: u128) -> u128;
     /// Instructions used by the current message so far.
     fn instruction_counter(&self) -> u64;
     /// Instructions used by the current call context so far, across its awaits

@@ -246,10 +246,11 @@ impl Harness {
         &mut self,
         owner: Principal,
         spec: TransferSpec,
-        lock: Option<String>,
+        opts: impl Into<crate::EntryOptions>,
     ) -> Option<Result<FlowResult, crate::JournalError>> {
         let j = self.journal.clone();
-        self.drive(async move { j.transfer(owner, spec, lock).await })
+        let opts = opts.into();
+        self.drive(async move { j.transfer(owner, spec, opts).await })
     }
 
     pub fn icrc1(&self, amount: u64) -> TransferSpec {

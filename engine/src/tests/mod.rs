@@ -3,6 +3,7 @@
 mod classify;
 mod flows;
 pub mod harness;
+mod limits;
 mod lookup;
 pub mod model_ledger;
 mod prop;

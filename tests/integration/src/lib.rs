@@ -15,7 +15,7 @@ use icjournal::{
     Entry, EntryId, EntrySummary, ListFilter, Metrics, PageRequest, Status, TransferSpec,
 };
 use icjournal_client::{
-    AdminListArgs, CallMode, Client, ClientError, LedgerConfig, ServiceConfig, Transport,
+    AdminListArgs, CallMode, Client, ClientError, Fees, LedgerConfig, ServiceConfig, Transport,
     TransportError,
 };
 use icrc_ledger_types::icrc1::account::Account;
@@ -177,6 +177,11 @@ pub struct SetupOptions {
     pub admins: Vec<Principal>,
     /// Further ledger accounts funded with [`USER_FUNDS`] at genesis (besides users 0..10).
     pub funded: Vec<Principal>,
+    /// The service's fees (`None`: none; tests about fees set them).
+    pub fees: Option<Fees>,
+    pub fee_exempt: Vec<Principal>,
+    /// The service's stable memory budget (`None`: the default).
+    pub stable_memory_limit_bytes: Option<u64>,
 }
 
 impl Default for SetupOptions {
@@ -196,6 +201,9 @@ impl Default for SetupOptions {
             payout_call_timeout_secs: None,
             admins: vec![admin()],
             funded: vec![],
+            fees: None,
+            fee_exempt: vec![],
+            stable_memory_limit_bytes: None,
         }
     }
 }
@@ -400,6 +408,16 @@ impl Setup {
             max_payload_bytes: opts.max_payload_bytes,
             approvals_required: opts.approvals_required,
             retention_ns: None,
+            max_entries_per_caller: 100_000,
+            max_bytes_per_caller: 64 << 20,
+            stable_memory_limit_bytes: opts.stable_memory_limit_bytes.unwrap_or(4 << 30),
+            new_work_headroom_bytes: 32 << 20,
+            fees: opts.fees.clone().unwrap_or(Fees {
+                record_cycles: 0,
+                tracked_transfer_cycles: 0,
+                transfer_cycles: 0,
+            }),
+            fee_exempt: opts.fee_exempt.clone(),
         }
     }
 

@@ -157,6 +157,7 @@ fn main() {
     let r = run(s.client(user(0)).execute_transfer(TransferRequest {
         transfer: s.icrc2_spec(user(0), acct(user(9)), 1_000),
         lock_key: None,
+        idempotency_key: None,
     }))
     .expect("clean transfer");
     assert_eq!(r.status, Status::Succeeded);
@@ -200,6 +201,7 @@ fn main() {
                 let req = TransferRequest {
                     transfer: s.icrc2_spec(who, to, amount),
                     lock_key: None,
+                    idempotency_key: None,
                 };
                 if rng.below(2) == 0 {
                     let _ = run(s.client(who).execute_transfer(req));
@@ -240,6 +242,7 @@ fn main() {
                         },
                     ),
                     lock_key: None,
+                    idempotency_key: None,
                 }))
                 .expect("track");
                 let icjournal::LedgerOp::Icrc1Transfer(arg) = &t.op else {
@@ -288,6 +291,7 @@ fn main() {
         let _ = run(s.client(who).execute_transfer(TransferRequest {
             transfer: s.icrc2_spec(who, acct(user(12)), 5_000 + i),
             lock_key: None,
+            idempotency_key: None,
         }));
         s.sim.borrow_mut().clear_faults();
     }
@@ -305,6 +309,7 @@ fn main() {
         let _ = run(s.client(who).execute_transfer(TransferRequest {
             transfer: s.icrc2_spec(who, acct(user(13)), 7_000 + i),
             lock_key: None,
+            idempotency_key: None,
         }));
     }
     let _ = s.payout_as(user(7), acct(user(13)), 7_777);

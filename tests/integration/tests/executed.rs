@@ -16,6 +16,7 @@ fn exec(s: &Setup, who: candid::Principal, amount: u64) -> Result<FlowResult, Cl
     run(s.client(who).execute_transfer(TransferRequest {
         transfer: s.icrc2_spec(who, acct(user(9)), amount),
         lock_key: None,
+        idempotency_key: None,
     }))
 }
 
@@ -63,6 +64,7 @@ fn should_execute_icrc1_transfer_from_the_callers_escrow() {
     let r = run(s.client(user(2)).execute_transfer(TransferRequest {
         transfer: s.icrc1_spec(user(2), acct(user(8)), AMOUNT),
         lock_key: Some("pay-8".into()),
+        idempotency_key: None,
     }))
     .unwrap();
     assert_eq!(r.status, Status::Succeeded, "{r:?}");
@@ -74,6 +76,7 @@ fn should_execute_icrc1_transfer_from_the_callers_escrow() {
     let e = run(s.client(user(3)).execute_transfer(TransferRequest {
         transfer: s.icrc1_spec(user(2), acct(user(3)), AMOUNT),
         lock_key: None,
+        idempotency_key: None,
     }))
     .unwrap_err();
     assert!(
@@ -231,6 +234,7 @@ fn should_resume_recovery_after_an_upgrade_with_transfers_in_flight() {
     let id3 = run(c.submit_transfer(TransferRequest {
         transfer: s.icrc2_spec(user(1), acct(user(7)), AMOUNT),
         lock_key: None,
+        idempotency_key: None,
     }))
     .unwrap();
     // Stop (drains the in-flight calls), upgrade, start: timers are re-armed by post_upgrade.
@@ -449,6 +453,7 @@ fn should_recover_an_icrc1_escrow_transfer_with_a_lost_response() {
     let r = run(s.client(user(2)).execute_transfer(TransferRequest {
         transfer: s.icrc1_spec(user(2), acct(user(8)), AMOUNT),
         lock_key: None,
+        idempotency_key: None,
     }))
     .unwrap();
     assert_eq!(r.status, Status::Unknown, "{r:?}");
@@ -468,6 +473,7 @@ fn should_recover_a_transfer_whose_callback_was_lost_to_an_upgrade_without_stop(
     let arg = candid::encode_one(TransferRequest {
         transfer: s.icrc2_spec(user(1), acct(user(9)), AMOUNT),
         lock_key: None,
+        idempotency_key: None,
     })
     .unwrap();
     let msg = s

@@ -1,7 +1,7 @@
 //! Generic journaling (records) through the service and the typed client: lock keys (I3),
 //! isolation (I7), listing, timeouts to manual review, quotas and oversize input.
 
-use icjournal::{AdminAction, AdminRequest, JournalError, PageRequest, ReportedResult, Status};
+use icjournal::{JournalError, PageRequest, ReportedResult, Status};
 use icjournal_client::{ListArgs, RecordIntentArgs, ReportResultArgs, ServiceError};
 use icjournal_tests::*;
 
@@ -14,6 +14,7 @@ fn record(
         label: "order".into(),
         payload: b"order-1".to_vec(),
         lock_key: key.map(String::from),
+        idempotency_key: None,
     }))
 }
 
@@ -153,6 +154,7 @@ fn should_enforce_quotas_and_input_bounds() {
             label,
             payload,
             lock_key: key,
+            idempotency_key: None,
         }))
         .unwrap_err()
     };
@@ -176,6 +178,7 @@ fn should_enforce_quotas_and_input_bounds() {
         label: "l".into(),
         payload: vec![0; 100 * 1024],
         lock_key: None,
+        idempotency_key: None,
     }))
     .unwrap_err();
     assert!(

@@ -472,6 +472,7 @@ fn should_decide_through_two_archives_at_100_blocks_per_page() {
         run(s.client(user(1)).execute_transfer(TransferRequest {
             transfer: s.icrc2_spec(user(1), acct(user(9)), amount),
             lock_key: None,
+            idempotency_key: None,
         }))
         .unwrap()
     };

@@ -30,6 +30,7 @@ fn saga(s: &Setup, who: candid::Principal, amount2: u64) -> SagaRequest {
             },
         ],
         lock_key: Some("saga".into()),
+        idempotency_key: None,
     }
 }
 
@@ -218,6 +219,7 @@ fn should_refuse_empty_and_oversized_sagas() {
         let e = run(s.client(user(1)).execute_saga(SagaRequest {
             steps,
             lock_key: None,
+            idempotency_key: None,
         }))
         .unwrap_err();
         assert!(

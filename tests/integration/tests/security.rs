@@ -41,6 +41,7 @@ fn endpoints(owner_entry: u64) -> Vec<(&'static str, Role, Call)> {
                     label: "l".into(),
                     payload: vec![1],
                     lock_key: None,
+                    idempotency_key: None,
                 })))
             }),
         ),
@@ -93,6 +94,7 @@ fn endpoints(owner_entry: u64) -> Vec<(&'static str, Role, Call)> {
                         },
                     ),
                     lock_key: None,
+                    idempotency_key: None,
                 })))
             }),
         ),
@@ -103,6 +105,7 @@ fn endpoints(owner_entry: u64) -> Vec<(&'static str, Role, Call)> {
                 ok(run(s.client(w).execute_transfer(TransferRequest {
                     transfer: s.icrc2_spec(w, acct(user(9)), 1),
                     lock_key: None,
+                    idempotency_key: None,
                 })))
             }),
         ),
@@ -113,6 +116,7 @@ fn endpoints(owner_entry: u64) -> Vec<(&'static str, Role, Call)> {
                 ok(run(s.client(w).submit_transfer(TransferRequest {
                     transfer: s.icrc2_spec(w, acct(user(9)), 1),
                     lock_key: None,
+                    idempotency_key: None,
                 })))
             }),
         ),
@@ -126,6 +130,7 @@ fn endpoints(owner_entry: u64) -> Vec<(&'static str, Role, Call)> {
                         compensation: None,
                     }],
                     lock_key: None,
+                    idempotency_key: None,
                 })))
             }),
         ),
@@ -139,6 +144,7 @@ fn endpoints(owner_entry: u64) -> Vec<(&'static str, Role, Call)> {
                         compensation: None,
                     }],
                     lock_key: None,
+                    idempotency_key: None,
                 })))
             }),
         ),
@@ -235,6 +241,7 @@ fn should_authorize_every_endpoint_for_every_kind_of_caller() {
         label: "owned".into(),
         payload: vec![],
         lock_key: None,
+        idempotency_key: None,
     }))
     .unwrap();
     let anon = Principal::anonymous();
@@ -309,6 +316,7 @@ fn should_serve_public_http_without_secrets() {
     run(s.client(user(1)).execute_transfer(TransferRequest {
         transfer: s.icrc2_spec(user(1), acct(user(9)), 1_000),
         lock_key: Some("secret-lock-key".into()),
+        idempotency_key: None,
     }))
     .unwrap();
     let m = s.http_get(s.service, "/metrics");
@@ -347,11 +355,13 @@ fn should_limit_flows_in_flight_per_caller() {
     let a = run(c.submit_transfer(TransferRequest {
         transfer: s.icrc2_spec(user(1), acct(user(9)), 1_000),
         lock_key: None,
+        idempotency_key: None,
     }));
     assert!(a.is_ok(), "{a:?}");
     let b = run(c.submit_transfer(TransferRequest {
         transfer: s.icrc2_spec(user(1), acct(user(9)), 1_000),
         lock_key: None,
+        idempotency_key: None,
     }));
     // The first still holds the only slot (its ledger call is in flight): refused.
     let e = b.unwrap_err();
@@ -367,6 +377,7 @@ fn should_limit_flows_in_flight_per_caller() {
     assert!(run(c.submit_transfer(TransferRequest {
         transfer: s.icrc2_spec(user(1), acct(user(9)), 1_000),
         lock_key: None,
+        idempotency_key: None,
     }))
     .is_ok());
     s.settle(120);

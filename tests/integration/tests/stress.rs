@@ -45,6 +45,7 @@ fn seeded_run(seed: u64, transfers: u64) {
             let _ = run(s.client(who).submit_transfer(TransferRequest {
                 transfer: s.icrc2_spec(who, acct(user(9)), amount),
                 lock_key: None,
+                idempotency_key: None,
             }));
             // Deliver the queued ledger call (and its fault) before clearing the faults.
             s.tick();
@@ -82,6 +83,7 @@ fn should_require_m_of_n_approvals_for_resolutions() {
     let r = run(s.client(user(1)).execute_transfer(TransferRequest {
         transfer: s.icrc2_spec(user(1), acct(user(9)), 1_000),
         lock_key: None,
+        idempotency_key: None,
     }))
     .unwrap();
     s.settle(3600);
@@ -163,6 +165,7 @@ fn should_refuse_an_upgrade_onto_a_foreign_stable_layout() {
     let r = run(s.client(user(1)).execute_transfer(TransferRequest {
         transfer: s.icrc2_spec(user(1), acct(user(9)), 1_000),
         lock_key: None,
+        idempotency_key: None,
     }))
     .unwrap();
     s.upgrade_service(None).unwrap();

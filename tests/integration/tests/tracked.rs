@@ -22,6 +22,7 @@ fn track(s: &Setup, who: candid::Principal, amount: u64) -> TrackedTransfer {
             amount: Nat::from(amount),
         }),
         lock_key: None,
+        idempotency_key: None,
     }))
     .expect("track_transfer")
 }

@@ -252,12 +252,24 @@ impl From<JournalError> for PayoutError {
             | JournalError::AlreadyReported { .. }
             | JournalError::EvidenceMismatch { .. }
             | JournalError::WindowStillOpen { .. }
-            | JournalError::Blocked { .. }) => PayoutError::OperationRejected {
+            | JournalError::Blocked { .. }
+            | JournalError::DuplicateRequest { .. }
+            | JournalError::IdempotencyKeyReused { .. }
+            | JournalError::KeyNotFound) => PayoutError::OperationRejected {
                 message: e.to_string(),
             },
             JournalError::EvidenceUnverifiable { message, .. } => {
                 PayoutError::TemporarilyUnavailable { message }
             }
+            JournalError::StorageFull {
+                used_bytes,
+                limit_bytes,
+            } => PayoutError::TemporarilyUnavailable {
+                message: format!(
+                    "stable memory nearly full ({used_bytes} of {limit_bytes} bytes): new \
+                     payouts are refused until an operator makes room"
+                ),
+            },
             JournalError::TemporarilyUnavailable { message } => {
                 PayoutError::TemporarilyUnavailable { message }
             }
