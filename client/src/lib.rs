@@ -43,9 +43,11 @@
 //! assert!(matches!(err, ClientError::Service(ServiceError::Journal(JournalError::LockHeld { entry_id: 7, .. }))));
 //! ```
 
+pub mod helpers;
 pub mod transport;
 pub mod wasm;
 
+pub use helpers::{block_index, icrc2_approve_args, report_for_icrc1, report_for_icrc2};
 pub use icjournal_types::*;
 pub use transport::{CallMode, Transport, TransportError};
 
@@ -53,28 +55,78 @@ use candid::utils::{ArgumentDecoder, ArgumentEncoder};
 use candid::{CandidType, Deserialize, Principal};
 use icrc_ledger_types::icrc1::account::Account;
 
-/// Error of a client call.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Error of a client call. `CandidType`, so a canister can return it from its own endpoints.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum ClientError {
-    /// The call failed at the IC level (not sent, rejected, or unknown outcome).
-    Transport(TransportError),
+    /// The call to `method` failed at the IC level (not sent or rejected). Whether the service
+    /// acted on it depends on the reject code and the method: see `execution()`.
+    Transport {
+        method: String,
+        error: TransportError,
+    },
     /// The argument could not be encoded or the reply decoded (interface mismatch).
     Candid { method: String, message: String },
-    /// The service refused the request with a typed error.
+    /// The service refused the request with a typed error (it changed nothing).
     Service(ServiceError),
 }
 
+/// What a failed call proves about whether the service acted on it.
+#[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Execution {
+    /// The service did not act on the call: safe to send it again (or something else).
+    NotExecuted,
+    /// The service may have acted on it (e.g. journaled and even sent a transfer). Find out
+    /// before doing anything else: retry with the same idempotency key (the service returns
+    /// the first entry), or `find_entry` by that key or the lock key.
+    Unknown,
+}
+
+/// Service methods whose work spans several messages: a trap after the first one may leave
+/// earlier messages' effects committed (an entry journaled, a transfer sent).
+pub const MULTI_MESSAGE_METHODS: &[&str] = &["execute_transfer", "execute_saga", "admin_act"];
+
 impl ClientError {
+    /// What this failure proves about execution, by IC reject code (interface spec, "Reject
+    /// codes") and the method called:
+    /// - not sent, `SYS_FATAL` (1), `SYS_TRANSIENT` (2), `DESTINATION_INVALID` (3): the call
+    ///   never reached the service's code (ic-cdk calls these clean rejects) → not executed;
+    /// - `CANISTER_REJECT` (4): the service's code rejected it; icjournal rejects only in
+    ///   guards, before anything is changed → not executed;
+    /// - `CANISTER_ERROR` (5): the service trapped, or could not run (stopped, out of cycles).
+    ///   A trap rolls back its own message only: for a method that spans several messages it
+    ///   may come after an entry was journaled and a transfer sent (e.g. the service was
+    ///   upgraded while the transfer was in flight) → unknown; for a one-message method → not
+    ///   executed;
+    /// - `SYS_UNKNOWN` (6) (a bounded-wait call timed out) and codes this build does not know →
+    ///   unknown;
+    /// - an undecodable reply → unknown (the service replied: it ran); a typed service error
+    ///   → not executed.
+    pub fn execution(&self) -> Execution {
+        match self {
+            ClientError::Service(_) => Execution::NotExecuted,
+            ClientError::Candid { .. } => Execution::Unknown,
+            ClientError::Transport { method, error } => match error {
+                TransportError::NotSent { .. } => Execution::NotExecuted,
+                TransportError::Rejected { code, .. } => match *code {
+                    1..=4 => Execution::NotExecuted,
+                    5 if MULTI_MESSAGE_METHODS.contains(&method.as_str()) => Execution::Unknown,
+                    5 => Execution::NotExecuted,
+                    _ => Execution::Unknown,
+                },
+            },
+        }
+    }
+
     /// True when the service may have executed the call although no reply arrived.
     pub fn is_unknown_outcome(&self) -> bool {
-        matches!(self, ClientError::Transport(t) if t.is_unknown_outcome())
+        self.execution() == Execution::Unknown
     }
 }
 
 impl std::fmt::Display for ClientError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ClientError::Transport(e) => write!(f, "{e}"),
+            ClientError::Transport { method, error } => write!(f, "{method}: {error}"),
             ClientError::Candid { method, message } => {
                 write!(f, "candid error on {method}: {message}")
             }
@@ -84,12 +136,6 @@ impl std::fmt::Display for ClientError {
 }
 
 impl std::error::Error for ClientError {}
-
-impl From<TransportError> for ClientError {
-    fn from(e: TransportError) -> Self {
-        ClientError::Transport(e)
-    }
-}
 
 impl From<ServiceError> for ClientError {
     fn from(e: ServiceError) -> Self {
@@ -102,6 +148,8 @@ impl From<ServiceError> for ClientError {
 pub struct Client<T> {
     canister_id: Principal,
     transport: T,
+    /// Cycles attached to every call that creates an entry (0: none).
+    cycles: u128,
 }
 
 impl<T: Transport> Client<T> {
@@ -109,7 +157,16 @@ impl<T: Transport> Client<T> {
         Client {
             canister_id,
             transport,
+            cycles: 0,
         }
+    }
+
+    /// Attach `cycles` to every call that creates an entry, to pay the service's fees (see
+    /// `ServiceConfig::fees`; `ledgers()` and `get_config` tell them). What the service does
+    /// not accept is refunded by the IC, so attaching the largest fee is enough.
+    pub fn with_cycles(mut self, cycles: u128) -> Self {
+        self.cycles = cycles;
+        self
     }
 
     pub fn canister_id(&self) -> Principal {
@@ -126,6 +183,21 @@ impl<T: Transport> Client<T> {
         A: ArgumentEncoder,
         R: for<'de> ArgumentDecoder<'de>,
     {
+        self.call_paying(method, mode, args, 0).await
+    }
+
+    /// `call` with `cycles` attached.
+    pub async fn call_paying<A, R>(
+        &self,
+        method: &str,
+        mode: CallMode,
+        args: A,
+        cycles: u128,
+    ) -> Result<R, ClientError>
+    where
+        A: ArgumentEncoder,
+        R: for<'de> ArgumentDecoder<'de>,
+    {
         let candid_err = |e: candid::Error| ClientError::Candid {
             method: method.to_string(),
             message: e.to_string(),
@@ -133,8 +205,12 @@ impl<T: Transport> Client<T> {
         let arg = candid::encode_args(args).map_err(candid_err)?;
         let reply = self
             .transport
-            .call(self.canister_id, method, mode, arg)
-            .await?;
+            .call_with_cycles(self.canister_id, method, mode, arg, cycles)
+            .await
+            .map_err(|error| ClientError::Transport {
+                method: method.to_string(),
+                error,
+            })?;
         candid::decode_args(&reply).map_err(candid_err)
     }
 
@@ -152,7 +228,19 @@ impl<T: Transport> Client<T> {
         A: ArgumentEncoder,
         R: CandidType + for<'de> Deserialize<'de>,
     {
-        let r: ServiceResult<R> = self.one(method, mode, args).await?;
+        let (r,): (ServiceResult<R>,) = self.call(method, mode, args).await?;
+        r.map_err(ClientError::Service)
+    }
+
+    /// A call that creates an entry: carries the configured cycles for the fee.
+    async fn creating<A, R>(&self, method: &str, args: A) -> Result<R, ClientError>
+    where
+        A: ArgumentEncoder,
+        R: CandidType + for<'de> Deserialize<'de>,
+    {
+        let (r,): (ServiceResult<R>,) = self
+            .call_paying(method, CallMode::Update, args, self.cycles)
+            .await?;
         r.map_err(ClientError::Service)
     }
 
@@ -160,14 +248,19 @@ impl<T: Transport> Client<T> {
 
     /// Journal a caller-driven record; resolve it with [`Client::report_result`].
     pub async fn record_intent(&self, args: RecordIntentArgs) -> Result<EntryId, ClientError> {
-        self.result("record_intent", CallMode::Update, (args,))
-            .await
+        self.creating("record_intent", (args,)).await
     }
 
     /// Report the result of a record or of a tracked transfer.
     pub async fn report_result(&self, args: ReportResultArgs) -> Result<Status, ClientError> {
         self.result("report_result", CallMode::Update, (args,))
             .await
+    }
+
+    /// The caller's entry with this key: created with that idempotency key, or the latest that
+    /// took that lock key (also once final). After a lost reply, this finds the entry.
+    pub async fn find_entry(&self, key: EntryKey) -> Result<Entry, ClientError> {
+        self.result("find_entry", CallMode::Query, (key,)).await
     }
 
     /// One of the caller's entries (another caller's entry is `NotFound`).
@@ -201,31 +294,28 @@ impl<T: Transport> Client<T> {
         &self,
         args: TrackTransferArgs,
     ) -> Result<TrackedTransfer, ClientError> {
-        self.result("track_transfer", CallMode::Update, (args,))
-            .await
+        self.creating("track_transfer", (args,)).await
     }
 
     /// Have the service execute a transfer (ICRC-2 from the caller's account, or ICRC-1 from
     /// the caller's escrow subaccount) and wait for the outcome.
     pub async fn execute_transfer(&self, req: TransferRequest) -> Result<FlowResult, ClientError> {
-        self.result("execute_transfer", CallMode::Update, (req,))
-            .await
+        self.creating("execute_transfer", (req,)).await
     }
 
     /// Like `execute_transfer`, but returns the entry id at once; poll [`Client::get_entry`].
     pub async fn submit_transfer(&self, req: TransferRequest) -> Result<EntryId, ClientError> {
-        self.result("submit_transfer", CallMode::Update, (req,))
-            .await
+        self.creating("submit_transfer", (req,)).await
     }
 
     /// Run a saga of executed transfers with compensations and wait for it to settle.
     pub async fn execute_saga(&self, req: SagaRequest) -> Result<FlowResult, ClientError> {
-        self.result("execute_saga", CallMode::Update, (req,)).await
+        self.creating("execute_saga", (req,)).await
     }
 
     /// Like `execute_saga`, but returns the saga's entry id at once.
     pub async fn submit_saga(&self, req: SagaRequest) -> Result<EntryId, ClientError> {
-        self.result("submit_saga", CallMode::Update, (req,)).await
+        self.creating("submit_saga", (req,)).await
     }
 
     /// The service account holding `owner`'s escrow (source of its ICRC-1 transfers).
@@ -363,6 +453,7 @@ mod tests {
         }));
         let e = futures::executor::block_on(c.get_entry(1)).unwrap_err();
         assert!(e.is_unknown_outcome());
+        assert!(matches!(e, ClientError::Transport { ref method, .. } if method == "get_entry"));
 
         let c = client(Ok(candid::encode_one("not a result").unwrap()));
         let e = futures::executor::block_on(c.get_entry(1)).unwrap_err();
@@ -394,5 +485,73 @@ mod tests {
             e,
             ClientError::Service(ServiceError::Journal(JournalError::QuotaExceeded { .. }))
         ));
+    }
+
+    /// Every reject code, for a one-message method and for one whose work spans messages.
+    #[test]
+    fn should_classify_every_reject_code_by_what_it_proves_about_execution() {
+        let err = |method: &str, code| ClientError::Transport {
+            method: method.into(),
+            error: TransportError::Rejected {
+                code,
+                message: "m".into(),
+            },
+        };
+        use Execution::*;
+        for (code, one_message, multi_message) in [
+            (1, NotExecuted, NotExecuted),
+            (2, NotExecuted, NotExecuted),
+            (3, NotExecuted, NotExecuted),
+            (4, NotExecuted, NotExecuted),
+            // The service trapped: after a transfer was sent, for execute_transfer.
+            (5, NotExecuted, Unknown),
+            (6, Unknown, Unknown),
+            (7, Unknown, Unknown),
+        ] {
+            assert_eq!(
+                err("record_intent", code).execution(),
+                one_message,
+                "code {code}"
+            );
+            for m in MULTI_MESSAGE_METHODS {
+                assert_eq!(err(m, code).execution(), multi_message, "{m} code {code}");
+            }
+        }
+        let not_sent = ClientError::Transport {
+            method: "execute_transfer".into(),
+            error: TransportError::NotSent {
+                message: "no cycles".into(),
+            },
+        };
+        assert_eq!(not_sent.execution(), NotExecuted);
+        assert_eq!(
+            ClientError::Service(ServiceError::NotAuthorized {
+                required: "x".into()
+            })
+            .execution(),
+            NotExecuted
+        );
+        assert_eq!(
+            ClientError::Candid {
+                method: "execute_transfer".into(),
+                message: "bad reply".into()
+            }
+            .execution(),
+            Unknown
+        );
+    }
+
+    /// A canister can return the client's error from its own endpoints.
+    #[test]
+    fn should_encode_client_errors_as_candid() {
+        let e = ClientError::Transport {
+            method: "execute_transfer".into(),
+            error: TransportError::Rejected {
+                code: 5,
+                message: "upgraded".into(),
+            },
+        };
+        let bytes = candid::encode_one(&e).unwrap();
+        assert_eq!(candid::decode_one::<ClientError>(&bytes).unwrap(), e);
     }
 }

@@ -14,7 +14,7 @@ pub enum CallMode {
 }
 
 /// Why a call produced no reply.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(candid::CandidType, candid::Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum TransportError {
     /// The call never left the caller (e.g. insufficient cycles): the service did not see it.
     NotSent { message: String },
@@ -24,15 +24,11 @@ pub enum TransportError {
 }
 
 impl TransportError {
-    /// IC reject code `SYS_UNKNOWN`: a bounded-wait call timed out, the service may or may not
-    /// have executed it. Look the outcome up (e.g. retry with the same lock key: the service
-    /// answers `LockHeld { entry_id }` while the first entry is unresolved).
+    /// IC reject code `SYS_UNKNOWN`: a bounded-wait call timed out; the callee may or may not
+    /// have executed it.
     pub const SYS_UNKNOWN: u32 = 6;
-
-    /// True when the service may have executed the call although no reply arrived.
-    pub fn is_unknown_outcome(&self) -> bool {
-        matches!(self, TransportError::Rejected { code, .. } if *code == Self::SYS_UNKNOWN)
-    }
+    /// IC reject code `CANISTER_ERROR`: the callee trapped or could not run.
+    pub const CANISTER_ERROR: u32 = 5;
 }
 
 impl std::fmt::Display for TransportError {
@@ -57,6 +53,29 @@ pub trait Transport {
         mode: CallMode,
         arg: Vec<u8>,
     ) -> impl Future<Output = Result<Vec<u8>, TransportError>>;
+
+    /// `call` with `cycles` attached (the service's fees; what it does not accept comes back).
+    /// Only an inter-canister transport can attach cycles: others refuse a call that needs
+    /// them, before sending it.
+    fn call_with_cycles(
+        &self,
+        canister: Principal,
+        method: &str,
+        mode: CallMode,
+        arg: Vec<u8>,
+        cycles: u128,
+    ) -> impl Future<Output = Result<Vec<u8>, TransportError>> {
+        async move {
+            if cycles > 0 {
+                return Err(TransportError::NotSent {
+                    message: "this transport cannot attach cycles (ingress calls carry none): \
+                              ask an operator to add the caller to the service's fee_exempt list"
+                        .into(),
+                });
+            }
+            self.call(canister, method, mode, arg).await
+        }
+    }
 }
 
 impl<T: Transport> Transport for &T {
@@ -116,14 +135,26 @@ impl Transport for IcCdkTransport {
         &self,
         canister: Principal,
         method: &str,
+        mode: CallMode,
+        arg: Vec<u8>,
+    ) -> impl Future<Output = Result<Vec<u8>, TransportError>> {
+        self.call_with_cycles(canister, method, mode, arg, 0)
+    }
+
+    fn call_with_cycles(
+        &self,
+        canister: Principal,
+        method: &str,
         _mode: CallMode,
         arg: Vec<u8>,
+        cycles: u128,
     ) -> impl Future<Output = Result<Vec<u8>, TransportError>> {
         use ic_cdk::call::{Call, CallFailed};
         let call = match self.timeout_secs {
             Some(t) => Call::bounded_wait(canister, method).change_timeout(t),
             None => Call::unbounded_wait(canister, method),
-        };
+        }
+        .with_cycles(cycles);
         async move {
             match call.take_raw_args(arg).await {
                 Ok(response) => Ok(response.into_bytes()),

@@ -1074,9 +1074,10 @@ pub fn is_refused(e: &ClientError) -> bool {
         | ClientError::Service(icjournal_client::ServiceError::Journal(
             icjournal::JournalError::AnonymousCaller,
         )) => true,
-        ClientError::Transport(TransportError::Rejected { code: 4, message }) => {
-            message.contains("inspect_message")
-        }
+        ClientError::Transport {
+            error: TransportError::Rejected { code: 4, message },
+            ..
+        } => message.contains("inspect_message"),
         _ => false,
     }
 }

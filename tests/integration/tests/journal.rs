@@ -182,7 +182,7 @@ fn should_enforce_quotas_and_input_bounds() {
     }))
     .unwrap_err();
     assert!(
-        matches!(e, icjournal_client::ClientError::Transport(_)),
+        matches!(e, icjournal_client::ClientError::Transport { .. }),
         "{e:?}"
     );
     assert_eq!(s.service_metrics().entries_total, before);

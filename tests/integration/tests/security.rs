@@ -266,7 +266,7 @@ fn should_authorize_every_endpoint_for_every_kind_of_caller() {
                 // Allowed: the call may still fail for a business reason, never for rights.
                 match &r {
                     Ok(()) => true,
-                    Err(e) => !is_refused(e) && !matches!(e, ClientError::Transport(_)),
+                    Err(e) => !is_refused(e) && !matches!(e, ClientError::Transport { .. }),
                 }
             } else {
                 matches!(&r, Err(e) if is_refused(e))
