@@ -99,6 +99,10 @@ impl Wasms {
     pub fn payout() -> Vec<u8> {
         ic_sim::build::canister_wasm("payout-example")
     }
+    /// The example caller canister (`tests/caller`).
+    pub fn caller() -> Vec<u8> {
+        ic_sim::build::canister_wasm("caller-example")
+    }
     pub fn all() -> Wasms {
         Wasms {
             ledger: Self::ledger(),
@@ -266,6 +270,11 @@ impl SetupOptions {
     }
     pub fn approvals(mut self, n: u32) -> Self {
         self.approvals_required = n;
+        self
+    }
+    /// The service charges these fees (tests run without fees unless they set them).
+    pub fn fees(mut self, fees: Fees) -> Self {
+        self.fees = Some(fees);
         self
     }
     pub fn build(self) -> Setup {
