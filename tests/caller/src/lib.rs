@@ -18,8 +18,8 @@ use ic_cdk::{init, update};
 use icjournal_client::transport::IcCdkTransport;
 use icjournal_client::{
     icrc2_approve_args, Client, ClientError, Entry, EntryId, EntryKey, FlowResult, LedgerOp,
-    RecordIntentArgs, ReportResultArgs, ReportedResult, Status, TrackTransferArgs,
-    TransferRequest, TransferSpec,
+    RecordIntentArgs, ReportResultArgs, ReportedResult, Status, TrackTransferArgs, TransferRequest,
+    TransferSpec,
 };
 use icrc_ledger_types::icrc1::account::Account;
 use icrc_ledger_types::icrc1::transfer::TransferArg;
@@ -116,7 +116,9 @@ async fn pay(to: Account, amount: Nat, order: String) -> Result<FlowResult, Clie
 /// 2. submit: start paying, return the entry id at once; `status` polls it.
 #[update]
 async fn submit(to: Account, amount: Nat, order: String) -> Result<EntryId, ClientError> {
-    service().submit_transfer(transfer(to, amount, &order)).await
+    service()
+        .submit_transfer(transfer(to, amount, &order))
+        .await
 }
 
 #[update]

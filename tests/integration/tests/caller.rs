@@ -43,7 +43,12 @@ fn caller(s: &Setup, timeout: Option<u32>) -> Principal {
 }
 
 fn pay(s: &Setup, c: Principal, to: Principal, order: &str) -> Result<FlowResult, ClientError> {
-    s.update1(c, user(0), "pay", (acct(to), Nat::from(AMOUNT), order.to_string()))
+    s.update1(
+        c,
+        user(0),
+        "pay",
+        (acct(to), Nat::from(AMOUNT), order.to_string()),
+    )
 }
 
 fn lookup(s: &Setup, c: Principal, order: &str) -> Entry {
@@ -90,13 +95,21 @@ fn should_run_the_four_use_cases_from_a_caller_canister_paying_the_fees() {
     s.recovery_rounds(2);
     assert_eq!(lookup(&s, c, "order-3").status, Status::Succeeded);
     // 4. record
-    let id: Result<EntryId, ClientError> =
-        s.update1(c, user(0), "record", ("ship".to_string(), "order-4".to_string()));
+    let id: Result<EntryId, ClientError> = s.update1(
+        c,
+        user(0),
+        "record",
+        ("ship".to_string(), "order-4".to_string()),
+    );
     let id = id.unwrap();
     let st: Result<Status, ClientError> = s.update1(c, user(0), "report", (id, true));
     assert_eq!(st.unwrap(), Status::Succeeded);
 
-    for (to, order) in [(user(5), "order-1"), (user(6), "order-2"), (user(7), "order-3")] {
+    for (to, order) in [
+        (user(5), "order-1"),
+        (user(6), "order-2"),
+        (user(7), "order-3"),
+    ] {
         assert_eq!(blocks_to(&s, to), 1, "{order} paid exactly once");
     }
     // The service was paid its fees: two executed transfers, one tracked transfer, one record.
@@ -128,7 +141,8 @@ fn should_pay_once_when_a_lost_reply_is_retried_at_every_point_of_the_flow() {
     for k in first..last {
         s.sim().restore(&snapshot);
         // Before message k, the caller's deadline passes: its call ends in SYS_UNKNOWN there.
-        s.sim().before_message(k, |sim| sim.advance_time(Duration::from_secs(11)));
+        s.sim()
+            .before_message(k, |sim| sim.advance_time(Duration::from_secs(11)));
         let order = format!("order-at-{k}");
         let r = pay(&s, c, to, &order);
         assert!(
@@ -147,7 +161,11 @@ fn should_pay_once_when_a_lost_reply_is_retried_at_every_point_of_the_flow() {
             })
             .count();
         assert_eq!(paid, 1, "point {k}: paid {paid} times");
-        assert_eq!(blocks_to(&s, to), 1, "point {k}: one payment to the payee in all");
+        assert_eq!(
+            blocks_to(&s, to),
+            1,
+            "point {k}: one payment to the payee in all"
+        );
         points += 1;
     }
     assert!(points >= 4);

@@ -12,4 +12,5 @@ mod payout;
 mod saga;
 mod security;
 mod stress;
+mod timer;
 mod tracked;
