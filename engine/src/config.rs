@@ -26,7 +26,9 @@ pub struct Config {
     pub max_entries_per_owner: u64,
     /// Per-owner cap on intent bytes of entries of any status.
     pub max_bytes_per_owner: u64,
-    /// Stable memory the journal may use (None: no limit). Set it to what the canister may
+    /// Memory the canister may use (None: no limit), counted as the IC counts it against a
+    /// memory allocation where the runtime can (`Runtime::memory_usage_bytes`: stable memory
+    /// plus Wasm heap), else the journal's own memories. Set it to what the canister may
     /// really grow to (its memory allocation, or what the subnet allows).
     pub stable_memory_limit_bytes: Option<u64>,
     /// New entries are refused once stable memory is within this many bytes of the limit; the

@@ -486,15 +486,21 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         Ok(entry)
     }
 
-    /// New work is refused while stable memory is within `new_work_headroom_bytes` of its
-    /// limit: the room left is for finishing what was started (recovery, operator verbs and
-    /// their audit records), so the canister never reaches the point where every state change
-    /// traps for want of memory.
+    /// New work is refused while memory is within `new_work_headroom_bytes` of its limit: the
+    /// room left is for finishing what was started (recovery, operator verbs and their audit
+    /// records), so the canister never reaches the point where every state change traps for
+    /// want of memory. Measured as the IC measures it (`Runtime::memory_usage_bytes`) where the
+    /// host can: the journal's own virtual memories under-count it by up to a bucket each.
     fn check_storage_room(&self, cfg: &Config) -> Result<(), JournalError> {
         let Some(limit) = cfg.stable_memory_limit_bytes else {
             return Ok(());
         };
-        let used = self.inner.store.borrow().stable_bytes();
+        let journal = self.inner.store.borrow().stable_bytes();
+        let used = self
+            .inner
+            .rt
+            .memory_usage_bytes()
+            .map_or(journal, |m| m.max(journal));
         if used.saturating_add(cfg.new_work_headroom_bytes) > limit {
             return Err(JournalError::StorageFull {
                 used_bytes: used,

@@ -54,10 +54,12 @@ pub struct ServiceConfig {
     pub max_entries_per_caller: u64,
     /// Per-caller cap on bytes of entries of any status.
     pub max_bytes_per_caller: u64,
-    /// Stable memory the journal may use; set it to what the canister can really grow to.
+    /// Memory the canister may use, counted as the IC counts it against a memory allocation
+    /// (the whole stable memory plus the Wasm heap); set it to what the canister can really
+    /// grow to.
     pub stable_memory_limit_bytes: u64,
-    /// New work is refused once stable memory is this close to the limit, keeping room for
-    /// recovery, operator verbs and their audit records.
+    /// New work is refused once memory is this close to the limit, keeping room for recovery,
+    /// operator verbs and their audit records.
     pub new_work_headroom_bytes: u64,
     /// Cycles a caller attaches for the work an entry makes the service do.
     pub fees: Fees,

@@ -128,4 +128,13 @@ impl Runtime for IcRuntime {
     fn spawn(&self, task: LocalFuture<()>) {
         ic_cdk::futures::spawn(task);
     }
+
+    fn memory_usage_bytes(&self) -> Option<u64> {
+        const PAGE: u64 = 65_536;
+        #[cfg(target_arch = "wasm32")]
+        let heap = core::arch::wasm32::memory_size(0) as u64 * PAGE;
+        #[cfg(not(target_arch = "wasm32"))]
+        let heap = 0;
+        Some(ic_cdk::api::stable_size().saturating_mul(PAGE) + heap)
+    }
 }

@@ -87,4 +87,12 @@ pub trait Runtime: 'static {
     fn revive_timers(&self);
     /// Run `task` as a separate task in the current message context.
     fn spawn(&self, task: LocalFuture<()>);
+    /// Memory the canister occupies as the IC counts it against its memory allocation: the
+    /// Wasm heap plus the whole stable memory. This is more than the journal's own memories
+    /// add up to: the memory manager hands stable memory out in buckets of 128 pages
+    /// (8 MiB), so a virtual memory of one page holds 8 MiB, and the host's own state lives
+    /// in the same memories. `None` where the host has no such figure (tests).
+    fn memory_usage_bytes(&self) -> Option<u64> {
+        None
+    }
 }

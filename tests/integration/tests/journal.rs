@@ -193,3 +193,115 @@ fn should_enforce_quotas_and_input_bounds() {
         ServiceError::Journal(JournalError::InvalidArgument { .. })
     ));
 }
+
+/// The service runs under a per-canister memory limit (`memory_allocation`, as the IC enforces
+/// it: a stable-memory grow beyond it fails and traps the message). Callers fill the journal
+/// with records until the service refuses new work with `StorageFull` — before the limit, with
+/// the configured headroom left — and then recovery, operator verbs, reports and queries still
+/// work: an unknown outcome journaled before is settled, no service message ever traps.
+#[test]
+fn should_refuse_new_work_before_the_memory_limit_and_keep_recovering() {
+    use icjournal_client::{SetConfigArgs, TransferRequest};
+    const MIB: u64 = 1 << 20;
+    let mut opts = Setup::options();
+    opts.max_payload_bytes = 32 * 1024;
+    let s = opts.build();
+    s.approve_service(user(1), 10_000_000);
+    // An unknown outcome the ledger executed, left for recovery.
+    s.lose_next_ledger_response(s.service, "icrc2_transfer_from");
+    let unknown = run(s.client(user(1)).execute_transfer(TransferRequest {
+        transfer: s.icrc2_spec(user(1), acct(user(9)), 1_000_000),
+        lock_key: None,
+        idempotency_key: None,
+    }))
+    .unwrap();
+    assert_eq!(unknown.status, Status::Unknown);
+    // A record left open, for the owner to report after the refusals begin.
+    let open = record(&s, user(2), None).unwrap();
+
+    // The service may use 48 MiB more stable memory than it has now, and refuses new work
+    // with 32 MiB of it left; the canister's memory allocation ends exactly there.
+    let stable_now = s.sim().stable_memory(s.service).unwrap().len() as u64;
+    let limit = stable_now + 48 * MIB;
+    let mut cfg = Setup::service_config(&s.opts, s.ledger);
+    cfg.stable_memory_limit_bytes = limit;
+    cfg.new_work_headroom_bytes = 32 * MIB;
+    run(s.admin_client().set_config(SetConfigArgs {
+        config: cfg,
+        reason: "memory limit test".into(),
+    }))
+    .unwrap();
+    let usage = s.sim().memory_usage(s.service).unwrap();
+    let allocation = usage + 48 * MIB;
+    s.sim()
+        .update_settings(
+            s.service,
+            None,
+            ic_sim::mgmt::CanisterSettings {
+                memory_allocation: Some(candid::Nat::from(allocation)),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let first = s.sim().message_count();
+
+    let mut created = 0u64;
+    let err = loop {
+        let who = user(3 + created % 5);
+        let r = run(s.client(who).record_intent(RecordIntentArgs {
+            label: "bulk".into(),
+            payload: vec![created as u8; 32 * 1024],
+            lock_key: None,
+            idempotency_key: None,
+        }));
+        match r {
+            Ok(id) => {
+                report(&s, who, id, ok()).unwrap();
+                created += 1;
+                assert!(created < 5_000, "never refused");
+            }
+            Err(e) => break service_err(e),
+        }
+    };
+    let ServiceError::Journal(JournalError::StorageFull {
+        used_bytes,
+        limit_bytes,
+    }) = err
+    else {
+        panic!("expected StorageFull, got {err:?}");
+    };
+    assert_eq!(limit_bytes, limit);
+    assert!(
+        used_bytes + 32 * MIB > limit && used_bytes < limit,
+        "{used_bytes} of {limit}"
+    );
+    assert!(created > 100, "refused after {created} records");
+
+    // New work stays refused; everything else works.
+    assert!(record(&s, user(8), None).is_err());
+    assert_eq!(report(&s, user(2), open, ok()).unwrap(), Status::Succeeded);
+    s.settle(600);
+    assert_eq!(s.service_entry(unknown.entry_id).status, Status::Succeeded);
+    // Operator verbs write audit records on a full journal.
+    run(s
+        .admin_client()
+        .pause_recovery("a verb on a full journal".into()))
+    .unwrap();
+    run(s.admin_client().resume_recovery("and back".into())).unwrap();
+    assert!(s.service_metrics().entries_total >= created);
+    let sim = s.sim();
+    let traps: Vec<_> = sim
+        .trace()
+        .iter()
+        .filter(|r| r.index >= first && r.canister == s.service && r.trap.is_some())
+        .map(|r| (r.method.clone(), r.trap.clone()))
+        .collect();
+    assert!(traps.is_empty(), "service messages trapped: {traps:?}");
+    assert!(sim.memory_usage(s.service).unwrap() <= allocation);
+    eprintln!(
+        "{created} records ({} MiB of payload) before StorageFull at {} of {} MiB",
+        created * 32 / 1024,
+        used_bytes / MIB,
+        limit / MIB
+    );
+}
