@@ -1,7 +1,7 @@
 //! Every service endpoint called by the anonymous principal, a stranger, the owner, an admin
-//! and a controller (BRIEF §8, I7), plus the public HTTP surface.
+//! and a controller (I7: each caller sees and changes only its own entries), plus the public HTTP surface.
 
-use candid::Principal;
+use candid::{Encode, Principal};
 use icjournal::{AdminAction, AdminRequest, ListFilter, PageRequest, ReportedResult};
 use icjournal_client::{
     AdminListArgs, AuditArgs, ClientError, ListArgs, RecordIntentArgs, ReportResultArgs,
@@ -396,4 +396,147 @@ fn should_ship_the_candid_interface_as_public_metadata() {
     // The installed module is this Wasm (the simulator runs the released artifact).
     let s = Setup::new();
     assert!(s.sim.borrow().module_hash(s.service).is_some());
+}
+
+/// Candid decoding bombs against the real Wasm: an argument whose values cost little to send
+/// and much to decode or skip (`vec null` of ten million elements where an `opt` field
+/// expects text — skipped under Candid's opt rule — or as an extra argument), and a claimed
+/// length far beyond the bytes sent. Each is refused with the decoder's reason inside the
+/// endpoint's quota, at a small fraction of the instruction limit, and nothing changes: the
+/// same stable memory, the same entries.
+#[test]
+fn should_refuse_candid_decoding_bombs_cheaply_and_change_nothing() {
+    use sha2::{Digest, Sha256};
+    #[derive(candid::CandidType)]
+    struct RecordIntentBomb {
+        label: String,
+        payload: serde_bytes::ByteBuf,
+        lock_key: Vec<()>,
+        idempotency_key: Option<String>,
+    }
+    const N: usize = 10_000_000;
+    let s = Setup::new();
+    // Recovery ticks write their own bookkeeping; with them paused, any change is the bombs'.
+    run(s
+        .admin_client()
+        .pause_recovery("decoding bombs test".into()))
+    .unwrap();
+    let stable_hash = |s: &Setup| Sha256::digest(s.sim().stable_memory(s.service).unwrap());
+    let before = (stable_hash(&s), s.service_metrics().entries_total);
+    let first = s.sim().message_count();
+
+    let mut bombs: Vec<(&str, Vec<u8>)> = vec![(
+        "record_intent",
+        Encode!(&RecordIntentBomb {
+            label: "order".into(),
+            payload: serde_bytes::ByteBuf::from(vec![1, 2, 3]),
+            lock_key: vec![(); N],
+            idempotency_key: None,
+        })
+        .unwrap(),
+    )];
+    // The valid arguments, then an extra `vec null` argument.
+    let bomb = vec![(); N];
+    for method in [
+        "metrics",
+        "get_config",
+        "ledgers",
+        "icjournal_commit",
+        "controller_view",
+    ] {
+        bombs.push((method, Encode!(&bomb).unwrap()));
+    }
+    bombs.push(("get_entry", Encode!(&0u64, &bomb).unwrap()));
+    bombs.push(("pause_recovery", Encode!(&"x", &bomb).unwrap()));
+    // One `vec null` argument claiming 2^50 elements, no element bytes: every endpoint.
+    let claimed = {
+        let mut b = b"DIDL\x01\x6d\x7f\x01\x00".to_vec();
+        leb128::write::unsigned(&mut b, 1 << 50).unwrap();
+        b
+    };
+    for m in [
+        "admin_act",
+        "admin_audit",
+        "admin_get_entry",
+        "admin_list",
+        "escrow_account",
+        "execute_saga",
+        "execute_transfer",
+        "find_entry",
+        "get_entry",
+        "http_request",
+        "list_entries",
+        "list_failed",
+        "list_unresolved",
+        "pause_recovery",
+        "record_intent",
+        "report_result",
+        "resume_recovery",
+        "set_config",
+        "submit_saga",
+        "submit_transfer",
+        "track_transfer",
+    ] {
+        bombs.push((m, claimed.clone()));
+    }
+
+    let queries = [
+        "admin_audit",
+        "admin_get_entry",
+        "admin_list",
+        "controller_view",
+        "escrow_account",
+        "find_entry",
+        "get_config",
+        "get_entry",
+        "http_request",
+        "ledgers",
+        "list_entries",
+        "list_failed",
+        "list_unresolved",
+        "metrics",
+    ];
+    for (method, bytes) in &bombs {
+        for sender in [user(1), admin()] {
+            let r = if queries.contains(method) {
+                s.sim().query_call(s.service, sender, method, bytes.clone())
+            } else {
+                s.sim()
+                    .update_call(s.service, sender, method, bytes.clone())
+            };
+            let reject = r.expect_err(&format!("{method} accepted a bomb"));
+            assert!(
+                reject.reject_message.contains("invalid argument")
+                    || reject.reject_message.contains("Fail to decode")
+                    || reject.reject_message.contains("inspect_message")
+                    || reject.reject_message.contains("exceeds"),
+                "{method}: {}",
+                reject.reject_message
+            );
+        }
+    }
+    let sim = s.sim();
+    let (worst, method) = sim
+        .trace()
+        .iter()
+        .filter(|r| r.index >= first && r.canister == s.service)
+        .map(|r| (r.instructions, r.method.clone()))
+        .max()
+        .unwrap();
+    drop(sim);
+    // The IC's limit is 40B instructions per update (5B per query); a refusal should cost what
+    // reading the argument costs, not what decoding ten million values would.
+    assert!(
+        worst < 200_000_000,
+        "{method:?} spent {worst} instructions on a bomb"
+    );
+    assert_eq!(
+        (stable_hash(&s), s.service_metrics().entries_total),
+        before,
+        "a refused argument changed the journal"
+    );
+    eprintln!(
+        "{} bombs, worst refusal {worst} instructions ({method:?})",
+        bombs.len() * 2
+    );
 }
