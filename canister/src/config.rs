@@ -318,3 +318,21 @@ mod tests {
         );
     }
 }
+
+/// The init argument shipped for `icp deploy` / dfx (`deploy/init-args.did`) is a valid
+/// configuration: it parses as the service's init type and passes `validate`.
+#[cfg(test)]
+mod deploy_args {
+    #[test]
+    fn should_ship_a_valid_init_argument() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/init-args.did");
+        let text = std::fs::read_to_string(path).expect("deploy/init-args.did");
+        let args = candid_parser::parse_idl_args(&text).expect("Candid text");
+        let bytes = args.to_bytes().expect("encodable");
+        let cfg = candid::decode_one::<Option<super::ServiceConfig>>(&bytes)
+            .expect("an (opt ServiceConfig)")
+            .expect("a configuration, not null");
+        super::validate(&cfg).expect("a valid configuration");
+        assert!(!cfg.admins.is_empty() && !cfg.ledgers.is_empty());
+    }
+}

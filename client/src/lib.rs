@@ -45,7 +45,6 @@
 
 pub mod helpers;
 pub mod transport;
-pub mod wasm;
 
 pub use helpers::{block_index, icrc2_approve_args, report_for_icrc1, report_for_icrc2};
 pub use icjournal_types::*;

@@ -83,8 +83,9 @@ impl Wasms {
     pub fn ledger() -> Vec<u8> {
         ic_sim::build::canister_wasm("test-ledger")
     }
-    /// The service Wasm as released: `canister-release` build with `candid/icjournal.did`
-    /// embedded as `icp:public candid:service` metadata (what `scripts/build-canister.sh` does).
+    /// The service Wasm as released: `canister-release` build, shrunk, with
+    /// `candid/icjournal.did` embedded as `icp:public candid:service` metadata (the same
+    /// `icjournal_build::finish` that `scripts/build-canister.sh` runs).
     pub fn service() -> Vec<u8> {
         static W: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
         W.get_or_init(|| {
@@ -92,7 +93,9 @@ impl Wasms {
             let did_path = ic_sim::build::workspace_root().join("candid/icjournal.did");
             let did = std::fs::read_to_string(&did_path)
                 .unwrap_or_else(|e| panic!("read {}: {e}", did_path.display()));
-            icjournal_client::wasm::embed_candid_metadata(&raw, &did).expect("embed candid")
+            icjournal_build::finish(&raw, &did)
+                .expect("finish the service Wasm")
+                .wasm
         })
         .clone()
     }

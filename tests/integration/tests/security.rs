@@ -385,13 +385,12 @@ fn should_limit_flows_in_flight_per_caller() {
 
 #[test]
 fn should_ship_the_candid_interface_as_public_metadata() {
-    use icjournal_client::wasm::{custom_section, CANDID_SERVICE_SECTION};
     let wasm = Wasms::service();
     let did = std::fs::read_to_string(ic_sim::build::workspace_root().join("candid/icjournal.did"))
         .unwrap();
     assert_eq!(
-        custom_section(&wasm, CANDID_SERVICE_SECTION).unwrap(),
-        Some(did.as_bytes())
+        icjournal_build::public_metadata(&wasm, icjournal_build::CANDID_SERVICE).unwrap(),
+        Some(did.into_bytes())
     );
     // The installed module is this Wasm (the simulator runs the released artifact).
     let s = Setup::new();
