@@ -31,7 +31,7 @@
 //! journal.run_saga(id).await?;
 //!
 //! // operators
-//! journal.admin(caller, AdminRequest { entry_id, action, reason })?;
+//! journal.admin(caller, AdminRequest { entry_id, action, reason, acknowledge_risk }, is_admin).await?;
 //! ```
 
 pub mod access;

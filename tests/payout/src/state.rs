@@ -47,7 +47,7 @@ pub struct State {
     pub settings: StableCell<Settings, Mem>,
     /// Stable (MemoryIds 1, 2).
     pub balances: Balances<Mem>,
-    /// Data stable (MemoryIds 16..28); the handle itself (registered handlers, timer chain) is
+    /// Data stable (MemoryIds 16..=31, reserved for the engine); the handle itself (registered handlers, timer chain) is
     /// heap and rebuilt by `post_upgrade`. Cheap to clone: see `journal()`.
     pub journal: PayoutJournal,
 }
