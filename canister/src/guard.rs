@@ -1,5 +1,5 @@
-//! Authentication and authorization guards (BRIEF §8, I7), called at the top of every endpoint
-//! body. `canister_inspect_message` repeats the cheap ones as a first filter only (see
+//! Authentication and authorization guards (I7 in `docs/design.md`), called at the top of every
+//! endpoint body. `canister_inspect_message` repeats the cheap ones as a first filter only (see
 //! `inspect`), because it does not run for inter-canister calls and a malicious node may skip it.
 
 use candid::Principal;

@@ -1,6 +1,6 @@
 //! `http_request`: `/metrics` (Prometheus text), `/logs` (JSON), `/dashboard` (HTML).
 //! Public and uncertified (served by a query): they show aggregate journal state only — never
-//! the cycles balance (BRIEF §7, seeds), never owners, lock keys or intents (I7).
+//! the cycles balance (that is for controllers only, through `controller_view`), never owners, lock keys or intents (I7).
 //! Rendering functions are pure and tested natively.
 
 use crate::logs::{DEBUG, INFO};

@@ -1,7 +1,7 @@
 //! The service logic behind the endpoints, generic over the engine's `Runtime` and the stable
 //! `Memory`, so it runs natively in unit tests (`FakeRuntime`, `VectorMemory`) and on the IC
 //! (`IcRuntime`, `VirtualMemory`). Every method starts with its guard, then validates its
-//! input, then does the work — in that order (BRIEF §8).
+//! input, then does the work — in that order, so nothing runs for an unauthorised caller.
 
 use crate::config::{self, engine_config};
 use crate::guard::{self, Ctx, InFlight, InFlightGuard};
@@ -492,7 +492,7 @@ impl<R: Runtime, M: Memory + Clone + 'static> Service<R, M> {
         self.config.borrow().ledgers.clone()
     }
 
-    /// Public journal metrics (no cycles balance, BRIEF §7).
+    /// Public journal metrics (no cycles balance: that is for controllers only).
     pub fn metrics(&self) -> Metrics {
         self.journal.metrics()
     }

@@ -1,5 +1,6 @@
-//! Input validation, run before any work (BRIEF §8): sizes, shapes, allowed ledgers, and the
-//! ownership rule for transfers the service executes with its own identity.
+//! Input validation, run before any work, so untrusted input is bounded before it costs
+//! anything: sizes, shapes, allowed ledgers, and the ownership rule for transfers the service
+//! executes with its own identity.
 //!
 //! Ownership rule (I7 for funds): the service is the ICRC-2 spender of every caller that
 //! approved it, and the owner of every escrow subaccount, so a request may only move funds of

@@ -17,7 +17,7 @@ pub struct Config {
     pub max_reason_bytes: u32,
     /// Max steps in a saga.
     pub max_saga_steps: u32,
-    /// Per-owner cap on unresolved entries (I6/§8: cap in-flight entries per caller).
+    /// Per-owner cap on unresolved entries (I6: one caller cannot hold unbounded work in flight).
     pub max_unresolved_per_owner: u32,
     /// Per-owner cap on bytes of unresolved entries.
     pub max_unresolved_bytes_per_owner: u64,

@@ -1,5 +1,5 @@
 //! Ledger-facing pure logic: encoding calls, classifying every reply / reject / ledger error
-//! (BRIEF §4), and normalising ICRC-3 blocks and legacy transactions for the memo lookup.
+//! (see `docs/recovery.md`), and normalising ICRC-3 blocks and legacy transactions for the memo lookup.
 
 use crate::runtime::{CallError, CallResult};
 use crate::types::*;
@@ -120,7 +120,7 @@ fn executed_at(block: &Nat) -> CallOutcome {
     }
 }
 
-/// Map a call failure (BRIEF §4). "Clean" = the callee certainly did not execute the call.
+/// Map a call failure (`docs/recovery.md`, "Classifying a call"). "Clean" = the callee certainly did not execute the call.
 pub fn classify_call_error(e: &CallError) -> CallOutcome {
     match e {
         // `ic0.call_perform` was never (successfully) invoked: nothing left this canister.
@@ -489,7 +489,7 @@ fn expected(
 /// Is `observed` a block that only we could have created for this entry, yet it does not
 /// match the intent? True when it carries the intent's memo and was made from our own
 /// account: same `from` and no spender (ICRC-1), or same `spender` (ICRC-2). Such a block
-/// contradicts the journal (BRIEF §4 step 4): the lookup must send the entry to manual
+/// contradicts the journal: the lookup must send the entry to manual
 /// review with the reason, never conclude "not found". Returns the reason.
 pub fn contradicts(
     intent: &TransferIntent,
@@ -498,7 +498,7 @@ pub fn contradicts(
 ) -> Option<String> {
     // A tracked transfer is sent by another principal who owns the `from` account and can
     // send anything carrying this memo: its blocks are no evidence about what we sent, and
-    // a non-matching block proves nothing there (BRIEF §4: the memo alone proves nothing).
+    // a non-matching block proves nothing there (the memo alone proves nothing).
     if !matches!(intent.executor, crate::types::Executor::SelfCanister) {
         return None;
     }

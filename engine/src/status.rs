@@ -1,4 +1,4 @@
-//! The status machine (BRIEF §3). `check` is the single authority on legal edges; every status
+//! The status machine (`docs/design.md`, "Status machine"). `check` is the single authority on legal edges; every status
 //! change in the engine goes through `Journal::transition`, which calls it.
 
 use crate::types::Status::{self, *};

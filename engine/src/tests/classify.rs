@@ -1,4 +1,4 @@
-//! Every reject code and every ledger error variant, mapped per BRIEF §4.
+//! Every reject code and every ledger error variant, mapped as `docs/recovery.md` describes.
 
 use crate::ledger::*;
 use crate::runtime::CallError;

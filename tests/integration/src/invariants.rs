@@ -1,4 +1,4 @@
-//! The ledger-vs-journal invariant check run after every test (BRIEF §2):
+//! The ledger-vs-journal invariant check run after every test (invariants in `docs/design.md`):
 //! - I1 at most once: no journaled transfer matches more than one ledger block;
 //! - every `Succeeded` transfer entry matches exactly one block, at its recorded block index;
 //! - no block exists for a `Failed` / `Cancelled` transfer entry;

@@ -1,5 +1,6 @@
 //! Who may call what (pure decisions; `lib.rs` feeds them the real caller). Checked inside
-//! every endpoint, never only in `canister_inspect_message` (BRIEF §8).
+//! every endpoint, never only in `canister_inspect_message`: it runs for ingress only (never for
+//! inter-canister calls), and a malicious node may skip it.
 
 use crate::types::PayoutError;
 use candid::Principal;

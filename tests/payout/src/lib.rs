@@ -31,7 +31,7 @@
 //! journal.run_saga(id).await?;
 //!
 //! // operators
-//! journal.admin(caller, AdminRequest { entry_id, action, reason })?;
+//! journal.admin(caller, AdminRequest { entry_id, action, reason, acknowledge_risk }, is_admin).await?;
 //! ```
 
 pub mod access;
@@ -91,7 +91,7 @@ fn post_upgrade(arg: Option<PayoutArg>) {
         Some(PayoutArg::Upgrade(a)) => a,
         Some(PayoutArg::Init(_)) => ic_cdk::trap("post_upgrade expects PayoutArg::Upgrade"),
     };
-    // Traps on a missing or corrupt layout (BRIEF §8).
+    // Traps on a missing or corrupt layout: the upgrade then fails and the data stays.
     state::post_upgrade(arg).unwrap_or_else(|e| ic_cdk::trap(format!("post_upgrade: {e}")));
     journal().start_recovery_timer();
 }

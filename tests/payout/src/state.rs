@@ -47,7 +47,7 @@ pub struct State {
     pub settings: StableCell<Settings, Mem>,
     /// Stable (MemoryIds 1, 2).
     pub balances: Balances<Mem>,
-    /// Data stable (MemoryIds 16..28); the handle itself (registered handlers, timer chain) is
+    /// Data stable (MemoryIds 16..=31, reserved for the engine); the handle itself (registered handlers, timer chain) is
     /// heap and rebuilt by `post_upgrade`. Cheap to clone: see `journal()`.
     pub journal: PayoutJournal,
 }
@@ -192,7 +192,7 @@ pub fn init(arg: InitArg) -> Result<(), String> {
 }
 
 /// `post_upgrade`: re-open what is in stable memory; apply the optional upgrade argument.
-/// Errors (no settings, corrupt journal layout, invalid argument) must trap (BRIEF §8).
+/// Errors (no settings, corrupt journal layout, invalid argument) must trap: a failed upgrade keeps the old module and data, starting over would lose them.
 pub fn post_upgrade(arg: Option<UpgradeArg>) -> Result<(), String> {
     MEMORY_MANAGER.with(|mm| {
         let mem = mm.get(SETTINGS_MEMORY);

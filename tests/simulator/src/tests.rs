@@ -459,7 +459,7 @@ fn seeded_scheduler_is_deterministic_and_interleaves() {
     let distinct: std::collections::HashSet<_> = (0..8).map(run).collect();
     assert!(
         distinct.len() > 1,
-        "different seeds should produce different interleavings"
+        "different seed values should produce different interleavings"
     );
 }
 
