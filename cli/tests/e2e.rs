@@ -896,3 +896,45 @@ fn should_page_filter_and_follow_long_listings() {
     let recent = n.admin(&["list", "--older-than", "0s", "--json"]).ok().json();
     assert_eq!(ids(&recent).len(), 9);
 }
+
+/// `--help` is the reference a script writer reads: every command and every exit code.
+#[test]
+fn should_document_the_commands_and_exit_codes_in_help() {
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_icjournal"))
+            .args(args)
+            .env_remove("ICJOURNAL_NETWORK")
+            .env_remove("ICJOURNAL_CANISTER")
+            .output()
+            .expect("the icjournal binary runs");
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let (code, out, _) = run(&["--help"]);
+    assert_eq!(code, 0);
+    for needle in [
+        "status", "metrics", "list", "show", "audit", "retry", "resolve-succeeded",
+        "resolve-failed", "compensate", "cancel", "approve", "pause", "resume", "config get",
+        "config set", "Exit codes", "0  ok", "1  usage", "2  network", "3  refused by the service",
+        "4  not found", "5  unknown outcome", "6  rejected",
+    ] {
+        assert!(out.contains(needle), "`{needle}` missing in --help:\n{out}");
+    }
+    let (code, out, _) = run(&["resolve-failed", "--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("--acknowledge-risk") && out.contains("--reason TEXT"), "{out}");
+    // No command, an unknown option, an option of another verb: usage errors, exit 1.
+    assert_eq!(run(&[]).0, 1);
+    let (code, _, err) = run(&["status", "--frobnicate"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown option `--frobnicate`"), "{err}");
+    let (code, out, err) = run(&["list", "--block", "3", "--json"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--block does not apply to `list`"), "{err}");
+    let j: Value = serde_json::from_str(&out).expect("a JSON error object");
+    assert_eq!(j["error"]["exit_code"], 1);
+    assert_eq!(j["error"]["kind"], "usage");
+}
