@@ -330,7 +330,9 @@ pub fn help() -> String {
     for v in VERBS {
         s.push_str(&format!("  {:<19}{}\n", v.name, wrap(v.about, 21)));
     }
-    s.push_str("\nEvery command that changes the journal needs --reason; it is refused without one.\n\n");
+    s.push_str(
+        "\nEvery command that changes the journal needs --reason; it is refused without one.\n\n",
+    );
     s.push_str(GLOBAL_HELP);
     s.push_str("\n\n");
     s.push_str(EXIT_CODES);
@@ -344,7 +346,7 @@ fn verb_help(v: &Verb) -> String {
         v.name, v.about, v.usage
     );
     if !v.details.is_empty() {
-        s.push_str("\n");
+        s.push('\n');
         s.push_str(v.details);
     }
     s.push('\n');
@@ -429,7 +431,10 @@ fn tokenize(args: &[String]) -> Result<Given, CliError> {
             other => other,
         };
         let Some(body) = long.strip_prefix("--") else {
-            if a.starts_with('-') && a.len() > 1 && !a[1..].starts_with(|c: char| c.is_ascii_digit()) {
+            if a.starts_with('-')
+                && a.len() > 1
+                && !a[1..].starts_with(|c: char| c.is_ascii_digit())
+            {
                 return Err(CliError::usage(format!(
                     "unknown option `{a}` (see `icjournal --help`)"
                 )));
@@ -494,12 +499,11 @@ fn limit(g: &Given) -> Result<u32, CliError> {
     if g.flag("all") && g.one("limit")?.is_some() {
         return Err(CliError::usage("--all and --limit go not together"));
     }
-    Ok(g
-        .parse("limit", |s| match s.parse::<u32>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(format!("`{s}` is not a positive number")),
-        })?
-        .unwrap_or(50))
+    Ok(g.parse("limit", |s| match s.parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("`{s}` is not a positive number")),
+    })?
+    .unwrap_or(50))
 }
 
 fn uint(s: &str) -> Result<u64, String> {
@@ -554,7 +558,10 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Pa
         None => None,
     };
     if g.flag("version") {
-        return Ok(Parsed::Help(format!("icjournal {}\n", env!("CARGO_PKG_VERSION"))));
+        return Ok(Parsed::Help(format!(
+            "icjournal {}\n",
+            env!("CARGO_PKG_VERSION")
+        )));
     }
     let verb = match &verb_name {
         Some(n) => Some(VERBS.iter().find(|v| v.name == n).ok_or_else(|| {
@@ -649,9 +656,12 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Pa
         },
         "approve" => Command::Approve {
             id: entry_id(&free, name)?,
-            action: g
-                .parse("action", parse_action)?
-                .ok_or_else(|| CliError::usage(format!("approve needs --action (usage: icjournal {})", verb.usage)))?,
+            action: g.parse("action", parse_action)?.ok_or_else(|| {
+                CliError::usage(format!(
+                    "approve needs --action (usage: icjournal {})",
+                    verb.usage
+                ))
+            })?,
             block: g.parse("block", uint)?,
             acknowledge_risk: g.flag("acknowledge-risk"),
             reason,
@@ -680,7 +690,9 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Pa
         other => unreachable!("verb {other} is in VERBS but not parsed"),
     };
     let canister = match g.one("canister")?.or_else(|| env("ICJOURNAL_CANISTER")) {
-        Some(c) => Some(parse_principal(&c).map_err(|e| CliError::usage(format!("--canister: {e}")))?),
+        Some(c) => {
+            Some(parse_principal(&c).map_err(|e| CliError::usage(format!("--canister: {e}")))?)
+        }
         None => None,
     };
     Ok(Parsed::Run(Cli {
@@ -761,11 +773,21 @@ mod tests {
         let c = run("--network ic retry 12 --reason=why --json").unwrap();
         assert_eq!(c.network, "ic");
         assert!(c.json);
-        assert!(matches!(c.command, Command::Retry { id: 12, reason: Reason { reason: Some(ref r) } } if r == "why"));
+        assert!(
+            matches!(c.command, Command::Retry { id: 12, reason: Reason { reason: Some(ref r) } } if r == "why")
+        );
         let c = run("list --status manual-review --kind saga --older-than 6h --limit 5 --after 3")
             .unwrap();
         match c.command {
-            Command::List { status, kind, older_than, limit, after, all, .. } => {
+            Command::List {
+                status,
+                kind,
+                older_than,
+                limit,
+                after,
+                all,
+                ..
+            } => {
                 assert_eq!(status, Some(Status::ManualReview));
                 assert_eq!(kind, Some(Kind::Saga));
                 assert_eq!(older_than, Some(6 * 3600 * 1_000_000_000));
@@ -774,9 +796,19 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let c = run("config set --set a=1 --set b=2 --dry-run").unwrap();
-        assert!(matches!(c.command, Command::Config(ConfigCommand::Set { ref set, dry_run: true, .. }) if set.len() == 2));
+        assert!(
+            matches!(c.command, Command::Config(ConfigCommand::Set { ref set, dry_run: true, .. }) if set.len() == 2)
+        );
         let c = run("approve 4 --action resolve-failed --acknowledge-risk --reason x").unwrap();
-        assert!(matches!(c.command, Command::Approve { id: 4, action: ActionArg::ResolveFailed, acknowledge_risk: true, .. }));
+        assert!(matches!(
+            c.command,
+            Command::Approve {
+                id: 4,
+                action: ActionArg::ResolveFailed,
+                acknowledge_risk: true,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -842,7 +874,10 @@ mod tests {
         assert_eq!(parse_status("Manual-Review"), Ok(Status::ManualReview));
         assert_eq!(parse_status("ManualReview"), Ok(Status::ManualReview));
         assert!(parse_status("manual").is_err());
-        assert_eq!(parse_kind("icrc2-transfer-from"), Ok(Kind::Icrc2TransferFrom));
+        assert_eq!(
+            parse_kind("icrc2-transfer-from"),
+            Ok(Kind::Icrc2TransferFrom)
+        );
         assert!(parse_kind("transfer").is_err());
     }
 }

@@ -205,7 +205,9 @@ impl Ctx {
 
     /// The canister's clock (from the public metrics), so ages do not depend on this machine's.
     async fn now(&self) -> Result<u64, CliError> {
-        Ok(self.read(self.client.metrics().await, "reading the metrics")?.timestamp)
+        Ok(self
+            .read(self.client.metrics().await, "reading the metrics")?
+            .timestamp)
     }
 
     pub async fn run(&self, cmd: Command) -> Result<(), CliError> {
@@ -237,9 +239,7 @@ impl Ctx {
                 limit,
                 all,
             } => self.audit(entry, from, (!all).then_some(limit)).await,
-            Command::Retry { id, reason } => {
-                self.act(id, AdminAction::Retry, false, &reason).await
-            }
+            Command::Retry { id, reason } => self.act(id, AdminAction::Retry, false, &reason).await,
             Command::ResolveSucceeded { id, block, reason } => {
                 self.act(
                     id,
@@ -353,17 +353,24 @@ impl Ctx {
                 prometheus::gauge(g, "icjournal_service_recovery_paused").map(|v| v != 0.0)
             })
         });
-        let in_flight = controller.as_ref().map(|c| c.in_flight_total as u64).or_else(|| {
-            gauges.as_ref().and_then(|g| {
-                prometheus::gauge(g, "icjournal_service_flows_in_flight").map(|v| v as u64)
-            })
-        });
+        let in_flight = controller
+            .as_ref()
+            .map(|c| c.in_flight_total as u64)
+            .or_else(|| {
+                gauges.as_ref().and_then(|g| {
+                    prometheus::gauge(g, "icjournal_service_flows_in_flight").map(|v| v as u64)
+                })
+            });
         let mut attention = Vec::new();
         if m.manual_queue_depth > 0 {
             attention.push(format!(
                 "{} {} in manual review",
                 m.manual_queue_depth,
-                if m.manual_queue_depth == 1 { "entry" } else { "entries" }
+                if m.manual_queue_depth == 1 {
+                    "entry"
+                } else {
+                    "entries"
+                }
             ));
         }
         if paused == Some(true) {
@@ -433,7 +440,10 @@ impl Ctx {
         }
         let mut t = Table::new(&["", ""]);
         let mut kv = |k: &str, v: String| t.row(vec![k.to_string(), v]);
-        kv("canister", format!("{} on {}", self.client.canister_id(), self.network));
+        kv(
+            "canister",
+            format!("{} on {}", self.client.canister_id(), self.network),
+        );
         kv(
             "identity",
             if self.principal == Principal::anonymous() {
@@ -499,7 +509,10 @@ impl Ctx {
         kv("audit records", m.audit_records.to_string());
         kv(
             "stable memory",
-            format!("{:.1} MiB", m.stable_memory_bytes as f64 / (1024.0 * 1024.0)),
+            format!(
+                "{:.1} MiB",
+                m.stable_memory_bytes as f64 / (1024.0 * 1024.0)
+            ),
         );
         match controller {
             Some(c) => {
@@ -526,9 +539,8 @@ impl Ctx {
             }
             return Ok(());
         }
-        let samples = prometheus::parse(&text).map_err(|e| {
-            CliError::new(Exit::Rejected, "bad_metrics", format!("/metrics: {e}"))
-        })?;
+        let samples = prometheus::parse(&text)
+            .map_err(|e| CliError::new(Exit::Rejected, "bad_metrics", format!("/metrics: {e}")))?;
         self.emit(
             || {
                 let mut t = Table::new(&["NAME", "LABELS", "VALUE"]);
@@ -622,8 +634,15 @@ impl Ctx {
                     out.push_str("no entries\n");
                 } else {
                     let mut t = Table::new(&[
-                        "ID", "STATUS", "KIND", "ATTEMPTS", "CREATED (UTC)", "AGE", "UPDATED",
-                        "OWNER", "MANUAL REASON",
+                        "ID",
+                        "STATUS",
+                        "KIND",
+                        "ATTEMPTS",
+                        "CREATED (UTC)",
+                        "AGE",
+                        "UPDATED",
+                        "OWNER",
+                        "MANUAL REASON",
                     ]);
                     for e in &items {
                         t.row(vec![
@@ -724,7 +743,10 @@ impl Ctx {
             if let (Some(l), false) = (limit, keep_last) {
                 if out.len() >= l as usize {
                     out.truncate(l as usize);
-                    next = out.last().map(|r| r.seq + 1).filter(|n| *n < total.max(seq));
+                    next = out
+                        .last()
+                        .map(|r| r.seq + 1)
+                        .filter(|n| *n < total.max(seq));
                     break;
                 }
             }
@@ -902,7 +924,12 @@ impl Ctx {
                 let mut kv = |k: &str, val: String| t.row(vec![k.to_string(), val]);
                 kv(
                     "recovery",
-                    if v.recovery_paused { "PAUSED" } else { "running" }.into(),
+                    if v.recovery_paused {
+                        "PAUSED"
+                    } else {
+                        "running"
+                    }
+                    .into(),
                 );
                 kv(
                     "admins",
@@ -929,7 +956,11 @@ impl Ctx {
                 }
                 kv(
                     "recovery_interval_ns",
-                    format!("{} ({})", c.recovery_interval_ns, duration(c.recovery_interval_ns)),
+                    format!(
+                        "{} ({})",
+                        c.recovery_interval_ns,
+                        duration(c.recovery_interval_ns)
+                    ),
                 );
                 kv("recovery_batch_size", c.recovery_batch_size.to_string());
                 kv("max_attempts", c.max_attempts.to_string());
@@ -954,18 +985,26 @@ impl Ctx {
                         format!("{r} ({})", duration(r))
                     }),
                 );
-                kv("max_entries_per_caller", c.max_entries_per_caller.to_string());
+                kv(
+                    "max_entries_per_caller",
+                    c.max_entries_per_caller.to_string(),
+                );
                 kv("max_bytes_per_caller", c.max_bytes_per_caller.to_string());
                 kv(
                     "stable_memory_limit_bytes",
                     c.stable_memory_limit_bytes.to_string(),
                 );
-                kv("new_work_headroom_bytes", c.new_work_headroom_bytes.to_string());
+                kv(
+                    "new_work_headroom_bytes",
+                    c.new_work_headroom_bytes.to_string(),
+                );
                 kv(
                     "fees",
                     format!(
                         "record {} cycles, tracked transfer {}, executed transfer {}",
-                        c.fees.record_cycles, c.fees.tracked_transfer_cycles, c.fees.transfer_cycles
+                        c.fees.record_cycles,
+                        c.fees.tracked_transfer_cycles,
+                        c.fees.transfer_cycles
                     ),
                 );
                 kv(
@@ -1008,12 +1047,13 @@ impl Ctx {
         // The file is read and parsed before any call: a bad file sends nothing.
         let file_json = match &file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    CliError::usage(format!("cannot read {}: {e}", path.display()))
-                })?;
-                Some(serde_json::from_str::<Value>(&text).map_err(|e| {
-                    CliError::usage(format!("{} is not JSON: {e}", path.display()))
-                })?)
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| CliError::usage(format!("cannot read {}: {e}", path.display())))?;
+                Some(
+                    serde_json::from_str::<Value>(&text).map_err(|e| {
+                        CliError::usage(format!("{} is not JSON: {e}", path.display()))
+                    })?,
+                )
             }
             None => None,
         };
@@ -1124,9 +1164,10 @@ fn show_text(e: &Entry, now: u64) -> String {
             );
             let (from, to, amount, fee, memo, created) = match &ti.op {
                 LedgerOp::Icrc1Transfer(a) => (
-                    a.from_subaccount.map_or("service's default account".into(), |s| {
-                        format!("service's subaccount {}", hex::encode(s))
-                    }),
+                    a.from_subaccount
+                        .map_or("service's default account".into(), |s| {
+                            format!("service's subaccount {}", hex::encode(s))
+                        }),
                     a.to.to_string(),
                     nat(&a.amount),
                     a.fee.as_ref().map(nat),
@@ -1165,7 +1206,14 @@ fn show_text(e: &Entry, now: u64) -> String {
         }
         Intent::Record { label, payload } => {
             kv("label", label.clone());
-            kv("payload", format!("{} bytes: {}", payload.len(), clip(&hex::encode(payload), 64)));
+            kv(
+                "payload",
+                format!(
+                    "{} bytes: {}",
+                    payload.len(),
+                    clip(&hex::encode(payload), 64)
+                ),
+            );
         }
         Intent::Local(l) => {
             kv("handler", l.handler.clone());

@@ -33,7 +33,11 @@ pub const FIELDS: [&str; 18] = [
 ];
 
 /// Fields of `fees`, cycles per call.
-const FEE_FIELDS: [&str; 3] = ["record_cycles", "tracked_transfer_cycles", "transfer_cycles"];
+const FEE_FIELDS: [&str; 3] = [
+    "record_cycles",
+    "tracked_transfer_cycles",
+    "transfer_cycles",
+];
 
 /// Principal lists that `--set KEY+=P` / `KEY-=P` edit one principal at a time.
 const PRINCIPAL_LISTS: [&str; 2] = ["admins", "fee_exempt"];
@@ -80,7 +84,10 @@ fn principals(m: &Map<String, Value>, field: &str) -> Result<Vec<Principal>, Cli
 
 fn fees(v: &Value) -> Result<Fees, CliError> {
     let o = v.as_object().ok_or_else(|| {
-        field_err("fees", "must be {\"record_cycles\", \"tracked_transfer_cycles\", \"transfer_cycles\"}")
+        field_err(
+            "fees",
+            "must be {\"record_cycles\", \"tracked_transfer_cycles\", \"transfer_cycles\"}",
+        )
     })?;
     if let Some(k) = o.keys().find(|k| !FEE_FIELDS.contains(&k.as_str())) {
         return Err(field_err("fees", &format!("unknown field `{k}`")));
@@ -152,7 +159,10 @@ pub fn from_json(v: &Value) -> Result<ServiceConfig, CliError> {
         .iter()
         .map(|l| {
             let o = l.as_object().ok_or_else(|| {
-                field_err("ledgers", "each ledger is {\"ledger\", \"fee\", \"tx_window_ns\"}")
+                field_err(
+                    "ledgers",
+                    "each ledger is {\"ledger\", \"fee\", \"tx_window_ns\"}",
+                )
             })?;
             if let Some(k) = o
                 .keys()
@@ -391,14 +401,21 @@ mod tests {
         assert_eq!(c.admins, config().admins);
         assert_eq!(c.retention_ns, None);
         assert_eq!(c.fee_exempt, vec![Principal::from_slice(&[3; 29])]);
-        apply_set(&mut v, "fees={\"record_cycles\": 1, \"tracked_transfer_cycles\": 2, \"transfer_cycles\": 3}").unwrap();
+        apply_set(
+            &mut v,
+            "fees={\"record_cycles\": 1, \"tracked_transfer_cycles\": 2, \"transfer_cycles\": 3}",
+        )
+        .unwrap();
         assert_eq!(from_json(&v).unwrap().fees.transfer_cycles, 3);
         let changes = diff(&to_json(&config()), &{
             let mut w = to_json(&config());
             apply_set(&mut w, "approvals_required=2").unwrap();
             w
         });
-        assert_eq!(changes, vec![("approvals_required".into(), json!(1), json!(2))]);
+        assert_eq!(
+            changes,
+            vec![("approvals_required".into(), json!(1), json!(2))]
+        );
     }
 
     #[test]

@@ -152,15 +152,15 @@ fn journal_error(e: &JournalError, principal: Principal) -> CliError {
         )
         .with("entry_id", id(*entry_id))
         .with("lock_key", json!(lock_key)),
-        JournalError::NotFound { entry_id } => {
-            CliError::new(Exit::NotFound, "not_found", format!("there is no entry {entry_id}"))
-                .with("entry_id", id(*entry_id))
-        }
-        JournalError::KeyNotFound => CliError::new(
+        JournalError::NotFound { entry_id } => CliError::new(
             Exit::NotFound,
-            "key_not_found",
-            "no entry has this key",
-        ),
+            "not_found",
+            format!("there is no entry {entry_id}"),
+        )
+        .with("entry_id", id(*entry_id)),
+        JournalError::KeyNotFound => {
+            CliError::new(Exit::NotFound, "key_not_found", "no entry has this key")
+        }
         JournalError::DuplicateRequest { entry_id } => refused(
             "duplicate_request",
             format!("this request was already made: it is entry {entry_id}"),
@@ -168,7 +168,9 @@ fn journal_error(e: &JournalError, principal: Principal) -> CliError {
         .with("entry_id", id(*entry_id)),
         JournalError::IdempotencyKeyReused { entry_id } => refused(
             "idempotency_key_reused",
-            format!("this idempotency key was already used by entry {entry_id} for another request"),
+            format!(
+                "this idempotency key was already used by entry {entry_id} for another request"
+            ),
         )
         .with("entry_id", id(*entry_id)),
         JournalError::StorageFull {
@@ -202,9 +204,10 @@ fn journal_error(e: &JournalError, principal: Principal) -> CliError {
         .with("owner", json!(owner.to_text()))
         .with("limit", json!(limit))
         .with("max", json!(max)),
-        JournalError::InvalidArgument { message } => {
-            refused("invalid_argument", format!("the service refused the request: {message}"))
-        }
+        JournalError::InvalidArgument { message } => refused(
+            "invalid_argument",
+            format!("the service refused the request: {message}"),
+        ),
         JournalError::InvalidTransition { entry_id, from, to } => refused(
             "invalid_transition",
             format!(
@@ -216,7 +219,10 @@ fn journal_error(e: &JournalError, principal: Principal) -> CliError {
         .with("entry_id", id(*entry_id))
         .with("from", json!(status(*from)))
         .with("to", json!(status(*to))),
-        JournalError::NotInManualReview { entry_id, status: s } => refused(
+        JournalError::NotInManualReview {
+            entry_id,
+            status: s,
+        } => refused(
             "not_in_manual_review",
             format!(
                 "entry {entry_id} is not in the manual queue (it is {})",
@@ -243,7 +249,10 @@ fn journal_error(e: &JournalError, principal: Principal) -> CliError {
             ),
         )
         .with("entry_id", id(*entry_id)),
-        JournalError::AlreadyReported { entry_id, status: s } => refused(
+        JournalError::AlreadyReported {
+            entry_id,
+            status: s,
+        } => refused(
             "already_reported",
             format!(
                 "entry {entry_id} already has a different result (it is {})",
@@ -361,7 +370,11 @@ pub fn client_error(e: ClientError, call: &Call<'_>) -> CliError {
             format!(
                 "{} was rejected by the {} (reject code {code}): {message}",
                 call.what,
-                if code == 4 || code == 5 { "canister" } else { "IC" }
+                if code == 4 || code == 5 {
+                    "canister"
+                } else {
+                    "IC"
+                }
             ),
         )
         .with("reject_code", json!(code)),
@@ -462,45 +475,70 @@ mod tests {
 
     #[test]
     fn tells_unknown_outcomes_from_network_failures_and_rejects() {
-        let unknown = ClientError::Transport { method: "admin_act".into(), error: TransportError::Rejected {
-            code: TransportError::SYS_UNKNOWN,
-            message: "timeout".into(),
-        } };
+        let unknown = ClientError::Transport {
+            method: "admin_act".into(),
+            error: TransportError::Rejected {
+                code: TransportError::SYS_UNKNOWN,
+                message: "timeout".into(),
+            },
+        };
         let e = client_error(unknown.clone(), &call(true));
         assert_eq!(e.exit, Exit::UnknownOutcome);
         assert!(e.message.contains("icjournal show 3"), "{}", e.message);
         assert_eq!(client_error(unknown, &call(false)).exit, Exit::Network);
-        let not_sent = ClientError::Transport { method: "admin_act".into(), error: TransportError::NotSent {
-            message: "connection refused".into(),
-        } };
+        let not_sent = ClientError::Transport {
+            method: "admin_act".into(),
+            error: TransportError::NotSent {
+                message: "connection refused".into(),
+            },
+        };
         assert_eq!(client_error(not_sent, &call(true)).exit, Exit::Network);
-        let trap = |method: &str| ClientError::Transport { method: method.into(), error: TransportError::Rejected {
-            code: 5,
-            message: "trapped".into(),
-        } };
+        let trap = |method: &str| ClientError::Transport {
+            method: method.into(),
+            error: TransportError::Rejected {
+                code: 5,
+                message: "trapped".into(),
+            },
+        };
         // admin_act may span several messages (resolve-succeeded reads the ledger): a trap
         // after the first may follow a committed change.
-        assert_eq!(client_error(trap("admin_act"), &call(true)).exit, Exit::UnknownOutcome);
-        assert_eq!(client_error(trap("pause_recovery"), &call(true)).exit, Exit::Rejected);
+        assert_eq!(
+            client_error(trap("admin_act"), &call(true)).exit,
+            Exit::UnknownOutcome
+        );
+        assert_eq!(
+            client_error(trap("pause_recovery"), &call(true)).exit,
+            Exit::Rejected
+        );
         let candid = ClientError::Candid {
             method: "admin_act".into(),
             message: "type mismatch".into(),
         };
-        assert_eq!(client_error(candid.clone(), &call(true)).exit, Exit::UnknownOutcome);
+        assert_eq!(
+            client_error(candid.clone(), &call(true)).exit,
+            Exit::UnknownOutcome
+        );
         assert_eq!(client_error(candid, &call(false)).exit, Exit::Rejected);
     }
 
     #[test]
     fn recognises_the_ingress_filter() {
-        let e = ClientError::Transport { method: "admin_act".into(), error: TransportError::Rejected {
-            code: 4,
-            message: "Canister x rejected the message in canister_inspect_message (IC0406)".into(),
-        } };
+        let e = ClientError::Transport {
+            method: "admin_act".into(),
+            error: TransportError::Rejected {
+                code: 4,
+                message: "Canister x rejected the message in canister_inspect_message (IC0406)"
+                    .into(),
+            },
+        };
         assert!(is_inspect_refusal(&e));
-        let e = ClientError::Transport { method: "admin_act".into(), error: TransportError::Rejected {
-            code: 4,
-            message: "explicit reject".into(),
-        } };
+        let e = ClientError::Transport {
+            method: "admin_act".into(),
+            error: TransportError::Rejected {
+                code: 4,
+                message: "explicit reject".into(),
+            },
+        };
         assert!(!is_inspect_refusal(&e));
     }
 }

@@ -103,8 +103,12 @@ pub fn load(choice: &Choice<'_>) -> Result<LoadedIdentity, CliError> {
         (None, None) => Err(CliError::usage(format!(
             "no identity `{name}`: looked in dfx's folder ({}) and icp-cli's ({}); use \
              --identity-dir DIR or --identity-pem FILE",
-            dfx_dir.map_or("unknown: no home folder".into(), |d| d.display().to_string()),
-            icp_dir.map_or("unknown: no home folder".into(), |d| d.display().to_string()),
+            dfx_dir.map_or("unknown: no home folder".into(), |d| d
+                .display()
+                .to_string()),
+            icp_dir.map_or("unknown: no home folder".into(), |d| d
+                .display()
+                .to_string()),
         ))),
     }
 }
@@ -325,7 +329,10 @@ MC4CAQAwBQYDK2VwBCIEIOjB0ZMi+3SQ1+V1ajJj1B1U+W4jpWJLzS+dy6nTZVRW
             name: Some(name),
             dir: Some(dir),
         };
-        assert_eq!(load(&choice("ops", &dfx)).unwrap().principal, principal(ED25519));
+        assert_eq!(
+            load(&choice("ops", &dfx)).unwrap().principal,
+            principal(ED25519)
+        );
         let e = load(&choice("locked", &dfx)).err().unwrap();
         assert!(e.message.contains("password-protected"), "{}", e.message);
         assert!(load(&choice("nobody", &dfx)).is_err());

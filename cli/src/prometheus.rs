@@ -68,11 +68,7 @@ pub fn parse(text: &str) -> Result<Vec<Sample>, String> {
         // Histogram/summary series carry suffixes; their family holds HELP and TYPE.
         let family = ["_bucket", "_sum", "_count"]
             .iter()
-            .find_map(|suf| {
-                s.name
-                    .strip_suffix(suf)
-                    .filter(|f| kinds.contains_key(*f))
-            })
+            .find_map(|suf| s.name.strip_suffix(suf).filter(|f| kinds.contains_key(*f)))
             .unwrap_or(&s.name)
             .to_string();
         s.kind = kinds.get(&family).cloned();
@@ -95,7 +91,10 @@ fn sample(line: &str) -> Result<Sample, String> {
         let mut chars = body.char_indices().peekable();
         let mut end = None;
         loop {
-            while chars.peek().is_some_and(|(_, c)| *c == ',' || c.is_whitespace()) {
+            while chars
+                .peek()
+                .is_some_and(|(_, c)| *c == ',' || c.is_whitespace())
+            {
                 chars.next();
             }
             match chars.peek() {

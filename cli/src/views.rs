@@ -259,15 +259,30 @@ pub fn failure(r: &FailureReason) -> Value {
 
 fn ledger_error(e: &LedgerError) -> Value {
     match e {
-        LedgerError::BadFee { expected_fee } => json!({"type": "bad_fee", "expected_fee": amount(expected_fee)}),
-        LedgerError::BadBurn { min_burn_amount } => json!({"type": "bad_burn", "min_burn_amount": amount(min_burn_amount)}),
-        LedgerError::InsufficientFunds { balance } => json!({"type": "insufficient_funds", "balance": amount(balance)}),
-        LedgerError::InsufficientAllowance { allowance } => json!({"type": "insufficient_allowance", "allowance": amount(allowance)}),
+        LedgerError::BadFee { expected_fee } => {
+            json!({"type": "bad_fee", "expected_fee": amount(expected_fee)})
+        }
+        LedgerError::BadBurn { min_burn_amount } => {
+            json!({"type": "bad_burn", "min_burn_amount": amount(min_burn_amount)})
+        }
+        LedgerError::InsufficientFunds { balance } => {
+            json!({"type": "insufficient_funds", "balance": amount(balance)})
+        }
+        LedgerError::InsufficientAllowance { allowance } => {
+            json!({"type": "insufficient_allowance", "allowance": amount(allowance)})
+        }
         LedgerError::TooOld => json!({"type": "too_old"}),
-        LedgerError::CreatedInFuture { ledger_time } => json!({"type": "created_in_future", "ledger_time": time(*ledger_time)}),
+        LedgerError::CreatedInFuture { ledger_time } => {
+            json!({"type": "created_in_future", "ledger_time": time(*ledger_time)})
+        }
         LedgerError::TemporarilyUnavailable => json!({"type": "temporarily_unavailable"}),
-        LedgerError::Duplicate { duplicate_of } => json!({"type": "duplicate", "duplicate_of": amount(duplicate_of)}),
-        LedgerError::GenericError { error_code, message } => json!({"type": "generic_error", "error_code": amount(error_code), "message": message}),
+        LedgerError::Duplicate { duplicate_of } => {
+            json!({"type": "duplicate", "duplicate_of": amount(duplicate_of)})
+        }
+        LedgerError::GenericError {
+            error_code,
+            message,
+        } => json!({"type": "generic_error", "error_code": amount(error_code), "message": message}),
     }
 }
 
@@ -316,7 +331,10 @@ fn describe_ledger_error(e: &LedgerError) -> String {
         }
         LedgerError::TooOld => "too old".into(),
         LedgerError::CreatedInFuture { ledger_time } => {
-            format!("created in the future (ledger time {})", rfc3339(*ledger_time))
+            format!(
+                "created in the future (ledger time {})",
+                rfc3339(*ledger_time)
+            )
         }
         LedgerError::TemporarilyUnavailable => "temporarily unavailable".into(),
         LedgerError::Duplicate { duplicate_of } => {
@@ -375,7 +393,10 @@ pub fn audit(r: &AuditRecord) -> Value {
             let m = v.as_object_mut().expect("object");
             m.insert("type".into(), json!("admin_action"));
             m.insert("reason".into(), json!(reason));
-            m.insert("acknowledged_risk".into(), json!(acknowledged_risk.unwrap_or(false)));
+            m.insert(
+                "acknowledged_risk".into(),
+                json!(acknowledged_risk.unwrap_or(false)),
+            );
             v
         }
         AuditEvent::AdminApproval {
@@ -447,7 +468,10 @@ pub fn audit_text(e: &AuditEvent) -> String {
             reason,
             have,
             need,
-        } => format!("approved {} ({have} of {need}): \"{reason}\"", action_text(a)),
+        } => format!(
+            "approved {} ({have} of {need}): \"{reason}\"",
+            action_text(a)
+        ),
         AuditEvent::ApprovalsReplaced { previous, dropped } => format!(
             "approvals for {} dropped ({}): a different action was proposed",
             action_text(previous),

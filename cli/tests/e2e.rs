@@ -66,8 +66,12 @@ struct Run {
 
 impl Run {
     fn json(&self) -> Value {
-        serde_json::from_str(&self.out)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}\nstderr: {}", self.out, self.err))
+        serde_json::from_str(&self.out).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}): {}\nstderr: {}",
+                self.out, self.err
+            )
+        })
     }
 
     #[track_caller]
@@ -78,7 +82,11 @@ impl Run {
 
     #[track_caller]
     fn fails(self, code: i32) -> Run {
-        assert_eq!(self.code, code, "stdout: {}\nstderr: {}", self.out, self.err);
+        assert_eq!(
+            self.code, code,
+            "stdout: {}\nstderr: {}",
+            self.out, self.err
+        );
         self
     }
 }
@@ -216,7 +224,9 @@ impl Net {
                     .borrow_mut()
                     .update_call(ledger, user(1), "icrc2_approve", Encode!(&approve).unwrap())
                     .expect("icrc2_approve");
-                Decode!(&r, Result<Nat, ApproveError>).unwrap().expect("approved");
+                Decode!(&r, Result<Nat, ApproveError>)
+                    .unwrap()
+                    .expect("approved");
                 let trap = |on: bool| {
                     sim.borrow_mut()
                         .update_call(ledger, controller(), "test_set_trap", Encode!(&on).unwrap())
@@ -323,12 +333,21 @@ fn should_report_status_list_and_show_the_manual_queue() {
 
     let status = n.admin(&["status"]).ok();
     assert!(
-        status.out.starts_with("ATTENTION: 2 entries in manual review"),
+        status
+            .out
+            .starts_with("ATTENTION: 2 entries in manual review"),
         "{}",
         status.out
     );
-    assert_eq!(field(&status.out, "recovery").as_deref(), Some("running"), "{}", status.out);
-    assert!(status.out.contains("not shown (the identity is not a controller)"));
+    assert_eq!(
+        field(&status.out, "recovery").as_deref(),
+        Some("running"),
+        "{}",
+        status.out
+    );
+    assert!(status
+        .out
+        .contains("not shown (the identity is not a controller)"));
     let s = n.admin(&["status", "--json"]).ok().json();
     assert_eq!(s["manual_queue_depth"], 2);
     assert_eq!(s["healthy"], false);
@@ -352,7 +371,10 @@ fn should_report_status_list_and_show_the_manual_queue() {
         assert_eq!(e["status"], "manual_review");
         assert_eq!(e["kind"], "icrc2_transfer_from");
         assert_eq!(e["owner"], user(1).to_text());
-        assert!(e["manual_reason"].as_str().is_some_and(|r| !r.is_empty()), "{e}");
+        assert!(
+            e["manual_reason"].as_str().is_some_and(|r| !r.is_empty()),
+            "{e}"
+        );
         assert!(e["created_at"].as_str().unwrap().ends_with('Z'));
     }
     assert!(list["next"].is_null());
@@ -363,8 +385,18 @@ fn should_report_status_list_and_show_the_manual_queue() {
 
     let id = ids[0].to_string();
     let show = n.admin(&["show", &id]).ok();
-    assert_eq!(field(&show.out, "attempts").as_deref(), Some("2"), "{}", show.out);
-    assert_eq!(field(&show.out, "amount").as_deref(), Some("1000000"), "{}", show.out);
+    assert_eq!(
+        field(&show.out, "attempts").as_deref(),
+        Some("2"),
+        "{}",
+        show.out
+    );
+    assert_eq!(
+        field(&show.out, "amount").as_deref(),
+        Some("1000000"),
+        "{}",
+        show.out
+    );
     for needle in [
         &format!("entry {id} — icrc2_transfer_from — MANUAL_REVIEW"),
         "manual reason",
@@ -372,17 +404,28 @@ fn should_report_status_list_and_show_the_manual_queue() {
         "history",
         "→ manual_review",
     ] {
-        assert!(show.out.contains(needle), "`{needle}` missing in:\n{}", show.out);
+        assert!(
+            show.out.contains(needle),
+            "`{needle}` missing in:\n{}",
+            show.out
+        );
     }
     let e = n.admin(&["show", &id, "--json"]).ok().json();
     assert_eq!(e["intent"]["type"], "transfer");
     assert_eq!(e["intent"]["op"]["type"], "icrc2_transfer_from");
     assert_eq!(e["intent"]["op"]["amount"], "1000000");
-    assert!(e["last_error"].as_str().is_some_and(|m| m.contains("trap")), "{e}");
+    assert!(
+        e["last_error"].as_str().is_some_and(|m| m.contains("trap")),
+        "{e}"
+    );
     assert!(e["history"].as_array().unwrap().len() >= 2);
     assert!(e["outcome"].is_null());
     let missing = n.admin(&["show", "999"]).fails(4);
-    assert!(missing.err.contains("there is no entry 999"), "{}", missing.err);
+    assert!(
+        missing.err.contains("there is no entry 999"),
+        "{}",
+        missing.err
+    );
 }
 
 #[test]
@@ -396,7 +439,9 @@ fn should_refuse_resolve_failed_inside_the_window_until_the_risk_is_acknowledged
         .fails(3);
     assert!(
         refused.err.contains("the ledger could still execute entry")
-            && refused.err.contains("UTC; pass --acknowledge-risk if you accept that a new request could pay twice"),
+            && refused.err.contains(
+                "UTC; pass --acknowledge-risk if you accept that a new request could pay twice"
+            ),
         "{}",
         refused.err
     );
@@ -410,17 +455,37 @@ fn should_refuse_resolve_failed_inside_the_window_until_the_risk_is_acknowledged
     assert_eq!(n.status_of(id.parse().unwrap()), Status::ManualReview);
 
     let applied = n
-        .admin(&["resolve-failed", &id, "--acknowledge-risk", "--reason", reason])
+        .admin(&[
+            "resolve-failed",
+            &id,
+            "--acknowledge-risk",
+            "--reason",
+            reason,
+        ])
         .ok();
-    assert!(applied.out.contains("resolve-failed applied; it is now failed"), "{}", applied.out);
+    assert!(
+        applied
+            .out
+            .contains("resolve-failed applied; it is now failed"),
+        "{}",
+        applied.out
+    );
     assert_eq!(n.status_of(id.parse().unwrap()), Status::Failed);
 
     // Terminal now: the same verb is refused in plain words.
     let again = n
-        .admin(&["resolve-failed", &id, "--acknowledge-risk", "--reason", reason])
+        .admin(&[
+            "resolve-failed",
+            &id,
+            "--acknowledge-risk",
+            "--reason",
+            reason,
+        ])
         .fails(3);
     assert!(
-        again.err.contains(&format!("entry {id} is not in the manual queue (it is failed)")),
+        again.err.contains(&format!(
+            "entry {id} is not in the manual queue (it is failed)"
+        )),
         "{}",
         again.err
     );
@@ -428,14 +493,22 @@ fn should_refuse_resolve_failed_inside_the_window_until_the_risk_is_acknowledged
     // The audit trail shows the action, who did it, why, and the acknowledgment.
     let audit = n.admin(&["audit", "--entry", &id]).ok();
     assert!(
-        audit.out.contains(&format!("resolve-failed (risk acknowledged): \"{reason}\"")),
+        audit
+            .out
+            .contains(&format!("resolve-failed (risk acknowledged): \"{reason}\"")),
         "{}",
         audit.out
     );
-    assert!(audit.out.contains(&n.net.admin.principal.to_text()), "{}", audit.out);
+    assert!(
+        audit.out.contains(&n.net.admin.principal.to_text()),
+        "{}",
+        audit.out
+    );
     let records = n.admin(&["audit", "--entry", &id, "--json"]).ok().json();
     let records = records["records"].as_array().unwrap();
-    assert!(records.iter().all(|r| r["entry_id"].to_string() == id));
+    assert!(records
+        .iter()
+        .all(|r| r["entry_id"] == id.parse::<u64>().unwrap()));
     let action = records
         .iter()
         .find(|r| r["event"]["type"] == "admin_action")
@@ -456,7 +529,11 @@ fn should_retry_an_entry_and_let_recovery_finish_it() {
     let out = n
         .admin(&["retry", &id.to_string(), "--reason", "ledger fixed"])
         .ok();
-    assert!(out.out.contains("retry applied; it is now unknown"), "{}", out.out);
+    assert!(
+        out.out.contains("retry applied; it is now unknown"),
+        "{}",
+        out.out
+    );
     // The recovery timer (wall clock, every 5 s) resends the transfer: the ledger executes it.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -477,13 +554,23 @@ fn should_refuse_resolve_succeeded_with_a_block_that_does_not_hold_the_transfer(
     let id = n.manual_entries(1)[0].to_string();
     // Block 0 is a genesis mint: not this transfer.
     let r = n
-        .admin(&["resolve-succeeded", &id, "--block", "0", "--reason", "found it", "--json"])
+        .admin(&[
+            "resolve-succeeded",
+            &id,
+            "--block",
+            "0",
+            "--reason",
+            "found it",
+            "--json",
+        ])
         .fails(3);
     let j = r.json();
     assert_eq!(j["error"]["kind"], "evidence_mismatch", "{j}");
     assert_eq!(j["error"]["block_index"], 0);
     assert!(
-        r.err.contains(&format!("block 0 does not prove entry {id}'s transfer, nothing was changed")),
+        r.err.contains(&format!(
+            "block 0 does not prove entry {id}'s transfer, nothing was changed"
+        )),
         "{}",
         r.err
     );
@@ -505,24 +592,44 @@ fn should_record_m_of_n_approvals_and_explain_them() {
     let second_pem = n.pem("second.pem", &second_pem);
     let id = n.manual_entries(1)[0].to_string();
     n.admin(&[
-        "config", "set", "--set", "approvals_required=2", "--reason", "four eyes",
+        "config",
+        "set",
+        "--set",
+        "approvals_required=2",
+        "--reason",
+        "four eyes",
     ])
     .ok();
 
     let first = n
         .admin(&[
-            "approve", &id, "--action", "cancel", "--acknowledge-risk", "--reason",
+            "approve",
+            &id,
+            "--action",
+            "cancel",
+            "--acknowledge-risk",
+            "--reason",
             "customer withdrew the order",
         ])
         .ok();
     assert!(
-        first.out.contains("your approval of cancel is recorded: 1 of the 2 approvals needed"),
+        first
+            .out
+            .contains("your approval of cancel is recorded: 1 of the 2 approvals needed"),
         "{}",
         first.out
     );
-    assert!(first.out.contains("Not applied yet: 1 more operator must approve"), "{}", first.out);
     assert!(
-        first.out.contains(&format!("icjournal approve {id} --action cancel --acknowledge-risk")),
+        first
+            .out
+            .contains("Not applied yet: 1 more operator must approve"),
+        "{}",
+        first.out
+    );
+    assert!(
+        first.out.contains(&format!(
+            "icjournal approve {id} --action cancel --acknowledge-risk"
+        )),
         "{}",
         first.out
     );
@@ -530,7 +637,13 @@ fn should_record_m_of_n_approvals_and_explain_them() {
     // The same operator cannot count twice.
     let twice = n
         .admin(&[
-            "approve", &id, "--action", "cancel", "--acknowledge-risk", "--reason", "again",
+            "approve",
+            &id,
+            "--action",
+            "cancel",
+            "--acknowledge-risk",
+            "--reason",
+            "again",
             "--json",
         ])
         .fails(3);
@@ -540,7 +653,11 @@ fn should_record_m_of_n_approvals_and_explain_them() {
         .run(
             Some(&second_pem),
             &[
-                "cancel", &id, "--acknowledge-risk", "--reason", "agreed: order withdrawn",
+                "cancel",
+                &id,
+                "--acknowledge-risk",
+                "--reason",
+                "agreed: order withdrawn",
                 "--json",
             ],
         )
@@ -551,7 +668,11 @@ fn should_record_m_of_n_approvals_and_explain_them() {
     assert_eq!(second_run["action"]["action"], "cancel");
     assert_eq!(n.status_of(id.parse().unwrap()), Status::Cancelled);
     let audit = n.admin(&["audit", "--entry", &id]).ok();
-    assert!(audit.out.contains("approved cancel (1 of 2)"), "{}", audit.out);
+    assert!(
+        audit.out.contains("approved cancel (1 of 2)"),
+        "{}",
+        audit.out
+    );
     assert!(audit.out.contains(&second.to_text()), "{}", audit.out);
 }
 
@@ -561,11 +682,24 @@ fn should_pause_and_resume_recovery() {
     n.admin(&["pause", "--reason", "ledger upgrade"]).ok();
     let s = n.admin(&["status", "--json"]).ok().json();
     assert_eq!(s["recovery_paused"], true);
-    assert!(s["attention"][0].as_str().unwrap().contains("paused"), "{s}");
+    assert!(
+        s["attention"][0].as_str().unwrap().contains("paused"),
+        "{s}"
+    );
     let human = n.admin(&["status"]).ok();
-    assert!(human.out.starts_with("ATTENTION: recovery is paused"), "{}", human.out);
-    assert_eq!(n.admin(&["config", "get", "--json"]).ok().json()["recovery_paused"], true);
-    let r = n.admin(&["resume", "--reason", "ledger back", "--json"]).ok().json();
+    assert!(
+        human.out.starts_with("ATTENTION: recovery is paused"),
+        "{}",
+        human.out
+    );
+    assert_eq!(
+        n.admin(&["config", "get", "--json"]).ok().json()["recovery_paused"],
+        true
+    );
+    let r = n
+        .admin(&["resume", "--reason", "ledger back", "--json"])
+        .ok()
+        .json();
     assert_eq!(r["recovery_paused"], false);
     let s = n.admin(&["status", "--json"]).ok().json();
     assert_eq!(s["recovery_paused"], false);
@@ -579,16 +713,33 @@ fn should_get_and_set_the_configuration() {
     assert_eq!(got["config"]["max_attempts"], 6);
     assert_eq!(got["config"]["admins"][0], n.net.admin.principal.to_text());
     let human = n.admin(&["config", "get"]).ok();
-    assert_eq!(field(&human.out, "max_attempts").as_deref(), Some("6"), "{}", human.out);
+    assert_eq!(
+        field(&human.out, "max_attempts").as_deref(),
+        Some("6"),
+        "{}",
+        human.out
+    );
 
     let dry = n
         .admin(&["config", "set", "--set", "max_attempts=9", "--dry-run"])
         .ok();
-    assert!(dry.out.contains("max_attempts: 6 → 9\ndry run: nothing written"), "{}", dry.out);
+    assert!(
+        dry.out
+            .contains("max_attempts: 6 → 9\ndry run: nothing written"),
+        "{}",
+        dry.out
+    );
     let set = n
         .admin(&[
-            "config", "set", "--set", "max_attempts=9", "--set", "recovery_interval_ns=10s",
-            "--reason", "slower recovery during the incident", "--json",
+            "config",
+            "set",
+            "--set",
+            "max_attempts=9",
+            "--set",
+            "recovery_interval_ns=10s",
+            "--reason",
+            "slower recovery during the incident",
+            "--json",
         ])
         .ok()
         .json();
@@ -603,23 +754,65 @@ fn should_get_and_set_the_configuration() {
     edited["config"]["max_attempts"] = 7.into();
     let file = n.pem("config.json", &edited.to_string());
     let out = n
-        .admin(&["config", "set", "--file", file.to_str().unwrap(), "--reason", "back"])
+        .admin(&[
+            "config",
+            "set",
+            "--file",
+            file.to_str().unwrap(),
+            "--reason",
+            "back",
+        ])
         .ok();
-    assert!(out.out.contains("max_attempts: 9 → 7\nwritten"), "{}", out.out);
+    assert!(
+        out.out.contains("max_attempts: 9 → 7\nwritten"),
+        "{}",
+        out.out
+    );
     // Nothing to change, a typo, an invalid value: each refused, nothing written.
     let same = n
-        .admin(&["config", "set", "--file", file.to_str().unwrap(), "--reason", "again"])
+        .admin(&[
+            "config",
+            "set",
+            "--file",
+            file.to_str().unwrap(),
+            "--reason",
+            "again",
+        ])
         .fails(1);
     assert!(same.err.contains("nothing to change"), "{}", same.err);
     let typo = n
-        .admin(&["config", "set", "--set", "max_attempt=3", "--reason", "typo"])
+        .admin(&[
+            "config",
+            "set",
+            "--set",
+            "max_attempt=3",
+            "--reason",
+            "typo",
+        ])
         .fails(1);
-    assert!(typo.err.contains("unknown configuration field `max_attempt`"), "{}", typo.err);
+    assert!(
+        typo.err
+            .contains("unknown configuration field `max_attempt`"),
+        "{}",
+        typo.err
+    );
     let invalid = n
-        .admin(&["config", "set", "--set", "approvals_required=0", "--reason", "x", "--json"])
+        .admin(&[
+            "config",
+            "set",
+            "--set",
+            "approvals_required=0",
+            "--reason",
+            "x",
+            "--json",
+        ])
         .fails(3);
     assert_eq!(invalid.json()["error"]["kind"], "invalid_config");
-    assert!(invalid.err.contains("approvals_required"), "{}", invalid.err);
+    assert!(
+        invalid.err.contains("approvals_required"),
+        "{}",
+        invalid.err
+    );
     assert_eq!(
         n.admin(&["config", "get", "--json"]).ok().json()["config"]["max_attempts"],
         7
@@ -641,15 +834,23 @@ fn should_refuse_state_changes_without_a_reason_before_calling() {
     }
     // Nothing is sent: the same refusal against a port where nothing listens.
     let dead = format!("http://127.0.0.1:{}", dead_port());
-    let r = n.run_at(&dead, Some(&n.admin_pem), &["retry", "1"]).fails(1);
-    assert!(r.err.contains("retry changes the journal: pass --reason"), "{}", r.err);
-    // Other local refusals: flags that do not go with the action, bad arguments.
-    n.admin(&["approve", "1", "--action", "retry", "--block", "3", "--reason", "x"])
+    let r = n
+        .run_at(&dead, Some(&n.admin_pem), &["retry", "1"])
         .fails(1);
+    assert!(
+        r.err.contains("retry changes the journal: pass --reason"),
+        "{}",
+        r.err
+    );
+    // Other local refusals: flags that do not go with the action, bad arguments.
+    n.admin(&[
+        "approve", "1", "--action", "retry", "--block", "3", "--reason", "x",
+    ])
+    .fails(1);
     n.admin(&["list", "--status", "stuck"]).fails(1);
     n.admin(&["list", "--older-than", "soon"]).fails(1);
     n.admin(&["frobnicate"]).fails(1);
-    assert_eq!(n.status_of_pause(), false);
+    assert!(!n.status_of_pause());
 }
 
 impl Net {
@@ -664,8 +865,8 @@ impl Net {
 fn should_tell_a_stranger_it_is_not_authorized() {
     let n = Net::start();
     let pem = n.pem("stranger.pem", STRANGER_SECP256K1);
-    let stranger = ic_agent::identity::Secp256k1Identity::from_pem(STRANGER_SECP256K1.as_bytes())
-        .unwrap();
+    let stranger =
+        ic_agent::identity::Secp256k1Identity::from_pem(STRANGER_SECP256K1.as_bytes()).unwrap();
     let principal = ic_agent::Identity::sender(&stranger).unwrap().to_text();
     // A query: the service's typed refusal.
     let r = n.run(Some(&pem), &["list"]).fails(3);
@@ -679,14 +880,22 @@ fn should_tell_a_stranger_it_is_not_authorized() {
         .run(Some(&pem), &["pause", "--reason", "let me in", "--json"])
         .fails(3);
     assert_eq!(r.json()["error"]["kind"], "not_authorized");
-    assert!(r.err.contains("pause recovery was refused: not authorized"), "{}", r.err);
+    assert!(
+        r.err.contains("pause recovery was refused: not authorized"),
+        "{}",
+        r.err
+    );
     assert!(!n.status_of_pause());
     // Anonymous: public reads work; changes are refused before calling.
     n.run(None, &["metrics"]).ok();
     let r = n.run(None, &["retry", "1", "--reason", "x"]).fails(3);
     assert!(r.err.contains("needs an operator identity"), "{}", r.err);
     let r = n.run(None, &["config", "get"]).fails(3);
-    assert!(r.err.contains("anonymous identity may not do this"), "{}", r.err);
+    assert!(
+        r.err.contains("anonymous identity may not do this"),
+        "{}",
+        r.err
+    );
 }
 
 #[test]
@@ -695,7 +904,12 @@ fn should_report_a_dead_port_as_a_network_failure() {
     let dead = format!("http://127.0.0.1:{}", dead_port());
     for args in [vec!["status"], vec!["pause", "--reason", "x"]] {
         let r = n.run_at(&dead, Some(&n.admin_pem), &args).fails(2);
-        assert!(r.err.contains(&format!("cannot reach the replica at {dead}")), "{}", r.err);
+        assert!(
+            r.err
+                .contains(&format!("cannot reach the replica at {dead}")),
+            "{}",
+            r.err
+        );
     }
     let j = n
         .run_at(&dead, Some(&n.admin_pem), &["status", "--json"])
@@ -782,13 +996,19 @@ fn should_report_an_update_whose_answer_was_lost_as_an_unknown_outcome() {
     let n = Net::start();
     let proxy = format!("http://127.0.0.1:{}", lossy_proxy(n.net.replica.port()));
     // Queries pass through the proxy.
-    n.run_at(&proxy, Some(&n.admin_pem), &["config", "get"]).ok();
+    n.run_at(&proxy, Some(&n.admin_pem), &["config", "get"])
+        .ok();
     let r = n
-        .run_at(&proxy, Some(&n.admin_pem), &["pause", "--reason", "incident", "--json"])
+        .run_at(
+            &proxy,
+            Some(&n.admin_pem),
+            &["pause", "--reason", "incident", "--json"],
+        )
         .fails(5);
     assert_eq!(r.json()["error"]["kind"], "unknown_outcome");
     assert!(
-        r.err.contains("pause recovery may or may not have been applied")
+        r.err
+            .contains("pause recovery may or may not have been applied")
             && r.err.contains("Check with `icjournal config get`"),
         "{}",
         r.err
@@ -805,7 +1025,10 @@ fn should_sign_with_named_dfx_and_icp_cli_identities() {
     let dfx = n.dir.join(".config/dfx/identity/ops");
     std::fs::create_dir_all(&dfx).unwrap();
     std::fs::write(dfx.join("identity.pem"), &n.net.admin.pem).unwrap();
-    let s = n.run(None, &["--identity", "ops", "status", "--json"]).ok().json();
+    let s = n
+        .run(None, &["--identity", "ops", "status", "--json"])
+        .ok()
+        .json();
     assert_eq!(s["principal"], admin);
     n.run(None, &["--identity", "ops", "list"]).ok();
     // icp-cli: identity_list.json + keys/NAME.pem under $XDG_DATA_HOME/icp-cli/identity.
@@ -825,7 +1048,14 @@ fn should_sign_with_named_dfx_and_icp_cli_identities() {
     let s = n
         .run(
             None,
-            &["--identity", "ops", "--identity-dir", n.dir.join(".config/dfx/identity").to_str().unwrap(), "status", "--json"],
+            &[
+                "--identity",
+                "ops",
+                "--identity-dir",
+                n.dir.join(".config/dfx/identity").to_str().unwrap(),
+                "status",
+                "--json",
+            ],
         )
         .ok()
         .json();
@@ -839,8 +1069,17 @@ fn should_print_metrics_raw_and_parsed() {
     let n = Net::start();
     n.manual_entries(1);
     let raw = n.run(None, &["metrics"]).ok();
-    assert!(raw.out.contains("# TYPE icjournal_manual_queue_depth gauge"), "{}", raw.out);
-    assert!(raw.out.contains("icjournal_manual_queue_depth 1 "), "{}", raw.out);
+    assert!(
+        raw.out
+            .contains("# TYPE icjournal_manual_queue_depth gauge"),
+        "{}",
+        raw.out
+    );
+    assert!(
+        raw.out.contains("icjournal_manual_queue_depth 1 "),
+        "{}",
+        raw.out
+    );
     let j = n.run(None, &["metrics", "--json"]).ok().json();
     let depth = j["samples"]
         .as_array()
@@ -872,12 +1111,23 @@ fn should_page_filter_and_follow_long_listings() {
     assert_eq!(ids(&first), mine[..3]);
     let next = first["next"].as_u64().expect("a next cursor");
     let second = n
-        .admin(&["list", "--limit", "3", "--after", &next.to_string(), "--json"])
+        .admin(&[
+            "list",
+            "--limit",
+            "3",
+            "--after",
+            &next.to_string(),
+            "--json",
+        ])
         .ok()
         .json();
     assert_eq!(ids(&second), mine[3..6]);
     let human = n.admin(&["list", "--limit", "3"]).ok();
-    assert!(human.out.contains(&format!("more: add --after {next}")), "{}", human.out);
+    assert!(
+        human.out.contains(&format!("more: add --after {next}")),
+        "{}",
+        human.out
+    );
     let all = n.admin(&["list", "--all", "--json"]).ok().json();
     assert_eq!(ids(&all), [mine.clone(), theirs.clone()].concat());
     assert!(all["next"].is_null());
@@ -885,15 +1135,31 @@ fn should_page_filter_and_follow_long_listings() {
     let by_owner = n.admin(&["list", "--owner", &owner, "--json"]).ok().json();
     assert_eq!(ids(&by_owner), theirs);
     let records = n
-        .admin(&["list", "--kind", "record", "--status", "succeeded", "--json"])
+        .admin(&[
+            "list",
+            "--kind",
+            "record",
+            "--status",
+            "succeeded",
+            "--json",
+        ])
         .ok()
         .json();
     assert_eq!(ids(&records).len(), 9);
     let none = n.admin(&["list", "--kind", "saga", "--json"]).ok().json();
     assert!(ids(&none).is_empty());
-    let old = n.admin(&["list", "--older-than", "6h", "--json"]).ok().json();
-    assert!(ids(&old).is_empty(), "entries were created seconds ago: {old}");
-    let recent = n.admin(&["list", "--older-than", "0s", "--json"]).ok().json();
+    let old = n
+        .admin(&["list", "--older-than", "6h", "--json"])
+        .ok()
+        .json();
+    assert!(
+        ids(&old).is_empty(),
+        "entries were created seconds ago: {old}"
+    );
+    let recent = n
+        .admin(&["list", "--older-than", "0s", "--json"])
+        .ok()
+        .json();
     assert_eq!(ids(&recent).len(), 9);
 }
 
@@ -916,16 +1182,38 @@ fn should_document_the_commands_and_exit_codes_in_help() {
     let (code, out, _) = run(&["--help"]);
     assert_eq!(code, 0);
     for needle in [
-        "status", "metrics", "list", "show", "audit", "retry", "resolve-succeeded",
-        "resolve-failed", "compensate", "cancel", "approve", "pause", "resume", "config get",
-        "config set", "Exit codes", "0  ok", "1  usage", "2  network", "3  refused by the service",
-        "4  not found", "5  unknown outcome", "6  rejected",
+        "status",
+        "metrics",
+        "list",
+        "show",
+        "audit",
+        "retry",
+        "resolve-succeeded",
+        "resolve-failed",
+        "compensate",
+        "cancel",
+        "approve",
+        "pause",
+        "resume",
+        "config get",
+        "config set",
+        "Exit codes",
+        "0  ok",
+        "1  usage",
+        "2  network",
+        "3  refused by the service",
+        "4  not found",
+        "5  unknown outcome",
+        "6  rejected",
     ] {
         assert!(out.contains(needle), "`{needle}` missing in --help:\n{out}");
     }
     let (code, out, _) = run(&["resolve-failed", "--help"]);
     assert_eq!(code, 0);
-    assert!(out.contains("--acknowledge-risk") && out.contains("--reason TEXT"), "{out}");
+    assert!(
+        out.contains("--acknowledge-risk") && out.contains("--reason TEXT"),
+        "{out}"
+    );
     // No command, an unknown option, an option of another verb: usage errors, exit 1.
     assert_eq!(run(&[]).0, 1);
     let (code, _, err) = run(&["status", "--frobnicate"]);

@@ -111,18 +111,16 @@ fn not_sent(e: &AgentError) -> TransportError {
 
 fn query_error(e: AgentError) -> TransportError {
     match e {
-        AgentError::CertifiedReject { reject, .. } | AgentError::UncertifiedReject { reject, .. } => {
-            rejected(reject)
-        }
+        AgentError::CertifiedReject { reject, .. }
+        | AgentError::UncertifiedReject { reject, .. } => rejected(reject),
         other => not_sent(&other),
     }
 }
 
 fn submission_error(e: AgentError) -> TransportError {
     match e {
-        AgentError::CertifiedReject { reject, .. } | AgentError::UncertifiedReject { reject, .. } => {
-            rejected(reject)
-        }
+        AgentError::CertifiedReject { reject, .. }
+        | AgentError::UncertifiedReject { reject, .. } => rejected(reject),
         // The replica (or a boundary node) refused the request itself: bad signature, expiry,
         // rate limit, too large. It was not accepted for execution.
         AgentError::HttpError(ref p) if (400..500).contains(&p.status) => not_sent(&e),
