@@ -1,8 +1,10 @@
 //! Typed client for the icjournal service canister.
 //!
 //! The client is generic over a [`Transport`]: from another canister use
-//! [`IcCdkTransport`](transport::IcCdkTransport) (feature `ic-cdk`); tests plug in the
-//! simulator. Every method returns a [`ClientError`] that tells apart a failed call
+//! [`IcCdkTransport`](transport::IcCdkTransport) (feature `ic-cdk`), from outside the IC
+//! `agent::AgentTransport` (feature `agent`, on ic-agent, so canisters using the client never
+//! pull ic-agent in); tests plug in the simulator. Every method returns a [`ClientError`] that
+//! tells apart a failed call
 //! ([`TransportError`], e.g. an unknown outcome after a bounded-wait timeout), a Candid
 //! encoding problem, and a typed refusal by the service ([`ServiceError`]).
 //!
@@ -43,6 +45,8 @@
 //! assert!(matches!(err, ClientError::Service(ServiceError::Journal(JournalError::LockHeld { entry_id: 7, .. }))));
 //! ```
 
+#[cfg(feature = "agent")]
+pub mod agent;
 pub mod helpers;
 pub mod transport;
 
