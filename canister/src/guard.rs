@@ -1,4 +1,4 @@
-//! Authentication and authorization guards (BRIEF §8, I7), called at the top of every endpoint
+//! Authentication and authorization guards (I7), called at the top of every endpoint
 //! body. `canister_inspect_message` repeats the cheap ones as a first filter only (see
 //! `inspect`), because it does not run for inter-canister calls and a malicious node may skip it.
 

@@ -343,7 +343,7 @@ fn chars_tail(s: &str, max: usize) -> &str {
 /// start and its end: the engine's reasons put the boilerplate first and the specific part
 /// (the ledger's error, a trap message) last, so cutting only the tail hid what mattered.
 fn reason_html(reason: &str) -> String {
-    const FOLD: usize = 220;
+    const FOLD: usize = 320;
     if reason.chars().count() <= FOLD {
         return format!("<div class=\"why\">{}</div>", escape(reason));
     }
@@ -428,14 +428,16 @@ fn verbs(canister: &str, e: &Entry) -> Vec<Verb> {
         Kind::Saga => {
             let mut out = Vec::new();
             if let Some(step) = e.blocked_on {
-                out.push(v(
-                    format!("blocked on step #{step}: act on #{step}; the saga resumes by itself"),
-                    &format!("show {step}"),
-                    "",
-                    false,
-                ));
-                out[0].candid =
-                    format!("dfx canister call {canister} admin_get_entry '({step} : nat64)'");
+                // Reading the step needs no reason: it is not an audited verb.
+                out.push(Verb {
+                    when: format!(
+                        "blocked on step #{step}: act on #{step}; the saga resumes by itself"
+                    ),
+                    cli: format!("icjournal show {step}"),
+                    candid: format!(
+                        "dfx canister call {canister} admin_get_entry '({step} : nat64)'"
+                    ),
+                });
             }
             out.push(v(
                 "undo its completed steps".into(),
@@ -512,7 +514,7 @@ fn what_html(e: &Entry, blocked_steps: &[EntrySummary], queue: &[Entry]) -> Stri
     let mut out = format!("<b>{}</b>", e.kind.as_str());
     if let Some(l) = ledger_of(e) {
         out.push_str(&format!(
-            "<br>ledger <code>{}</code><br>memo <code>{}</code>",
+            "<br>ledger <code>{}</code><br>memo <code class=\"memo\">{}</code>",
             escape(&l.to_text()),
             icjournal::memo::encode(e.id)
                 .iter()
@@ -630,7 +632,7 @@ const STYLE: &str = "\
 *{box-sizing:border-box}\
 body{font:14px/1.4 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;color:#1b1f24;background:#f6f7f9}\
 header{display:flex;flex-wrap:wrap;gap:.3em 1.2em;align-items:baseline;padding:.5em 1.2em;background:#1b1f24;color:#d5dae0;font-size:12px}\
-header b{color:#fff;font-size:14px}\
+header b{color:#fff;font-size:14px}header code{background:#2d333b;color:#fff}\
 main{padding:0 1.2em 1.2em}\
 .health{margin:.8em 0;padding:.7em 1em;border-radius:6px;font-size:20px;font-weight:600;border-left:8px solid}\
 .health.bad{background:#fdecec;border-color:#c62828;color:#8e0000}\
@@ -650,7 +652,7 @@ code{font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:#
 summary{cursor:pointer;color:#0b4f9c}\
 details .full{margin-top:.3em;white-space:pre-wrap}\
 .err{color:#8e0000;font-size:12px;margin-top:.3em;overflow-wrap:anywhere}\
-.blocked{color:#8e0000;font-weight:600}\
+.blocked{color:#8e0000;font-weight:600}.memo{font-size:11px;word-break:break-all}\
 .none{color:#57606a;font-style:italic}\
 .counts span{display:inline-block;margin:0 .9em .3em 0}\
 .s-manual_review{color:#c62828;font-weight:700}.s-unknown,.s-recovering,.s-pending,.s-compensating{color:#9a5b00}\
@@ -716,11 +718,9 @@ pub fn render_dashboard(d: &Dashboard) -> String {
         );
         for e in &d.manual_queue {
             let mut why = reason_html(e.manual_reason.as_deref().unwrap_or("(no reason recorded)"));
-            if let Some(err) = e
-                .last_error
-                .as_deref()
-                .filter(|err| Some(*err) != e.manual_reason.as_deref())
-            {
+            // The reason usually ends with the last error: repeat it only when it says more.
+            let reason = e.manual_reason.as_deref().unwrap_or("");
+            if let Some(err) = e.last_error.as_deref().filter(|err| !reason.contains(*err)) {
                 why.push_str(&format!(
                     "<div class=\"err\">last error: {}</div>",
                     escape(err)
@@ -735,10 +735,14 @@ pub fn render_dashboard(d: &Dashboard) -> String {
                 what = what_html(e, &d.blocked_steps, &d.manual_queue),
                 since = ago(d.now, manual_since(e)),
                 att = e.attempts,
-                last = last_attempt(e).map_or(String::new(), |t| format!(
-                    "<br><span class=\"abs\">last {}</span>",
-                    utc(t)
-                )),
+                // A saga attempts nothing itself (its steps do): no "last attempt" for it.
+                last =
+                    last_attempt(e)
+                        .filter(|_| e.attempts > 0)
+                        .map_or(String::new(), |t| format!(
+                            "<br><span class=\"abs\">last {}</span>",
+                            utc(t)
+                        )),
                 verbs = verbs_html(&canister, e),
             ));
         }

@@ -1,4 +1,4 @@
-//! Input validation, run before any work (BRIEF §8): sizes, shapes, allowed ledgers, and the
+//! Input validation, run before any work: sizes, shapes, allowed ledgers, and the
 //! ownership rule for transfers the service executes with its own identity.
 //!
 //! Ownership rule (I7 for funds): the service is the ICRC-2 spender of every caller that
