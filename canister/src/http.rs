@@ -233,6 +233,12 @@ pub fn render_metrics(m: &Metrics, g: &ServiceGauges) -> std::io::Result<Vec<u8>
         g.ledgers as f64,
         "Configured ledgers.",
     )?;
+    // Which build answers: dashboards and alerts join on it after an upgrade.
+    w.gauge_vec(
+        "icjournal_build_info",
+        "The service's version, as a label (value always 1).",
+    )?
+    .value(&[("version", env!("CARGO_PKG_VERSION"))], 1.0)?;
     out.extend(w.into_inner());
     Ok(out)
 }
@@ -728,9 +734,9 @@ pub fn render_dashboard(d: &Dashboard) -> String {
             }
             out.push_str(&format!(
                 "<tr id=\"entry-{id}\"><td class=\"id\" data-l=\"entry\">#{id}</td>\
-                 <td data-l=\"what\">{what}</td><td data-l=\"since\">{since}</td>\
+                 <td data-l=\"what\">{what}</td><td data-l=\"in manual review since\">{since}</td>\
                  <td data-l=\"attempts\">{att}{last}</td><td data-l=\"why\">{why}</td>\
-                 <td data-l=\"do\">{verbs}</td></tr>\n",
+                 <td data-l=\"what to do\">{verbs}</td></tr>\n",
                 id = e.id,
                 what = what_html(e, &d.blocked_steps, &d.manual_queue),
                 since = ago(d.now, manual_since(e)),
@@ -1067,6 +1073,10 @@ mod tests {
         assert!(body.contains("icjournal_service_recovery_paused 1"));
         assert!(body.contains("icjournal_service_flows_in_flight 2"));
         assert!(body.contains("# TYPE icjournal_recoveries counter"));
+        assert!(body.contains(&format!(
+            "icjournal_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )));
         assert!(
             !body.to_lowercase().contains("cycle"),
             "no cycles balance in public HTTP"
