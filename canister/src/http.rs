@@ -304,9 +304,9 @@ fn ago(now: u64, t: u64) -> String {
 }
 
 /// When the entry went into manual review: the last `→ manual_review` change in its history.
-/// History keeps the most recent changes and `ManualReview` is never left automatically, so
-/// that change is there unless admin approvals pushed it out; then the last update is the
-/// closest time known.
+/// Nothing changes the status of an entry while it waits for an operator, so that change is
+/// the newest item of the (bounded, newest-kept) history; `updated_at` is the fallback should
+/// a history lack it.
 pub fn manual_since(e: &Entry) -> u64 {
     e.history
         .iter()
@@ -373,7 +373,7 @@ fn verb(canister: &str, id: EntryId, when: String, cli: &str, action: &str, risk
         when,
         cli: format!("icjournal {cli} --reason \"WHY\""),
         candid: format!(
-            "dfx canister call {canister} admin_act '(record {{ entry_id = {id} : nat64; \
+            "dfx canister call --network ic {canister} admin_act '(record {{ entry_id = {id} : nat64; \
              action = variant {{ {action} }}; reason = \"WHY\"; acknowledge_risk = {} }})'",
             if risk { "opt true" } else { "null" }
         ),
@@ -441,7 +441,7 @@ fn verbs(canister: &str, e: &Entry) -> Vec<Verb> {
                     ),
                     cli: format!("icjournal show {step}"),
                     candid: format!(
-                        "dfx canister call {canister} admin_get_entry '({step} : nat64)'"
+                        "dfx canister call --network ic {canister} admin_get_entry '({step} : nat64)'"
                     ),
                 });
             }
