@@ -590,35 +590,59 @@ impl<R: Runtime, M: Memory + Clone + 'static> Service<R, M> {
         Ok(())
     }
 
-    /// Data of the public dashboard: counts, the manual queue head and the most recent entries
-    /// (no owners, lock keys or intents).
+    /// Data of the public dashboard: counts (from the metrics' counters), the head of the
+    /// manual queue and the oldest unresolved entries. Bounded whatever the journal's size
+    /// (I6): at most `QUEUE_ROWS` + `UNRESOLVED_ROWS` × 4 entries are read, through the status
+    /// index, plus the step a shown saga is blocked on.
     pub fn dashboard(&self, now: u64) -> crate::http::Dashboard {
-        const ROWS: u32 = 20;
+        use crate::http::{QUEUE_ROWS, UNRESOLVED_ROWS};
         let metrics = self.journal.metrics();
-        let manual = self.journal.list(
-            &ListFilter {
-                status: Some(Status::ManualReview),
-                ..Default::default()
-            },
-            &PageRequest {
-                start_after: None,
-                limit: ROWS,
-            },
-        );
-        let recent = self.journal.list(
-            &ListFilter::default(),
-            &PageRequest {
-                start_after: metrics.entries_total.checked_sub(ROWS as u64 + 1),
-                limit: ROWS,
-            },
-        );
-        let mut recent = recent.items;
-        recent.reverse();
+        let head = |status: Status, rows: u32| -> Vec<Entry> {
+            self.journal
+                .list(
+                    &ListFilter {
+                        status: Some(status),
+                        ..Default::default()
+                    },
+                    &PageRequest {
+                        start_after: None,
+                        limit: rows,
+                    },
+                )
+                .items
+                .iter()
+                .filter_map(|s| self.journal.get(s.id))
+                .collect()
+        };
+        let manual_queue = head(Status::ManualReview, QUEUE_ROWS);
+        // A saga waits for an operator to act on one of its steps: show that step's state.
+        let blocked_steps = manual_queue
+            .iter()
+            .filter_map(|e| e.blocked_on)
+            .filter(|id| !manual_queue.iter().any(|m| m.id == *id))
+            .filter_map(|id| self.journal.get(id))
+            .map(|e| EntrySummary::from(&e))
+            .collect();
+        // Ids grow with creation time, so the head of each status range is its oldest entries.
+        let mut unresolved: Vec<Entry> = [
+            Status::Unknown,
+            Status::Recovering,
+            Status::Pending,
+            Status::Compensating,
+        ]
+        .into_iter()
+        .flat_map(|s| head(s, UNRESOLVED_ROWS))
+        .collect();
+        unresolved.sort_by_key(|e| e.id);
+        unresolved.truncate(UNRESOLVED_ROWS as usize);
         crate::http::Dashboard {
             now,
+            canister_id: self.journal.runtime().self_id(),
+            version: env!("CARGO_PKG_VERSION"),
             metrics,
-            manual_queue: manual.items,
-            recent,
+            manual_queue,
+            blocked_steps,
+            unresolved,
             recovery_paused: self.paused.get(),
             in_flight: self.in_flight.total(),
         }

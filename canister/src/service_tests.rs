@@ -809,16 +809,75 @@ fn open_refuses_corrupt_state() {
 }
 
 #[test]
-fn dashboard_data_is_bounded_and_recent_first() {
-    let w = world();
+fn dashboard_data_is_bounded_and_oldest_first() {
+    let w = world_with(ServiceConfig {
+        max_attempts: 2,
+        ..config()
+    });
+    w.svc.start_recovery_timer();
+    // A transfer whose reply is lost and whose ledger then answers nothing: manual review.
+    let reject = |c: &icjournal::PendingCall| {
+        if c.method == "icjournal_commit" {
+            Ok(candid::encode_args(()).unwrap())
+        } else {
+            Err(icjournal::CallError::Rejected {
+                code: icjournal::RejectCode::SysTransient,
+                message: "ledger unreachable".into(),
+            })
+        }
+    };
+    let r =
+        w.rt.run(
+            w.svc.execute_transfer(
+                &alice(),
+                TransferRequest {
+                    transfer: pull(p(1), 77),
+                    lock_key: None,
+                    idempotency_key: None,
+                },
+            ),
+            |c| {
+                if c.method == "icjournal_commit" {
+                    Ok(candid::encode_args(()).unwrap())
+                } else {
+                    Err(icjournal::CallError::Rejected {
+                        code: icjournal::RejectCode::SysUnknown,
+                        message: "timeout".into(),
+                    })
+                }
+            },
+        )
+        .unwrap();
+    assert_eq!(r.status, Status::Unknown);
+    for _ in 0..50 {
+        w.rt.advance(DAY);
+        for t in w.rt.take_due_timers() {
+            w.rt.run(t, reject);
+        }
+        if w.svc.get_entry(&alice(), r.entry_id).unwrap().status == Status::ManualReview {
+            break;
+        }
+    }
     for _ in 0..30 {
         record(&w, &alice(), None).unwrap();
     }
-    let d = w.svc.dashboard(NOW);
-    assert_eq!(d.recent.len(), 20);
-    assert_eq!(d.recent[0].id, 29);
-    assert_eq!(d.recent[19].id, 10);
-    assert!(d.manual_queue.is_empty());
+    let now = icjournal::Runtime::now(&w.rt);
+    let d = w.svc.dashboard(now);
+    assert_eq!(d.canister_id, me());
+    assert_eq!(d.manual_queue.len(), 1, "{d:?}");
+    let e = &d.manual_queue[0];
+    assert_eq!(e.id, r.entry_id);
+    // Full entries: the reason, the time it went to manual review and the last attempt.
+    assert!(e.manual_reason.is_some());
+    assert!(crate::http::manual_since(e) > e.created_at);
+    assert!(crate::http::last_attempt(e).is_some());
+    // 30 pending records: only the oldest UNRESOLVED_ROWS are read.
+    assert_eq!(d.unresolved.len(), crate::http::UNRESOLVED_ROWS as usize);
+    assert_eq!(d.unresolved[0].id, r.entry_id + 1);
+    assert!(d.unresolved.windows(2).all(|w| w[0].id < w[1].id));
+    let html = crate::http::render_dashboard(&d);
+    assert!(html.contains("1 needs an operator"), "{html}");
+    assert!(html.contains(&format!("icjournal retry {} --reason", r.entry_id)));
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 mod build;
 mod caller;
+mod dashboard;
 mod executed;
 mod icrc1_conformance;
 mod journal;
