@@ -163,7 +163,8 @@ fn log_fill(n: u64) -> u64 {
                 block: i,
             };
             let bytes = serde_cbor::to_vec(&e).expect("encode event");
-            log.append(&bytes).unwrap_or_else(|_| ic_cdk::trap("log full"));
+            log.append(&bytes)
+                .unwrap_or_else(|_| ic_cdk::trap("log full"));
         }
         log.len()
     })

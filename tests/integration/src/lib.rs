@@ -84,7 +84,8 @@ pub struct Wasms {
 fn canister_wasm(package: &str) -> Vec<u8> {
     match std::env::var_os("ICJOURNAL_WASM_DIR") {
         Some(dir) => {
-            let file = std::path::Path::new(&dir).join(format!("{}.wasm", package.replace('-', "_")));
+            let file =
+                std::path::Path::new(&dir).join(format!("{}.wasm", package.replace('-', "_")));
             std::fs::read(&file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()))
         }
         None => ic_sim::build::canister_wasm(package),

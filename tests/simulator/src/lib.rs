@@ -1054,7 +1054,11 @@ impl Simulator {
     /// a journal the engine filled natively (much faster than filling it through messages).
     /// `bytes.len()` must be a multiple of the 64 KiB Wasm page.
     pub fn set_stable_memory(&mut self, canister: Principal, bytes: Vec<u8>) {
-        assert_eq!(bytes.len() % 65_536, 0, "stable memory is whole 64 KiB pages");
+        assert_eq!(
+            bytes.len() % 65_536,
+            0,
+            "stable memory is whole 64 KiB pages"
+        );
         self.gen += 1;
         let gen = self.gen;
         let c = self

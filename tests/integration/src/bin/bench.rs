@@ -188,8 +188,7 @@ fn service_icrc2(s: &Setup) -> Flow {
 
 fn payout_icrc1(s: &Setup) -> Flow {
     let start = s.sim().trace().len();
-    s.payout_as(user(1), acct(user(9)), AMOUNT)
-        .expect("payout");
+    s.payout_as(user(1), acct(user(9)), AMOUNT).expect("payout");
     drain(s);
     flow_since(&s.sim(), s.payout, start)
 }
@@ -311,7 +310,12 @@ fn at_size(n: u64) -> AtSize {
     eprintln!("  filled {n} entries natively in {:.1?}", t.elapsed());
     s.sim().set_stable_memory(s.service, bytes);
     s.sim()
-        .upgrade_canister(s.service, Wasms::service(), Encode!(&None::<ServiceConfig>).unwrap(), None)
+        .upgrade_canister(
+            s.service,
+            Wasms::service(),
+            Encode!(&None::<ServiceConfig>).unwrap(),
+            None,
+        )
         .expect("upgrade service");
     let post_upgrade = last_post_upgrade(&s.sim(), s.service);
     let per_op = steady(|| service_icrc2(&s)).instructions;
@@ -325,7 +329,12 @@ fn at_size(n: u64) -> AtSize {
         left -= k;
     }
     s.sim()
-        .upgrade_canister(bare, Wasms::bare(), Encode!(&BareInit { ledger: s.ledger }).unwrap(), None)
+        .upgrade_canister(
+            bare,
+            Wasms::bare(),
+            Encode!(&BareInit { ledger: s.ledger }).unwrap(),
+            None,
+        )
         .expect("upgrade bare");
     let replay_post_upgrade = last_post_upgrade(&s.sim(), bare);
     let replayed: u64 = s.query1(bare, user(0), "replayed", ());
@@ -373,7 +382,12 @@ fn recovery(n: u64) -> (f64, u64, u64) {
     let (bytes, _) = fill_native(&s, &cfg, n, answer_unknown);
     s.sim().set_stable_memory(s.service, bytes);
     s.sim()
-        .upgrade_canister(s.service, Wasms::service(), Encode!(&Some(cfg.clone())).unwrap(), None)
+        .upgrade_canister(
+            s.service,
+            Wasms::service(),
+            Encode!(&Some(cfg.clone())).unwrap(),
+            None,
+        )
         .expect("upgrade service");
     let start_trace = s.sim().trace().len();
     assert_eq!(s.unresolved_automatic(), n, "all outcomes unknown");
@@ -469,7 +483,9 @@ fn main() {
             (Some(a), Some(b)) => a.per_op as f64 / b.per_op as f64,
             _ => f64::NAN,
         };
-        lines.push(format!("P2 stable bytes per resolved entry: {bytes_per_entry}"));
+        lines.push(format!(
+            "P2 stable bytes per resolved entry: {bytes_per_entry}"
+        ));
         lines.push(format!(
             "P3 post_upgrade instructions at {}k entries: {} (replay baseline {})",
             largest.n / 1000,
@@ -485,8 +501,12 @@ fn main() {
             "== recovery of {unknown} unknown outcomes (default interval and batch; one round per second) =="
         );
         let (per_min, max_msg, secs) = recovery(unknown);
-        println!("resolved in {secs} rounds (s): {per_min:.0}/min; largest message {max_msg} instr");
-        lines.push(format!("P4 unknown outcomes resolved per minute: {per_min:.0}"));
+        println!(
+            "resolved in {secs} rounds (s): {per_min:.0}/min; largest message {max_msg} instr"
+        );
+        lines.push(format!(
+            "P4 unknown outcomes resolved per minute: {per_min:.0}"
+        ));
     }
     eprintln!("bench ran in {:.1?}", t0.elapsed());
     // The figures, in the order.
