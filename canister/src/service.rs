@@ -347,7 +347,7 @@ impl<R: Runtime, M: Memory + Clone + 'static> Service<R, M> {
         }
     }
 
-    /// Journal, execute, commit; wait for the outcome (an unknown one is recovered later: the
+    /// Journal and execute (no commit self-call: only the reply follows); wait for the outcome (an unknown one is recovered later: the
     /// returned status is then `Unknown` and the caller polls `get_entry`). A repeated request
     /// (same idempotency key) returns the first entry's result now, without sending again.
     pub async fn execute_transfer(
@@ -357,7 +357,8 @@ impl<R: Runtime, M: Memory + Clone + 'static> Service<R, M> {
     ) -> ServiceResult<FlowResult> {
         match self.journal_transfer(ctx, req)? {
             Journaled::New(id, slot) => {
-                let r = self.journal.execute(id).await;
+                // Nothing follows the result but releasing the slot and the reply: no commit.
+                let r = self.journal.execute_then_reply(id).await;
                 drop(slot);
                 Ok(r?)
             }
@@ -372,7 +373,8 @@ impl<R: Runtime, M: Memory + Clone + 'static> Service<R, M> {
                 let j = self.journal.clone();
                 self.journal.runtime().spawn(Box::pin(async move {
                     let _slot = slot;
-                    let _ = j.execute(id).await;
+                    // The task ends with the result: nothing to protect by a commit.
+                    let _ = j.execute_then_reply(id).await;
                 }));
                 Ok(id)
             }

@@ -409,8 +409,10 @@ fn inputs_are_validated_before_any_work() {
     assert!(w.rt.pending_calls().is_empty(), "no call was made");
 }
 
+/// Only the reply follows the result, so no `icjournal_commit` self-call (docs/design.md,
+/// "When a commit is needed").
 #[test]
-fn executed_transfer_journals_sends_exact_args_and_commits() {
+fn executed_transfer_journals_and_sends_exact_args_without_a_commit() {
     let w = world();
     let mut sent: Vec<PendingCall> = vec![];
     let mut answer = ledger_ok(42);
@@ -440,7 +442,7 @@ fn executed_transfer_journals_sends_exact_args_and_commits() {
     ));
     assert_eq!(
         sent.iter().map(|c| c.method.as_str()).collect::<Vec<_>>(),
-        vec!["icrc2_transfer_from", "icjournal_commit"]
+        vec!["icrc2_transfer_from"]
     );
     let (args,): (TransferFromArgs,) = candid::decode_args(&sent[0].arg).unwrap();
     assert_eq!(args.from, acct(p(1)));

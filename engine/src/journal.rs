@@ -1,10 +1,12 @@
 //! The journal: flows (transfer, record, local step, saga), recovery timer, manual queue,
 //! queries and metrics, over `Store` (stable memory) and a `Runtime`.
 //!
-//! Message discipline (BRIEF §1, seeds "Journaling"): an intent is written before each failable
-//! step; the message then ends at the step's `await`, which commits the intent. The result is
-//! written in the callback, followed by a self-call whose `await` commits it before anything
-//! else (host code included) can trap. A `FlowGuard` (Drop) marks an in-flight entry `Unknown`
+//! Message discipline (DFINITY's security guidance, "Journaling"): an intent is written before
+//! each failable step; the message then ends at the step's `await`, which commits the intent.
+//! The result is written in the callback, followed by a self-call whose `await` commits it
+//! before anything else (host code included) can trap — unless nothing but the reply follows
+//! (`execute_then_reply`): then a trap is recovered exactly and the commit is elided
+//! (docs/design.md, "When a commit is needed"). A `FlowGuard` (Drop) marks an in-flight entry `Unknown`
 //! when the callback traps: ic-cdk ≥0.18 drops the task's futures in `call_on_cleanup`
 //! (`ic-cdk` `call.rs` `cleanup` → `ic_cdk_executor::cancel_task`), and state written by the
 //! cleanup persists.
@@ -140,6 +142,15 @@ impl<R: Runtime, M: Memory + 'static> Drop for FlowGuard<R, M> {
             );
         }
     }
+}
+
+/// What follows a flow's journaled result in the same message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum After {
+    /// More code runs (the next saga step, the host's code): commit the result first.
+    Continue,
+    /// Only the reply: a trap is recovered exactly, so no commit.
+    Reply,
 }
 
 pub(crate) fn is_transfer(k: Kind) -> bool {

@@ -1,13 +1,28 @@
 //! Run any journaled entry that has not started.
 
 use crate::error::JournalError;
-use crate::journal::Journal;
+use crate::journal::{After, Journal};
 use crate::runtime::Runtime;
 use crate::types::*;
 use ic_stable_structures::Memory;
 impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
-    /// Run a journaled transfer or local step that has not started yet.
+    /// Run a journaled transfer or local step that has not started yet. A transfer's result
+    /// is committed by a self-call before this returns, so the caller's code that follows may
+    /// trap without losing it.
     pub async fn execute(&self, id: EntryId) -> Result<FlowResult, JournalError> {
+        self.execute_with(id, After::Continue).await
+    }
+
+    /// [`Journal::execute`] for a caller that does nothing after it but reply (or end the
+    /// message). A transfer's result is not committed by a self-call: a trap between the
+    /// journaled result and the end of the message is recovered exactly by deduplicated resend
+    /// or memo lookup (docs/design.md, "When a commit is needed"), so the commit's two messages
+    /// would prove nothing. Sagas and local steps keep their commits (their flow goes on).
+    pub async fn execute_then_reply(&self, id: EntryId) -> Result<FlowResult, JournalError> {
+        self.execute_with(id, After::Reply).await
+    }
+
+    async fn execute_with(&self, id: EntryId, after: After) -> Result<FlowResult, JournalError> {
         let e = self
             .get(id)
             .ok_or(JournalError::NotFound { entry_id: id })?;
@@ -30,7 +45,7 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                         message: "tracked transfers are executed by their owner".into(),
                     });
                 }
-                self.send_first(id).await;
+                self.send_first(id, after).await;
             }
             Kind::LocalStep => self.run_local(id).await,
             Kind::Saga => return self.run_saga(id).await,

@@ -2,6 +2,7 @@
 //! the completed steps are compensated in reverse order.
 
 use crate::error::JournalError;
+use crate::journal::After;
 use crate::journal::Journal;
 use crate::runtime::Runtime;
 use crate::types::*;
@@ -117,7 +118,10 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
     /// Saga children: transfers and local steps only (no recursion into sagas).
     pub(crate) async fn execute_leaf(&self, id: EntryId) {
         match self.get(id).map(|e| e.kind) {
-            Some(Kind::Icrc1Transfer | Kind::Icrc2TransferFrom) => self.send_first(id).await,
+            Some(Kind::Icrc1Transfer | Kind::Icrc2TransferFrom) => {
+                // The saga goes on in this message (next step, compensation): commit.
+                self.send_first(id, After::Continue).await
+            }
             Some(Kind::LocalStep) => self.run_local(id).await,
             _ => {}
         }

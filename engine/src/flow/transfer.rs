@@ -2,7 +2,7 @@
 //! them once, journal the result; and transfers another canister sends, tracked for recovery.
 
 use crate::error::JournalError;
-use crate::journal::{truncate, EntryOptions, FlowGuard, Journal};
+use crate::journal::{truncate, After, EntryOptions, FlowGuard, Journal};
 use crate::ledger::{self, CallOutcome};
 use crate::memo;
 use crate::recovery::{self, Decision};
@@ -96,7 +96,11 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         self.execute(id).await
     }
 
-    pub(crate) async fn send_first(&self, id: EntryId) {
+    /// Send a journaled transfer for the first time and journal the result. With
+    /// `commit == After::Continue` the result is then committed by a self-call, because the
+    /// caller's code goes on in this message; with `After::Reply` nothing but the reply follows
+    /// and the commit is elided (see docs/design.md, "When a commit is needed").
+    pub(crate) async fn send_first(&self, id: EntryId, after: After) {
         let lease = self.lease_until();
         let Some(e) = self.update(id, |e| {
             e.attempts += 1;
@@ -118,7 +122,13 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         let reply = self.inner.rt.call(t.ledger, method, self.wait(), arg).await;
         let outcome = ledger::classify_ledger_call(&t.op, &reply);
         self.apply_first_send(id, e.attempts, &outcome);
-        self.self_commit().await;
+        if after == After::Continue {
+            self.self_commit().await;
+        }
+        // Without the commit a trap from here to the end of the message rolls the result
+        // back; the guard's drop (in the cleanup callback) then marks the entry `Unknown` and
+        // recovery re-derives the same result: a resend of the identical args answers
+        // `Duplicate { duplicate_of }` with the same block, or the memo lookup finds it.
         drop(guard);
     }
 

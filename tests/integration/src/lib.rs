@@ -79,9 +79,22 @@ pub struct Wasms {
     pub payout: Vec<u8>,
 }
 
+/// `package`'s canister Wasm: from `$ICJOURNAL_WASM_DIR/<package>.wasm` when that is set (to
+/// measure or test saved builds, e.g. the benchmark's before/after), else built from source.
+fn canister_wasm(package: &str) -> Vec<u8> {
+    match std::env::var_os("ICJOURNAL_WASM_DIR") {
+        Some(dir) => {
+            let file =
+                std::path::Path::new(&dir).join(format!("{}.wasm", package.replace('-', "_")));
+            std::fs::read(&file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()))
+        }
+        None => ic_sim::build::canister_wasm(package),
+    }
+}
+
 impl Wasms {
     pub fn ledger() -> Vec<u8> {
-        ic_sim::build::canister_wasm("test-ledger")
+        canister_wasm("test-ledger")
     }
     /// The service Wasm as released: `canister-release` build, shrunk, with
     /// `candid/icjournal.did` embedded as `icp:public candid:service` metadata (the same
@@ -89,7 +102,7 @@ impl Wasms {
     pub fn service() -> Vec<u8> {
         static W: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
         W.get_or_init(|| {
-            let raw = ic_sim::build::canister_wasm("icjournal-canister");
+            let raw = canister_wasm("icjournal-canister");
             let did_path = ic_sim::build::workspace_root().join("candid/icjournal.did");
             let did = std::fs::read_to_string(&did_path)
                 .unwrap_or_else(|e| panic!("read {}: {e}", did_path.display()));
@@ -100,11 +113,15 @@ impl Wasms {
         .clone()
     }
     pub fn payout() -> Vec<u8> {
-        ic_sim::build::canister_wasm("payout-example")
+        canister_wasm("payout-example")
     }
     /// The example caller canister (`tests/caller`).
     pub fn caller() -> Vec<u8> {
-        ic_sim::build::canister_wasm("caller-example")
+        canister_wasm("caller-example")
+    }
+    /// The benchmark's bare baseline canister (`tests/bare`).
+    pub fn bare() -> Vec<u8> {
+        canister_wasm("bare-example")
     }
     pub fn all() -> Wasms {
         Wasms {

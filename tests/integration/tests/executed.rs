@@ -1,5 +1,6 @@
 //! Executed transfers: the service journals, sends `icrc2_transfer_from` / `icrc1_transfer`
-//! itself, commits with a self-call and recovers unknown outcomes.
+//! itself, journals the result (no commit self-call: only the reply follows) and recovers
+//! unknown outcomes.
 
 use candid::Nat;
 use ic_sim::RejectCode;
@@ -203,20 +204,124 @@ fn should_recover_when_the_callback_traps_before_journaling_the_result() {
     assert_eq!(s.balance(acct(user(9))), (USER_FUNDS + AMOUNT) as u128);
 }
 
+/// An executed transfer's flow ends with the reply, so the service does not commit its result
+/// with a self-call (docs/design.md, "When a commit is needed"): one ledger call, two messages.
 #[test]
-fn should_keep_the_result_when_trapping_after_it_was_committed() {
+fn should_reply_without_a_commit_self_call() {
     let s = Setup::new();
     s.approve_service(user(1), 10 * AMOUNT);
-    // Callback 1: the ledger's reply (result journaled, self-call made); callback 2: the
-    // self-call's reply, after the commit.
-    s.trap_nth_callback_after(s.service, "icrc2_transfer_from", 2, 1);
-    let _ = exec(&s, user(1), AMOUNT);
+    // Let the recovery timer's first (empty) tick run, so that only the flow is traced.
+    s.advance_secs(1);
+    let start = s.sim().trace().len();
+    let r = exec(&s, user(1), AMOUNT).unwrap();
+    assert_eq!(r.status, Status::Succeeded, "{r:?}");
+    let sim = s.sim();
+    let service_messages: Vec<_> = sim.trace()[start..]
+        .iter()
+        .filter(|m| {
+            m.canister == s.service
+                && !matches!(
+                    m.kind,
+                    ic_sim::MessageKind::Query | ic_sim::MessageKind::InspectMessage
+                )
+        })
+        .map(|m| (m.kind, m.method.clone()))
+        .collect();
+    assert_eq!(
+        service_messages,
+        vec![
+            (
+                ic_sim::MessageKind::Update,
+                Some("execute_transfer".to_string())
+            ),
+            (ic_sim::MessageKind::ReplyCallback, None),
+        ],
+        "no icjournal_commit self-call"
+    );
+}
+
+/// The case the commit used to cover: the ledger's callback journals the result, then traps
+/// (here at its last System API call, the reply). The trap rolls the result back; the cleanup
+/// marks the entry `Unknown`; recovery resends the identical args and the ledger's
+/// `Duplicate { duplicate_of }` proves the same single execution.
+#[test]
+fn should_recover_exactly_when_trapping_after_the_result_was_journaled() {
+    // Dry run on a twin deployment: the System API calls of the ledger's callback.
+    let last_api_call = {
+        let s = Setup::new();
+        s.approve_service(user(1), 10 * AMOUNT);
+        s.advance_secs(1);
+        let start = s.sim().trace().len();
+        exec(&s, user(1), AMOUNT).unwrap();
+        let sim = s.sim();
+        sim.trace()[start..]
+            .iter()
+            .find(|m| m.canister == s.service && m.kind == ic_sim::MessageKind::ReplyCallback)
+            .expect("the ledger's callback")
+            .api_calls
+    };
+    let s = Setup::new();
+    s.approve_service(user(1), 10 * AMOUNT);
+    s.trap_nth_callback_after(s.service, "icrc2_transfer_from", 1, last_api_call);
+    let r = exec(&s, user(1), AMOUNT);
+    assert!(r.is_err(), "the callback trapped before replying: {r:?}");
     let id = s.service_entries().last().unwrap().id;
     let e = s.service_entry(id);
+    assert_eq!(
+        e.status,
+        Status::Unknown,
+        "result rolled back, cleanup marked it: {e:?}"
+    );
+    let blocks = s.blocks().len();
+    s.settle(600);
+    let e = s.service_entry(id);
     assert_eq!(e.status, Status::Succeeded, "{e:?}");
-    assert_eq!(source(&e), Some(EvidenceSource::Reply));
-    s.settle(120);
-    assert_eq!(s.service_entry(id).status, Status::Succeeded);
+    assert_eq!(source(&e), Some(EvidenceSource::DedupResend));
+    assert_eq!(
+        s.blocks().len(),
+        blocks,
+        "the resend executed a second time"
+    );
+    assert_eq!(s.balance(acct(user(9))), (USER_FUNDS + AMOUNT) as u128);
+    assert_eq!(s.check_invariants().succeeded, 1);
+}
+
+/// Where the flow goes on after a result (a saga's next step), the result is committed by a
+/// self-call first: a trap after the commit keeps it.
+#[test]
+fn should_keep_a_saga_steps_result_when_trapping_after_it_was_committed() {
+    let s = Setup::new();
+    s.approve_service(user(1), 10 * AMOUNT);
+    // Callback 1: the ledger's reply to step 1 (result journaled, self-call made); callback 2:
+    // the self-call's reply, after the commit.
+    s.trap_nth_callback_after(s.service, "icrc2_transfer_from", 2, 1);
+    let r = run(s
+        .client(user(1))
+        .execute_saga(icjournal_client::SagaRequest {
+            steps: vec![
+                icjournal_client::SagaTransferStep {
+                    transfer: s.icrc2_spec(user(1), acct(user(8)), AMOUNT),
+                    compensation: None,
+                },
+                icjournal_client::SagaTransferStep {
+                    transfer: s.icrc2_spec(user(1), acct(user(7)), AMOUNT),
+                    compensation: None,
+                },
+            ],
+            lock_key: None,
+            idempotency_key: None,
+        }));
+    assert!(r.is_err(), "the saga's message trapped: {r:?}");
+    let step1 = s
+        .service_entries()
+        .into_iter()
+        .find(|e| e.parent.is_some())
+        .expect("step 1 entry");
+    assert_eq!(step1.status, Status::Succeeded, "{step1:?}");
+    assert_eq!(source(&step1), Some(EvidenceSource::Reply));
+    s.settle(600);
+    assert_eq!(s.service_entry(step1.id).status, Status::Succeeded);
+    assert_eq!(s.balance(acct(user(8))), (USER_FUNDS + AMOUNT) as u128);
 }
 
 #[test]

@@ -194,6 +194,12 @@ pub struct MessageRecord {
     pub instructions: u64,
     /// Trap message if the message trapped (its effects were rolled back).
     pub trap: Option<String>,
+    /// The message's caller (for requests: the calling canister or user; for callbacks and
+    /// system tasks: as the System API reports it).
+    pub caller: Principal,
+    /// Payload bytes the message received: the argument of a request, the reply or reject
+    /// message of a callback (what the IC's per-byte transmission fee applies to).
+    pub arg_bytes: u64,
 }
 
 /// A point where a message can be made to trap: at its `api_call`-th System API call (1-based).
@@ -1042,6 +1048,28 @@ impl Simulator {
         self.canisters
             .get(&canister)
             .map(|c| c.store.data().stable.as_slice())
+    }
+
+    /// Test setup, not an IC operation: replace a canister's stable memory wholesale, e.g. with
+    /// a journal the engine filled natively (much faster than filling it through messages).
+    /// `bytes.len()` must be a multiple of the 64 KiB Wasm page.
+    pub fn set_stable_memory(&mut self, canister: Principal, bytes: Vec<u8>) {
+        assert_eq!(
+            bytes.len() % 65_536,
+            0,
+            "stable memory is whole 64 KiB pages"
+        );
+        self.gen += 1;
+        let gen = self.gen;
+        let c = self
+            .canisters
+            .get_mut(&canister)
+            .expect("set_stable_memory: no such canister");
+        let pages = bytes.len().div_ceil(dirty::page());
+        c.store.data_mut().stable = bytes;
+        c.stable_gen = vec![gen; pages];
+        c.epoch = gen;
+        c.restored = None;
     }
 
     /// Current Wasm heap contents (None without a module or memory).
@@ -2315,6 +2343,8 @@ impl Simulator {
             api_calls: 0,
             instructions: 0,
             trap: None,
+            caller: msg.caller,
+            arg_bytes: msg.arg.len() as u64,
         };
         if let Some(pos) = self.trap_faults.iter_mut().position(|f| (f.pred)(&record)) {
             msg.trap_at = Some(self.trap_faults.remove(pos).api_call);
