@@ -67,15 +67,8 @@ impl From<Option<String>> for EntryOptions {
 /// trap rolls both back and the step is retried — the handler itself must not await.
 pub type LocalHandler = Rc<dyn Fn(&[u8]) -> Result<Vec<u8>, String>>;
 
-/// Bugs planted on purpose to prove the property-test checker catches them (tests only).
-#[cfg(test)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum PlantedBug {
-    #[default]
-    None,
-    /// Resend with a fresh created_at_time (defeats ledger deduplication: double spend).
-    ResendWithNewCreatedAtTime,
-}
+#[cfg(any(test, feature = "planted-bugs"))]
+pub use crate::planted::PlantedBug;
 
 pub(crate) struct Inner<R: Runtime, M: Memory + 'static> {
     pub(crate) rt: R,
@@ -93,8 +86,6 @@ pub(crate) struct Inner<R: Runtime, M: Memory + 'static> {
     pub(crate) paused: Cell<bool>,
     /// What lookups learned about each ledger (endpoints, block times). Memory only.
     pub(crate) lookup_cache: LookupCache,
-    #[cfg(test)]
-    pub(crate) bug: Cell<PlantedBug>,
 }
 
 /// Handle to the journal. Cheap to clone (shared `Rc`).
@@ -162,8 +153,6 @@ impl<R: Runtime, M: Memory + Clone + 'static> Journal<R, M> {
                 timer: Cell::new(None),
                 paused: Cell::new(false),
                 lookup_cache: LookupCache::default(),
-                #[cfg(test)]
-                bug: Cell::new(PlantedBug::None),
             }),
         })
     }
@@ -201,9 +190,10 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             .insert(name.to_string(), handler);
     }
 
-    #[cfg(test)]
-    pub(crate) fn plant_bug(&self, bug: PlantedBug) {
-        self.inner.bug.set(bug);
+    /// Plant a known bug (see `planted`); test builds and `planted-bugs` builds only.
+    #[cfg(any(test, feature = "planted-bugs"))]
+    pub fn plant_bug(&self, bug: PlantedBug) {
+        crate::planted::set(bug);
     }
 
     pub(crate) fn now(&self) -> u64 {
@@ -387,7 +377,13 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         }
         if let Some(k) = &lock_key {
             self.validate_key("lock_key", k)?;
-            if let Some(holder) = self.inner.store.borrow().lock_holder(k) {
+            let holder = self.inner.store.borrow().lock_holder(k);
+            #[cfg(any(test, feature = "planted-bugs"))]
+            let holder = holder.filter(|h| {
+                !crate::planted::is(crate::planted::PlantedBug::LockReleasedEarly)
+                    || self.get(*h).is_some_and(|e| e.status == Status::Pending)
+            });
+            if let Some(holder) = holder {
                 return Err(JournalError::LockHeld {
                     lock_key: k.clone(),
                     entry_id: holder,
