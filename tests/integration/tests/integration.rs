@@ -2,6 +2,7 @@
 //! service canister and the payout example canister, real Wasm, faults injected. Every test
 //! ends with the ledger-vs-journal invariant check (I1, I2) run by the `Setup` fixture's Drop.
 
+mod campaign;
 mod caller;
 mod executed;
 mod icrc1_conformance;
