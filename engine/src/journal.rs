@@ -142,6 +142,9 @@ impl<R: Runtime, M: Memory + Clone + 'static> Journal<R, M> {
     pub fn open(rt: R, memories: Memories<M>, config: Config) -> Result<Self, OpenError> {
         config.validate()?;
         let store = Store::open(memories)?;
+        // A fresh journal runs without a planted bug, as a fresh canister heap would.
+        #[cfg(any(test, feature = "planted-bugs"))]
+        crate::planted::set(PlantedBug::None);
         Ok(Journal {
             inner: Rc::new(Inner {
                 rt,

@@ -16,10 +16,10 @@ use super::{stop_upgrade_start_payout, upgrade_payout, Options, Rng, ServiceWasm
 use crate::{acct, run, user, Setup, DAY_NS, FEE, SECOND};
 use candid::{Nat, Principal};
 use ic_sim::{RejectCode, RejectWhen, SimSnapshot};
-use icjournal::{AdminAction, Executor, Intent, Status};
+use icjournal::{AdminAction, Executor, Intent};
 use icrc_ledger_types::icrc1::transfer::{Memo, TransferArg, TransferError};
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const REJECTS: [&str; 8] = [
     "none",
@@ -52,6 +52,10 @@ pub struct Matrix {
     pub fee_changes: u64,
     pub admin_verbs: u64,
     pub forged_memos: u64,
+    /// Seconds spent restoring, running steps, settling, checking.
+    pub timing: [f64; 4],
+    /// Messages executed and their instructions in steps, recovery and checks.
+    pub work: [(u64, u64); 3],
 }
 
 impl Matrix {
@@ -67,6 +71,13 @@ impl Matrix {
         self.fee_changes += o.fee_changes;
         self.admin_verbs += o.admin_verbs;
         self.forged_memos += o.forged_memos;
+        for i in 0..4 {
+            self.timing[i] += o.timing[i];
+        }
+        for i in 0..3 {
+            self.work[i].0 += o.work[i].0;
+            self.work[i].1 += o.work[i].1;
+        }
     }
 
     pub fn hit(&self) -> usize {
@@ -102,6 +113,14 @@ impl Matrix {
             self.fee_changes,
             self.admin_verbs,
             self.forged_memos
+        );
+        out += &format!(
+            "\n  time: restore {:.1}s, steps {:.1}s, recovery {:.1}s, checks {:.1}s",
+            self.timing[0], self.timing[1], self.timing[2], self.timing[3]
+        );
+        out += &format!(
+            "\n  work (messages, instructions): steps {:?}, recovery {:?}, checks {:?}",
+            self.work[0], self.work[1], self.work[2]
         );
         out
     }
@@ -143,7 +162,13 @@ impl Run<'_> {
         let rej = self.rng.below(REJECTS.len() as u64) as u8;
         let rep = self.rng.below(REPLIES.len() as u64) as u8;
         let trap = self.rng.below(TRAPS.len() as u64) as u8;
-        let upg = self.rng.below(UPGRADES.len() as u64) as u8;
+        // Upgrades are rarer than the other faults: a restore after one copies the whole
+        // canister back (crash points already upgrade before every message of every flow).
+        let upg = match self.rng.below(10) {
+            0 => 1,
+            1 => 2,
+            _ => 0,
+        };
         self.matrix.cells.insert((rej, rep, trap, upg));
         let code = [
             RejectCode::SysFatal,
@@ -208,7 +233,7 @@ impl Run<'_> {
     fn step(&mut self) {
         let s = self.s;
         let amount = 10_000 + self.rng.below(2_000_000);
-        match self.rng.below(16) {
+        match self.rng.below(17) {
             0 | 1 => {
                 let (who, lock) = (self.who(), self.lock());
                 if self.rng.chance(60) {
@@ -265,7 +290,7 @@ impl Run<'_> {
                 let big = if self.rng.chance(50) { amount } else { 100 * crate::USER_FUNDS };
                 let _ = run(s.client(who).submit_saga(saga(s, who, big)));
             }
-            10 => {
+            10 if self.rng.chance(40) => {
                 let w = self.w.clone();
                 let mut sim = s.sim();
                 match self.rng.below(4) {
@@ -308,7 +333,10 @@ impl Run<'_> {
                 s.set_fee(if self.fee_changed { 2 * FEE } else { FEE });
             }
             14 => self.operator(),
-            _ => self.forge_memo(amount),
+            15 => self.forge_memo(amount),
+            _ => {
+                s.tick();
+            }
         }
     }
 
@@ -380,12 +408,13 @@ pub fn run_one(
     seed: u64,
     matrix: &mut Matrix,
 ) -> Vec<String> {
+    let t0 = Instant::now();
     s.sim().restore(base);
     s.sim().clear_faults();
     s.sim().reseed_scheduler(seed);
     w.replant(&mut s.sim(), s.service);
     let mut rng = Rng::new(seed);
-    let steps = 4 + rng.below(9);
+    let steps = 3 + rng.below(6);
     let mut r = Run {
         s,
         w,
@@ -396,10 +425,19 @@ pub fn run_one(
         fee_changed: false,
     };
     let mut obs = Observer::default();
+    let t1 = Instant::now();
+    let work = |s: &Setup| {
+        let sim = s.sim();
+        let i: u64 = sim.trace().iter().map(|m| m.instructions).sum();
+        (sim.message_count(), i)
+    };
+    let w1 = work(s);
     for _ in 0..steps {
         r.step();
         obs.observe(s);
     }
+    let t2 = Instant::now();
+    let w2 = work(s);
     // Faults end; the world heals; recovery finishes.
     s.tick();
     s.sim().clear_faults();
@@ -410,9 +448,36 @@ pub fn run_one(
     }
     check::settle(s, 4 * 24 * 3600);
     obs.observe(s);
+    let t3 = Instant::now();
+    let w3 = work(s);
+    let v = check::check(s, Some(&obs));
+    let t4 = Instant::now();
+    if std::env::var("CAMPAIGN_PROFILE").is_ok() {
+        let sim = s.sim();
+        let mut agg: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        for m in sim.trace().iter().filter(|m| m.index >= w1.0) {
+            let who = if m.canister == s.service { "service" } else if m.canister == s.payout { "payout" } else if m.canister == s.ledger { "ledger" } else { "other" };
+            let e = agg.entry(format!("{who} {:?} {}", m.kind, m.method.clone().unwrap_or_default())).or_default();
+            e.0 += 1;
+            e.1 += m.instructions;
+        }
+        let mut v2: Vec<_> = agg.into_iter().collect();
+        v2.sort_by_key(|(_, (_, i))| std::cmp::Reverse(*i));
+        for (k, (n, i)) in v2.iter().take(12) {
+            eprintln!("profile seed {seed}: {k}: {n} messages, {i} instructions");
+        }
+    }
+    let w4 = work(s);
+    for (i, (a, b)) in [(w1, w2), (w2, w3), (w3, w4)].into_iter().enumerate() {
+        r.matrix.work[i].0 += b.0 - a.0;
+        r.matrix.work[i].1 += b.1.saturating_sub(a.1);
+    }
     matrix.merge(&r.matrix);
-    let _ = Status::Pending;
-    check::check(s, Some(&obs))
+    matrix.timing[0] += (t1 - t0).as_secs_f64();
+    matrix.timing[1] += (t2 - t1).as_secs_f64();
+    matrix.timing[2] += (t3 - t2).as_secs_f64();
+    matrix.timing[3] += (t4 - t3).as_secs_f64();
+    v
 }
 
 pub struct ScheduleReport {
@@ -436,6 +501,16 @@ pub fn run_many(
         w.upgrade(&mut s.sim(), s.service);
     }
     let base = s.sim().snapshot();
+    if opts.verbose {
+        let sim = s.sim();
+        for (n, c) in [("ledger", s.ledger), ("service", s.service), ("payout", s.payout)] {
+            eprintln!(
+                "schedules: {n}: heap {} B, stable {} B",
+                sim.wasm_memory(c).map_or(0, |m| m.len()),
+                sim.stable_memory(c).map_or(0, |m| m.len())
+            );
+        }
+    }
     let mut rep = ScheduleReport {
         runs: 0,
         failing: vec![],
