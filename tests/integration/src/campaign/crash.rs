@@ -13,6 +13,7 @@ use icjournal_client::{
     AdminListArgs, RecordIntentArgs, ReportResultArgs, SagaRequest, SagaTransferStep,
     TrackTransferArgs, TransferRequest,
 };
+use icrc_ledger_types::icrc1::account::Account;
 use icrc_ledger_types::icrc1::transfer::TransferArg;
 use std::time::Duration;
 
@@ -36,11 +37,22 @@ pub fn submit_icrc2(s: &Setup, who: Principal, amount: u64, lock: Option<&str>) 
     }));
 }
 
-/// From `who`'s escrow at the service (no query: the escrow is derived by the service, so it
-/// is read once per call through `Setup::escrow`).
+/// `who`'s escrow account at the service (None if the query fails, e.g. under a fault).
+pub fn escrow(s: &Setup, who: Principal) -> Option<Account> {
+    run(s.client(who).escrow_account(who)).ok()
+}
+
+/// From `who`'s escrow at the service.
 pub fn exec_icrc1(s: &Setup, who: Principal, amount: u64, lock: Option<&str>) {
+    let Some(escrow) = escrow(s, who) else { return };
     let _ = run(s.client(who).execute_transfer(TransferRequest {
-        transfer: s.icrc1_spec(who, acct(user(8)), amount),
+        transfer: TransferSpec::Icrc1 {
+            ledger: s.ledger,
+            from_subaccount: escrow.subaccount,
+            to: acct(user(8)),
+            amount: Nat::from(amount),
+            fee: None,
+        },
         lock_key: lock.map(str::to_string),
         idempotency_key: None,
     }));
@@ -99,7 +111,7 @@ pub fn tracked(s: &Setup, who: Principal, amount: u64, send: bool) -> Option<u64
 /// Step 1 pays `who`'s escrow (compensation: pay it back); step 2 pays user 8 `amount2`
 /// (more than `who` has: fails, so step 1 is compensated).
 pub fn saga(s: &Setup, who: Principal, amount2: u64) -> SagaRequest {
-    let escrow = s.escrow(who);
+    let escrow = escrow(s, who).unwrap_or(acct(who));
     SagaRequest {
         steps: vec![
             SagaTransferStep {
@@ -253,15 +265,43 @@ pub struct CrashReport {
     pub cases: u64,
     pub trap_cases: u64,
     pub upgrade_cases: u64,
+    /// Cases whose recovery and checks ran (the others repeat one of them exactly).
+    pub full_checks: u64,
     pub violations: Vec<String>,
 }
 
-/// Let recovery finish, then check. Faults not yet fired (e.g. an upgrade planned before a
-/// message the faulted run never reached) stay armed during recovery: still a valid fault.
+/// Deliver what the flow left queued (a hook due now, e.g. an upgrade planned right after the
+/// flow's last message, runs here), disarm what did not fire, let recovery finish, check.
+/// A panic of a test helper is reported as a violation, never hidden.
 fn finish(s: &Setup) -> Vec<String> {
-    check::settle(s, 3 * 24 * 3600);
-    s.sim().clear_faults();
-    check::check(s, None)
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        s.tick();
+        s.sim().clear_faults();
+        check::settle(s, 3 * 24 * 3600);
+        check::check(s, None)
+    }));
+    r.unwrap_or_else(|e| {
+        let msg = e
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|m| m.to_string()))
+            .unwrap_or_default();
+        vec![format!("harness: panicked: {}", msg.lines().next().unwrap_or(""))]
+    })
+}
+
+/// Run the flow; a helper that panics under the fault is reported by `finish`'s checks.
+fn act(f: &Flow, s: &Setup) -> Option<String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (f.act)(s)))
+        .err()
+        .map(|e| {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|m| m.to_string()))
+                .unwrap_or_default();
+            format!("harness: the flow panicked: {}", msg.lines().next().unwrap_or(""))
+        })
 }
 
 pub fn enumerate(opts: &Options) -> CrashReport {
@@ -272,6 +312,7 @@ pub fn enumerate(opts: &Options) -> CrashReport {
         cases: 0,
         trap_cases: 0,
         upgrade_cases: 0,
+        full_checks: 0,
         violations: vec![],
     };
     for f in flows() {
@@ -298,6 +339,7 @@ pub fn enumerate(opts: &Options) -> CrashReport {
         // The reference run itself must be clean.
         let v = finish(&s);
         r.cases += 1;
+        r.full_checks += 1;
         for x in v {
             r.violations.push(format!("crash {} (no fault): {x}", f.name));
         }
@@ -310,13 +352,47 @@ pub fn enumerate(opts: &Options) -> CrashReport {
             );
         }
         let target = if f.payout { s.payout } else { s.service };
+        // A trap rolls its whole message back, so trapping at call k or k+1 of one message
+        // usually leaves the same state. The simulator is deterministic: two cases whose
+        // messages after the trap ran identically (same canisters, kinds, methods, System API
+        // calls, instructions, traps) are in the same state, and recovery and the checks give
+        // the same verdict. Every (message, call) case is run up to the end of the flow; recovery
+        // and the checks run once per distinct execution.
+        let mut verdicts: std::collections::HashMap<Vec<(u64, u32, u64, bool, u8)>, Vec<String>> =
+            Default::default();
         for p in &points {
             s.sim().restore(&snap);
             s.sim().inject_trap(p.message, p.api_call);
-            (f.act)(&s);
-            let v = finish(&s);
+            let panicked = act(&f, &s);
+            let key: Vec<_> = {
+                let sim = s.sim();
+                sim.trace()
+                    .iter()
+                    .filter(|t| t.index >= first && t.index != p.message)
+                    .map(|t| {
+                        let c = if t.canister == s.service {
+                            0
+                        } else if t.canister == s.payout {
+                            1
+                        } else {
+                            2
+                        };
+                        (t.index, t.api_calls, t.instructions, t.trap.is_some(), c)
+                    })
+                    .collect()
+            };
             r.cases += 1;
             r.trap_cases += 1;
+            let mut v = match verdicts.get(&key) {
+                Some(v) => v.clone(),
+                None => {
+                    r.full_checks += 1;
+                    let v = finish(&s);
+                    verdicts.insert(key, v.clone());
+                    v
+                }
+            };
+            v.extend(panicked);
             for x in v {
                 r.violations.push(format!(
                     "crash {} trap at message {} ({}) call {}: {x}",
@@ -340,10 +416,12 @@ pub fn enumerate(opts: &Options) -> CrashReport {
                         (true, true) => stop_upgrade_start_payout(sim, target),
                     };
                 });
-                (f.act)(&s);
-                let v = finish(&s);
+                let panicked = act(&f, &s);
+                let mut v = finish(&s);
+                v.extend(panicked);
                 r.cases += 1;
                 r.upgrade_cases += 1;
+                r.full_checks += 1;
                 for x in v {
                     r.violations.push(format!(
                         "crash {} upgrade{} before message {k}: {x}",

@@ -257,10 +257,12 @@ pub fn run_campaign(opts: &Options) -> Summary {
         sum.crash_violations = r.violations.len() as u64;
         sum.violations.extend(r.violations);
         sum.notes.push(format!(
-            "crash-points: {} flows, {} trap cases, {} upgrade cases in {:.1}s",
+            "crash-points: {} flows, {} trap cases, {} upgrade cases ({} distinct executions \
+             recovered and checked) in {:.1}s",
             r.flows,
             r.trap_cases,
             r.upgrade_cases,
+            r.full_checks,
             t.elapsed().as_secs_f64()
         ));
         log(sum.notes.last().unwrap().clone());

@@ -432,9 +432,23 @@ pub fn run_one(
         (sim.message_count(), i)
     };
     let w1 = work(s);
+    let mut harness = Vec::new();
     for _ in 0..steps {
-        r.step();
-        obs.observe(s);
+        // A test helper that panics (e.g. a control call hit by an injected fault) ends the
+        // schedule's steps; it is reported, never hidden.
+        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            r.step();
+            obs.observe(s);
+        }));
+        if let Err(e) = step {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|m| m.to_string()))
+                .unwrap_or_default();
+            harness.push(format!("harness: a step panicked: {}", msg.lines().next().unwrap_or("")));
+            break;
+        }
     }
     let t2 = Instant::now();
     let w2 = work(s);
@@ -450,7 +464,8 @@ pub fn run_one(
     obs.observe(s);
     let t3 = Instant::now();
     let w3 = work(s);
-    let v = check::check(s, Some(&obs));
+    let mut v = check::check(s, Some(&obs));
+    v.extend(harness);
     let t4 = Instant::now();
     if std::env::var("CAMPAIGN_PROFILE").is_ok() {
         let sim = s.sim();
