@@ -316,6 +316,9 @@ pub fn enumerate(opts: &Options) -> CrashReport {
         violations: vec![],
     };
     for f in flows() {
+        if !opts.crash_flows.is_empty() && !opts.crash_flows.contains(&f.name) {
+            continue;
+        }
         s.sim().restore(&base);
         (f.prepare)(&s);
         let snap = s.sim().snapshot();

@@ -12,7 +12,7 @@
 use super::check;
 use super::Rng;
 use crate::payout_types::HttpRequest;
-use crate::{acct, admin, controller, stranger, user, Setup};
+use crate::{admin, controller, stranger, user, Setup};
 use candid::{Encode, Nat, Principal};
 use icjournal::{
     AdminAction, AdminRequest, LedgerOp, ListFilter, PageRequest, ReportedResult, Status,
@@ -424,12 +424,14 @@ pub fn run(seed: u64, execs: u64) -> FuzzReport {
             break;
         }
     }
-    // Whatever the fuzzer did succeed in doing, the journals stay consistent.
+    // Whatever the fuzzer did succeed in doing, the journals stay consistent. (An operator's
+    // pause_recovery is a legitimate call it may have made: resume first.)
+    s.sim().clear_faults();
+    let _ = crate::run(s.admin_client().resume_recovery("fuzz done".into()));
     check::settle(&s, 4 * 24 * 3600);
     rep.violations.extend(check::check(&s, None));
     rep.outcomes = format!(
         "{ok} ok, {err} typed errors, {rejected} rejected (max {max_reject_instr} instructions)"
     );
-    let _ = acct;
     rep
 }

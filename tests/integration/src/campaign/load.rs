@@ -36,15 +36,40 @@ pub fn run(flows: u64, callers: u64) -> LoadReport {
     }
     let first_message = s.sim().message_count();
     let t = Instant::now();
-    let (mut accepted, mut refused, mut other) = (0u64, 0u64, 0u64);
+    let (mut accepted, mut refused, mut other, mut other_replies) = (0u64, 0u64, 0u64, 0u64);
     let mut violations = Vec::new();
-    for f in 0..flows {
-        let c = who(f % callers);
-        let r = crate::run(s.client(c).submit_transfer(TransferRequest {
-            transfer: s.icrc2_spec(c, acct(user(9)), 1_000 + f % 1_000),
-            lock_key: None,
-            idempotency_key: None,
-        }));
+    // Every request is submitted before any runs: they are all in flight together, and the
+    // simulator's scheduler interleaves them (ingress, ledger calls, callbacks, timers).
+    let ids: Vec<_> = (0..flows)
+        .map(|f| {
+            let c = who(f % callers);
+            let req = TransferRequest {
+                transfer: s.icrc2_spec(c, acct(user(9)), 1_000 + f % 1_000),
+                lock_key: None,
+                idempotency_key: None,
+            };
+            s.sim()
+                .submit_call(s.service, c, "submit_transfer", candid::encode_one(&req).unwrap())
+        })
+        .collect();
+    s.tick();
+    for id in ids {
+        let reply = s.sim().call_result(id);
+        let r: Result<u64, ClientError> = match reply {
+            Some(Ok(bytes)) => candid::decode_one::<Result<u64, ServiceError>>(&bytes)
+                .map_err(|e| ClientError::Candid {
+                    method: "submit_transfer".into(),
+                    message: e.to_string(),
+                })
+                .and_then(|r| r.map_err(ClientError::Service)),
+            other => {
+                other_replies += 1;
+                if other_replies <= 3 {
+                    violations.push(format!("submit_transfer got no reply: {other:?}"));
+                }
+                continue;
+            }
+        };
         match r {
             Ok(_) => accepted += 1,
             Err(ClientError::Service(ServiceError::Journal(
