@@ -1,5 +1,5 @@
 //! The verification campaign (`icjournal_tests::campaign`) at the size CI affords today: the
-//! crash points of two flows, 30 seeded fault schedules, every planted bug caught, a fuzz
+//! crash points of the record/report flow, 30 seeded fault schedules, every planted bug caught, a fuzz
 //! smoke. The full CI size (every crash point, 1,000 schedules) and the long run are the
 //! `campaign` command (README, "Verification").
 

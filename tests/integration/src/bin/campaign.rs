@@ -2,7 +2,8 @@
 //!
 //! cargo run --release --locked -p icjournal-tests --bin campaign -- \
 //!     [--schedules N] [--seed S] [--crash-points] [--fuzz-execs N] [--load]
-//!     [--planted] [--planted-bug NAME] [--load-flows N] [--load-callers N] [--quiet]
+//!     [--planted] [--planted-bug NAME] [--crash-flow NAME] [--load-flows N] [--load-callers N]
+//!     [--quiet]
 //!
 //! With no part selected it runs the CI-sized campaign. Ends with five summary lines and exits
 //! non-zero on any violation or a planted bug the search missed.
@@ -65,6 +66,15 @@ fn main() -> ExitCode {
             },
             "--load-callers" => match num("--load-callers") {
                 Some(n) => o.load_callers = n,
+                None => return usage(),
+            },
+            "--crash-flow" => match args.next() {
+                // Only this flow (repeatable); implies --crash-points.
+                Some(f) => {
+                    o.crash_flows.push(Box::leak(f.into_boxed_str()));
+                    o.crash_points = true;
+                    any = true
+                }
                 None => return usage(),
             },
             "--crash-points" => {
