@@ -70,11 +70,18 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             (new.status, new.outcome) = match result.clone() {
                 ReportedResult::Succeeded { block_index, reply } => (
                     Status::Succeeded,
-                    Some(Outcome::Succeeded { block_index, reply, source: EvidenceSource::Host }),
+                    Some(Outcome::Succeeded {
+                        block_index,
+                        reply,
+                        source: EvidenceSource::Host,
+                    }),
                 ),
                 ReportedResult::Failed { message } => (
                     Status::Failed,
-                    Some(Outcome::Failed { reason: FailureReason::Host { message }, source: EvidenceSource::Host }),
+                    Some(Outcome::Failed {
+                        reason: FailureReason::Host { message },
+                        source: EvidenceSource::Host,
+                    }),
                 ),
                 ReportedResult::Unknown { .. } => return Ok(e.status),
             };

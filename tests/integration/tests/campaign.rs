@@ -24,7 +24,11 @@ fn should_catch_every_planted_bug_and_find_no_violation_in_the_campaign_smoke() 
     // The search really ran, at the size promised.
     assert!(sum.crash_cases >= 300, "{} crash cases", sum.crash_cases);
     assert_eq!(sum.schedule_runs, opts.schedules, "schedules run");
-    assert!(sum.fuzz_execs >= opts.fuzz_execs, "{} fuzz execs", sum.fuzz_execs);
+    assert!(
+        sum.fuzz_execs >= opts.fuzz_execs,
+        "{} fuzz execs",
+        sum.fuzz_execs
+    );
     // It can fail: every planted bug was caught.
     assert_eq!(sum.planted_total, planted::BUGS.len() as u64);
     assert_eq!(

@@ -49,7 +49,10 @@ pub fn service_summaries(s: &Setup) -> Vec<EntrySummary> {
     }
 }
 
-fn lock_check(name: &str, items: impl Iterator<Item = (u64, Status, Option<String>)>) -> Vec<String> {
+fn lock_check(
+    name: &str,
+    items: impl Iterator<Item = (u64, Status, Option<String>)>,
+) -> Vec<String> {
     let mut by_key: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for (id, status, key) in items {
         if let (true, Some(k)) = (status.is_unresolved(), key) {
@@ -59,7 +62,9 @@ fn lock_check(name: &str, items: impl Iterator<Item = (u64, Status, Option<Strin
     by_key
         .into_iter()
         .filter(|(_, ids)| ids.len() > 1)
-        .map(|(k, ids)| format!("I3 {name}: entries {ids:?} unresolved together under lock key {k:?}"))
+        .map(|(k, ids)| {
+            format!("I3 {name}: entries {ids:?} unresolved together under lock key {k:?}")
+        })
         .collect()
 }
 
@@ -102,7 +107,12 @@ impl Observer {
 }
 
 /// I2 and the static part of I4 on one journal's entries.
-fn entry_checks(name: &'static str, entries: &[Entry], obs: Option<&Observer>, out: &mut Vec<String>) {
+fn entry_checks(
+    name: &'static str,
+    entries: &[Entry],
+    obs: Option<&Observer>,
+    out: &mut Vec<String>,
+) {
     for e in entries {
         if e.status.is_unresolved() && e.status != Status::ManualReview {
             out.push(format!(
@@ -110,8 +120,12 @@ fn entry_checks(name: &'static str, entries: &[Entry], obs: Option<&Observer>, o
                 e.id, e.kind, e.status
             ));
         }
-        if e.status == Status::ManualReview && e.manual_reason.as_deref().is_none_or(str::is_empty) {
-            out.push(format!("I2 {name} entry {} in the manual queue without a reason", e.id));
+        if e.status == Status::ManualReview && e.manual_reason.as_deref().is_none_or(str::is_empty)
+        {
+            out.push(format!(
+                "I2 {name} entry {} in the manual queue without a reason",
+                e.id
+            ));
         }
         for h in &e.history {
             if h.from.is_terminal() {

@@ -8,7 +8,9 @@ use super::check;
 use super::{stop_upgrade_start_payout, upgrade_payout, Options, ServiceWasm};
 use crate::{acct, run, user, Setup, FEE, SECOND, USER_FUNDS};
 use candid::{Nat, Principal};
-use icjournal::{AdminAction, AdminRequest, ListFilter, PageRequest, ReportedResult, Status, TransferSpec};
+use icjournal::{
+    AdminAction, AdminRequest, ListFilter, PageRequest, ReportedResult, Status, TransferSpec,
+};
 use icjournal_client::{
     AdminListArgs, RecordIntentArgs, ReportResultArgs, SagaRequest, SagaTransferStep,
     TrackTransferArgs, TransferRequest,
@@ -82,7 +84,10 @@ pub fn report(s: &Setup, who: Principal, id: u64, succeed: bool) {
             message: "out of stock".into(),
         }
     };
-    let _ = run(s.client(who).report_result(ReportResultArgs { entry_id: id, result }));
+    let _ = run(s.client(who).report_result(ReportResultArgs {
+        entry_id: id,
+        result,
+    }));
 }
 
 /// Track a transfer, send it from `who` (as a canister would), report what the ledger said.
@@ -179,7 +184,12 @@ pub struct Flow {
     pub payout: bool,
 }
 
-fn flow(name: &'static str, payout: bool, prepare: impl Fn(&Setup) + 'static, act: impl Fn(&Setup) + 'static) -> Flow {
+fn flow(
+    name: &'static str,
+    payout: bool,
+    prepare: impl Fn(&Setup) + 'static,
+    act: impl Fn(&Setup) + 'static,
+) -> Flow {
     Flow {
         name,
         prepare: Box::new(prepare),
@@ -226,7 +236,9 @@ pub fn flows() -> Vec<Flow> {
             exec_icrc2(s, user(2), AMOUNT, Some("b"))
         }),
         flow("saga-compensated", false, nothing, |s| {
-            let _ = run(s.client(user(5)).execute_saga(saga(s, user(5), 10 * USER_FUNDS)));
+            let _ = run(s
+                .client(user(5))
+                .execute_saga(saga(s, user(5), 10 * USER_FUNDS)));
         }),
         flow("payout", true, nothing, |s| payout(s, user(1), AMOUNT)),
         flow("recovery-resend", false, unknown_transfer, |s| {
@@ -240,7 +252,8 @@ pub fn flows() -> Vec<Flow> {
                 s.archive_now();
                 // Past the deduplication window: recovery must find the block by lookup, in
                 // the archive.
-                s.sim().advance_time(Duration::from_nanos(25 * 3600 * SECOND));
+                s.sim()
+                    .advance_time(Duration::from_nanos(25 * 3600 * SECOND));
             },
             |s| {
                 s.tick();
@@ -251,7 +264,9 @@ pub fn flows() -> Vec<Flow> {
         verb("admin-cancel", AdminAction::Cancel),
         verb(
             "admin-resolve-succeeded",
-            AdminAction::ResolveSucceeded { block_index: Some(0) },
+            AdminAction::ResolveSucceeded {
+                block_index: Some(0),
+            },
         ),
         flow("upgrade", false, unknown_transfer, |s| {
             let w = ServiceWasm::release();
@@ -286,7 +301,10 @@ fn finish(s: &Setup) -> Vec<String> {
             .cloned()
             .or_else(|| e.downcast_ref::<&str>().map(|m| m.to_string()))
             .unwrap_or_default();
-        vec![format!("harness: panicked: {}", msg.lines().next().unwrap_or(""))]
+        vec![format!(
+            "harness: panicked: {}",
+            msg.lines().next().unwrap_or("")
+        )]
     })
 }
 
@@ -300,7 +318,10 @@ fn act(f: &Flow, s: &Setup) -> Option<String> {
                 .cloned()
                 .or_else(|| e.downcast_ref::<&str>().map(|m| m.to_string()))
                 .unwrap_or_default();
-            format!("harness: the flow panicked: {}", msg.lines().next().unwrap_or(""))
+            format!(
+                "harness: the flow panicked: {}",
+                msg.lines().next().unwrap_or("")
+            )
         })
 }
 
@@ -344,7 +365,8 @@ pub fn enumerate(opts: &Options) -> CrashReport {
         r.cases += 1;
         r.full_checks += 1;
         for x in v {
-            r.violations.push(format!("crash {} (no fault): {x}", f.name));
+            r.violations
+                .push(format!("crash {} (no fault): {x}", f.name));
         }
         if opts.verbose {
             eprintln!(

@@ -144,14 +144,26 @@ fn hostile_account(r: &mut Rng, s: &Setup) -> Account {
 }
 
 fn hostile_spec(r: &mut Rng, s: &Setup) -> TransferSpec {
-    let ledger = if r.chance(80) { s.ledger } else { hostile_principal(r, s) };
+    let ledger = if r.chance(80) {
+        s.ledger
+    } else {
+        hostile_principal(r, s)
+    };
     if r.chance(50) {
         TransferSpec::Icrc1 {
             ledger,
-            from_subaccount: if r.chance(50) { None } else { Some([r.next() as u8; 32]) },
+            from_subaccount: if r.chance(50) {
+                None
+            } else {
+                Some([r.next() as u8; 32])
+            },
             to: hostile_account(r, s),
             amount: hostile_nat(r),
-            fee: if r.chance(50) { None } else { Some(hostile_nat(r)) },
+            fee: if r.chance(50) {
+                None
+            } else {
+                Some(hostile_nat(r))
+            },
         }
     } else {
         TransferSpec::Icrc2 {
@@ -160,7 +172,11 @@ fn hostile_spec(r: &mut Rng, s: &Setup) -> TransferSpec {
             from: hostile_account(r, s),
             to: hostile_account(r, s),
             amount: hostile_nat(r),
-            fee: if r.chance(50) { None } else { Some(hostile_nat(r)) },
+            fee: if r.chance(50) {
+                None
+            } else {
+                Some(hostile_nat(r))
+            },
         }
     }
 }
@@ -196,109 +212,133 @@ fn structured(r: &mut Rng, s: &Setup, payout: bool, method: &str) -> Option<Vec<
             block_index: Some(id(r)),
         },
     };
-    Some(if !payout {
-        match method {
-            "record_intent" => Encode!(&RecordIntentArgs {
-                label: hostile_text(r),
-                payload: hostile_bytes(r),
-                lock_key: opt_text(r),
-                idempotency_key: opt_text(r),
-            }),
-            "report_result" => Encode!(&ReportResultArgs {
-                entry_id: id(r),
-                result: match r.below(3) {
-                    0 => ReportedResult::Succeeded {
-                        block_index: if r.chance(50) { None } else { Some(id(r)) },
-                        reply: hostile_bytes(r),
-                    },
-                    1 => ReportedResult::Failed {
-                        message: hostile_text(r),
-                    },
-                    _ => ReportedResult::Unknown {
-                        message: hostile_text(r),
-                    },
-                },
-            }),
-            "track_transfer" => Encode!(&TrackTransferArgs {
-                ledger: if r.chance(70) { s.ledger } else { hostile_principal(r, s) },
-                op: LedgerOp::Icrc1Transfer(TransferArg {
-                    from_subaccount: None,
-                    to: hostile_account(r, s),
-                    fee: Some(hostile_nat(r)),
-                    created_at_time: if r.chance(70) { None } else { Some(r.next()) },
-                    memo: None,
-                    amount: hostile_nat(r),
-                }),
-                lock_key: opt_text(r),
-                idempotency_key: opt_text(r),
-            }),
-            "execute_transfer" | "submit_transfer" => Encode!(&TransferRequest {
-                transfer: hostile_spec(r, s),
-                lock_key: opt_text(r),
-                idempotency_key: opt_text(r),
-            }),
-            "execute_saga" | "submit_saga" => {
-                let n = *r.pick(&[0u64, 1, 2, 200]);
-                Encode!(&SagaRequest {
-                    steps: (0..n)
-                        .map(|_| SagaTransferStep {
-                            transfer: hostile_spec(r, s),
-                            compensation: if r.chance(50) { None } else { Some(hostile_spec(r, s)) },
-                        })
-                        .collect(),
+    Some(
+        if !payout {
+            match method {
+                "record_intent" => Encode!(&RecordIntentArgs {
+                    label: hostile_text(r),
+                    payload: hostile_bytes(r),
                     lock_key: opt_text(r),
                     idempotency_key: opt_text(r),
-                })
+                }),
+                "report_result" => Encode!(&ReportResultArgs {
+                    entry_id: id(r),
+                    result: match r.below(3) {
+                        0 => ReportedResult::Succeeded {
+                            block_index: if r.chance(50) { None } else { Some(id(r)) },
+                            reply: hostile_bytes(r),
+                        },
+                        1 => ReportedResult::Failed {
+                            message: hostile_text(r),
+                        },
+                        _ => ReportedResult::Unknown {
+                            message: hostile_text(r),
+                        },
+                    },
+                }),
+                "track_transfer" => Encode!(&TrackTransferArgs {
+                    ledger: if r.chance(70) {
+                        s.ledger
+                    } else {
+                        hostile_principal(r, s)
+                    },
+                    op: LedgerOp::Icrc1Transfer(TransferArg {
+                        from_subaccount: None,
+                        to: hostile_account(r, s),
+                        fee: Some(hostile_nat(r)),
+                        created_at_time: if r.chance(70) { None } else { Some(r.next()) },
+                        memo: None,
+                        amount: hostile_nat(r),
+                    }),
+                    lock_key: opt_text(r),
+                    idempotency_key: opt_text(r),
+                }),
+                "execute_transfer" | "submit_transfer" => Encode!(&TransferRequest {
+                    transfer: hostile_spec(r, s),
+                    lock_key: opt_text(r),
+                    idempotency_key: opt_text(r),
+                }),
+                "execute_saga" | "submit_saga" => {
+                    let n = *r.pick(&[0u64, 1, 2, 200]);
+                    Encode!(&SagaRequest {
+                        steps: (0..n)
+                            .map(|_| SagaTransferStep {
+                                transfer: hostile_spec(r, s),
+                                compensation: if r.chance(50) {
+                                    None
+                                } else {
+                                    Some(hostile_spec(r, s))
+                                },
+                            })
+                            .collect(),
+                        lock_key: opt_text(r),
+                        idempotency_key: opt_text(r),
+                    })
+                }
+                "admin_act" => Encode!(&AdminRequest {
+                    entry_id: id(r),
+                    action,
+                    reason: hostile_text(r),
+                    acknowledge_risk: if r.chance(50) {
+                        None
+                    } else {
+                        Some(r.chance(50))
+                    },
+                }),
+                "pause_recovery" | "resume_recovery" => Encode!(&hostile_text(r)),
+                "get_entry" | "admin_get_entry" => Encode!(&id(r)),
+                "admin_list" => Encode!(&AdminListArgs {
+                    filter: ListFilter {
+                        owner: if r.chance(50) {
+                            None
+                        } else {
+                            Some(hostile_principal(r, s))
+                        },
+                        status: if r.chance(50) {
+                            None
+                        } else {
+                            Some(Status::ManualReview)
+                        },
+                        ..Default::default()
+                    },
+                    page,
+                }),
+                "admin_audit" => Encode!(&AuditArgs {
+                    start_seq: id(r),
+                    limit: *r.pick(&[0, 1, u32::MAX]),
+                }),
+                "escrow_account" => Encode!(&hostile_principal(r, s)),
+                "http_request" => Encode!(&HttpRequest {
+                    method: hostile_text(r),
+                    url: r
+                        .pick(&["/metrics", "/logs", "/dashboard", "/../../x", ""])
+                        .to_string(),
+                    headers: vec![(hostile_text(r), hostile_text(r))],
+                    body: hostile_bytes(r),
+                }),
+                "list_failed" | "list_unresolved" => Encode!(&page),
+                _ => return None,
             }
-            "admin_act" => Encode!(&AdminRequest {
-                entry_id: id(r),
-                action,
-                reason: hostile_text(r),
-                acknowledge_risk: if r.chance(50) { None } else { Some(r.chance(50)) },
-            }),
-            "pause_recovery" | "resume_recovery" => Encode!(&hostile_text(r)),
-            "get_entry" | "admin_get_entry" => Encode!(&id(r)),
-            "admin_list" => Encode!(&AdminListArgs {
-                filter: ListFilter {
-                    owner: if r.chance(50) { None } else { Some(hostile_principal(r, s)) },
-                    status: if r.chance(50) { None } else { Some(Status::ManualReview) },
-                    ..Default::default()
-                },
-                page,
-            }),
-            "admin_audit" => Encode!(&AuditArgs {
-                start_seq: id(r),
-                limit: *r.pick(&[0, 1, u32::MAX]),
-            }),
-            "escrow_account" => Encode!(&hostile_principal(r, s)),
-            "http_request" => Encode!(&HttpRequest {
-                method: hostile_text(r),
-                url: r.pick(&["/metrics", "/logs", "/dashboard", "/../../x", ""]).to_string(),
-                headers: vec![(hostile_text(r), hostile_text(r))],
-                body: hostile_bytes(r),
-            }),
-            "list_failed" | "list_unresolved" => Encode!(&page),
-            _ => return None,
+        } else {
+            match method {
+                "payout" => Encode!(&hostile_account(r, s), &hostile_nat(r)),
+                "deposit" => Encode!(&hostile_principal(r, s), &hostile_nat(r)),
+                "admin_retry" | "admin_compensate" => Encode!(&id(r), &hostile_text(r)),
+                "admin_resolve_succeeded" => {
+                    Encode!(&id(r), &Some(id(r)), &hostile_text(r))
+                }
+                "admin_resolve_failed" | "admin_cancel" => {
+                    Encode!(&id(r), &hostile_text(r), &Some(r.chance(50)))
+                }
+                "get_payout" | "admin_show" => Encode!(&id(r)),
+                "balance_of" => Encode!(&hostile_principal(r, s)),
+                "my_payouts" | "admin_manual_queue" => Encode!(&page),
+                "admin_list" => Encode!(&ListFilter::default(), &page),
+                _ => return None,
+            }
         }
-    } else {
-        match method {
-            "payout" => Encode!(&hostile_account(r, s), &hostile_nat(r)),
-            "deposit" => Encode!(&hostile_principal(r, s), &hostile_nat(r)),
-            "admin_retry" | "admin_compensate" => Encode!(&id(r), &hostile_text(r)),
-            "admin_resolve_succeeded" => {
-                Encode!(&id(r), &Some(id(r)), &hostile_text(r))
-            }
-            "admin_resolve_failed" | "admin_cancel" => {
-                Encode!(&id(r), &hostile_text(r), &Some(r.chance(50)))
-            }
-            "get_payout" | "admin_show" => Encode!(&id(r)),
-            "balance_of" => Encode!(&hostile_principal(r, s)),
-            "my_payouts" | "admin_manual_queue" => Encode!(&page),
-            "admin_list" => Encode!(&ListFilter::default(), &page),
-            _ => return None,
-        }
-    }
-    .expect("encode"))
+        .expect("encode"),
+    )
 }
 
 /// Raw bytes: random, or Candid-looking (magic + random), or a valid argument mutated.
@@ -347,12 +387,22 @@ pub fn run(seed: u64, execs: u64) -> FuzzReport {
         execs: 0,
         raw: 0,
         structured: 0,
-        endpoints: SERVICE_UPDATES.len() + SERVICE_QUERIES.len() + PAYOUT_UPDATES.len() + PAYOUT_QUERIES.len(),
+        endpoints: SERVICE_UPDATES.len()
+            + SERVICE_QUERIES.len()
+            + PAYOUT_UPDATES.len()
+            + PAYOUT_QUERIES.len(),
         violations: vec![],
         outcomes: String::new(),
     };
     let (mut ok, mut err, mut rejected, mut max_reject_instr) = (0u64, 0u64, 0u64, 0u64);
-    let senders = [user(1), user(2), admin(), controller(), stranger(), Principal::anonymous()];
+    let senders = [
+        user(1),
+        user(2),
+        admin(),
+        controller(),
+        stranger(),
+        Principal::anonymous(),
+    ];
     for i in 0..execs {
         if i % 2_000 == 0 {
             s.sim().restore(&base);

@@ -48,8 +48,12 @@ pub fn run(flows: u64, callers: u64) -> LoadReport {
                 lock_key: None,
                 idempotency_key: None,
             };
-            s.sim()
-                .submit_call(s.service, c, "submit_transfer", candid::encode_one(&req).unwrap())
+            s.sim().submit_call(
+                s.service,
+                c,
+                "submit_transfer",
+                candid::encode_one(&req).unwrap(),
+            )
         })
         .collect();
     s.tick();
@@ -94,7 +98,9 @@ pub fn run(flows: u64, callers: u64) -> LoadReport {
     }
     let max_owner = per_owner.values().copied().max().unwrap_or(0);
     if max_owner > 1_000 {
-        violations.push(format!("a caller holds {max_owner} unresolved entries (quota 1000)"));
+        violations.push(format!(
+            "a caller holds {max_owner} unresolved entries (quota 1000)"
+        ));
     }
     let t2 = Instant::now();
     let sim_secs = check::settle(&s, 7 * 24 * 3600);
@@ -107,9 +113,10 @@ pub fn run(flows: u64, callers: u64) -> LoadReport {
         let limit = match m.kind {
             MessageKind::Query | MessageKind::ReplicatedQuery => limits.query,
             MessageKind::InspectMessage => limits.inspect_message,
-            MessageKind::Init | MessageKind::PostUpgrade | MessageKind::PreUpgrade | MessageKind::Start => {
-                limits.install
-            }
+            MessageKind::Init
+            | MessageKind::PostUpgrade
+            | MessageKind::PreUpgrade
+            | MessageKind::Start => limits.install,
             _ => limits.update,
         };
         // A tenth of the limit: room for a real subnet's larger Wasm and data.

@@ -118,7 +118,10 @@ pub struct Summary {
 
 impl Summary {
     pub fn violations_total(&self) -> u64 {
-        self.crash_violations + self.schedule_violations + self.fuzz_violations + self.load_violations
+        self.crash_violations
+            + self.schedule_violations
+            + self.fuzz_violations
+            + self.load_violations
     }
 
     pub fn all_planted_caught(&self) -> bool {
@@ -235,7 +238,8 @@ impl ServiceWasm {
 /// Upgrade the payout canister (no stop).
 pub fn upgrade_payout(sim: &mut ic_sim::Simulator, payout: Principal) -> bool {
     let arg = Encode!(&Some(crate::payout_types::PayoutArg::Upgrade(None))).unwrap();
-    sim.upgrade_canister(payout, Wasms::payout(), arg, None).is_ok()
+    sim.upgrade_canister(payout, Wasms::payout(), arg, None)
+        .is_ok()
 }
 
 pub fn stop_upgrade_start_payout(sim: &mut ic_sim::Simulator, payout: Principal) -> bool {
@@ -266,7 +270,13 @@ pub fn run_campaign(opts: &Options) -> Summary {
     }
     if opts.schedules > 0 {
         let t = Instant::now();
-        let r = schedule::run_many(opts, &ServiceWasm::release(), opts.seed, opts.schedules, false);
+        let r = schedule::run_many(
+            opts,
+            &ServiceWasm::release(),
+            opts.seed,
+            opts.schedules,
+            false,
+        );
         sum.schedule_secs = t.elapsed().as_secs_f64();
         sum.schedule_runs = r.runs;
         sum.schedule_violations = r.failing.len() as u64;
@@ -291,14 +301,15 @@ pub fn run_campaign(opts: &Options) -> Summary {
                 ),
                 None => format!("planted {}: MISSED after {} runs", b.bug, b.runs),
             });
-            }
+        }
     }
     if opts.fuzz_execs > 0 {
         let t = Instant::now();
         let r = fuzz::run(opts.seed, opts.fuzz_execs);
         sum.fuzz_execs = r.execs;
         sum.fuzz_violations = r.violations.len() as u64;
-        sum.violations.extend(r.violations.iter().map(|v| format!("fuzz: {v}")));
+        sum.violations
+            .extend(r.violations.iter().map(|v| format!("fuzz: {v}")));
         sum.notes.push(format!(
             "fuzz: {} execs ({} raw, {} structured) over {} endpoints in {:.1}s; replies {}",
             r.execs,
@@ -316,8 +327,10 @@ pub fn run_campaign(opts: &Options) -> Summary {
         sum.load_callers = r.callers;
         sum.load_violations = r.violations.len() as u64;
         sum.load_max_instructions = r.max_instructions;
-        sum.violations.extend(r.violations.iter().map(|v| format!("load: {v}")));
-        sum.notes.push(format!("{} in {:.1}s", r.note, t.elapsed().as_secs_f64()));
+        sum.violations
+            .extend(r.violations.iter().map(|v| format!("load: {v}")));
+        sum.notes
+            .push(format!("{} in {:.1}s", r.note, t.elapsed().as_secs_f64()));
     }
     sum
 }

@@ -10,7 +10,8 @@ pub fn planted_wasm() -> Vec<u8> {
     let wasm = ic_sim::build::canister_wasm_with_features("icjournal-canister", &["planted-bugs"]);
     // cargo copies the last build of the package to one path: make sure this is the variant.
     assert!(
-        wasm.windows(b"planted_bug".len()).any(|w| w == b"planted_bug"),
+        wasm.windows(b"planted_bug".len())
+            .any(|w| w == b"planted_bug"),
         "the planted-bugs build of the service lacks its planted_bug endpoint"
     );
     wasm
@@ -40,7 +41,10 @@ pub fn run_bug(opts: &Options, wasm: &[u8], bug: &'static str) -> PlantedResult 
     PlantedResult {
         bug,
         runs: r.runs,
-        caught_by: r.failing.first().map(|(seed, v)| (*seed, r.runs, v[0].clone())),
+        caught_by: r
+            .failing
+            .first()
+            .map(|(seed, v)| (*seed, r.runs, v[0].clone())),
     }
 }
 

@@ -287,7 +287,11 @@ impl Run<'_> {
             }
             9 => {
                 let who = self.who();
-                let big = if self.rng.chance(50) { amount } else { 100 * crate::USER_FUNDS };
+                let big = if self.rng.chance(50) {
+                    amount
+                } else {
+                    100 * crate::USER_FUNDS
+                };
                 let _ = run(s.client(who).submit_saga(saga(s, who, big)));
             }
             10 if self.rng.chance(40) => {
@@ -446,7 +450,10 @@ pub fn run_one(
                 .cloned()
                 .or_else(|| e.downcast_ref::<&str>().map(|m| m.to_string()))
                 .unwrap_or_default();
-            harness.push(format!("harness: a step panicked: {}", msg.lines().next().unwrap_or("")));
+            harness.push(format!(
+                "harness: a step panicked: {}",
+                msg.lines().next().unwrap_or("")
+            ));
             break;
         }
     }
@@ -471,8 +478,22 @@ pub fn run_one(
         let sim = s.sim();
         let mut agg: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
         for m in sim.trace().iter().filter(|m| m.index >= w1.0) {
-            let who = if m.canister == s.service { "service" } else if m.canister == s.payout { "payout" } else if m.canister == s.ledger { "ledger" } else { "other" };
-            let e = agg.entry(format!("{who} {:?} {}", m.kind, m.method.clone().unwrap_or_default())).or_default();
+            let who = if m.canister == s.service {
+                "service"
+            } else if m.canister == s.payout {
+                "payout"
+            } else if m.canister == s.ledger {
+                "ledger"
+            } else {
+                "other"
+            };
+            let e = agg
+                .entry(format!(
+                    "{who} {:?} {}",
+                    m.kind,
+                    m.method.clone().unwrap_or_default()
+                ))
+                .or_default();
             e.0 += 1;
             e.1 += m.instructions;
         }
@@ -518,7 +539,11 @@ pub fn run_many(
     let base = s.sim().snapshot();
     if opts.verbose {
         let sim = s.sim();
-        for (n, c) in [("ledger", s.ledger), ("service", s.service), ("payout", s.payout)] {
+        for (n, c) in [
+            ("ledger", s.ledger),
+            ("service", s.service),
+            ("payout", s.payout),
+        ] {
             eprintln!(
                 "schedules: {n}: heap {} B, stable {} B",
                 sim.wasm_memory(c).map_or(0, |m| m.len()),
@@ -544,7 +569,11 @@ pub fn run_many(
             }
         }
         if opts.verbose && rep.runs % 100 == 0 {
-            eprintln!("schedules: {} runs, {} failing", rep.runs, rep.failing.len());
+            eprintln!(
+                "schedules: {} runs, {} failing",
+                rep.runs,
+                rep.failing.len()
+            );
         }
     }
     rep
