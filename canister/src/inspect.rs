@@ -49,6 +49,8 @@ pub const METHODS: &[(&str, Access)] = &[
     ("resume_recovery", Access::Operator),
     ("controller_view", Access::Controller),
     ("icjournal_commit", Access::SelfOnly),
+    #[cfg(feature = "planted-bugs")]
+    ("planted_bug", Access::Controller),
 ];
 
 pub fn access(method: &str) -> Option<Access> {

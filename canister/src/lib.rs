@@ -305,6 +305,19 @@ fn icjournal_commit() {
     }
 }
 
+/// Campaign builds only (feature `planted-bugs`): switch on a known bug by name ("none" for
+/// none) to prove the verification campaign catches it. Controllers only; cleared by upgrades.
+#[cfg(feature = "planted-bugs")]
+#[update]
+fn planted_bug(name: String) {
+    if !ic_cdk::api::is_controller(&ic_cdk::api::msg_caller()) {
+        ic_cdk::trap("planted_bug: controllers only");
+    }
+    let bug = icjournal::planted::PlantedBug::from_name(&name)
+        .unwrap_or_else(|| ic_cdk::trap(format!("planted_bug: unknown bug {name}")));
+    service().journal().plant_bug(bug);
+}
+
 // ------------------------------------------------------------------------------------------
 // Operators (admins or controllers)
 // ------------------------------------------------------------------------------------------

@@ -69,15 +69,8 @@ impl From<Option<String>> for EntryOptions {
 /// trap rolls both back and the step is retried — the handler itself must not await.
 pub type LocalHandler = Rc<dyn Fn(&[u8]) -> Result<Vec<u8>, String>>;
 
-/// Bugs planted on purpose to prove the property-test checker catches them (tests only).
-#[cfg(test)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum PlantedBug {
-    #[default]
-    None,
-    /// Resend with a fresh created_at_time (defeats ledger deduplication: double spend).
-    ResendWithNewCreatedAtTime,
-}
+#[cfg(any(test, feature = "planted-bugs"))]
+pub use crate::planted::PlantedBug;
 
 pub(crate) struct Inner<R: Runtime, M: Memory + 'static> {
     pub(crate) rt: R,
@@ -95,8 +88,6 @@ pub(crate) struct Inner<R: Runtime, M: Memory + 'static> {
     pub(crate) paused: Cell<bool>,
     /// What lookups learned about each ledger (endpoints, block times). Memory only.
     pub(crate) lookup_cache: LookupCache,
-    #[cfg(test)]
-    pub(crate) bug: Cell<PlantedBug>,
 }
 
 /// Handle to the journal. Cheap to clone (shared `Rc`).
@@ -162,6 +153,9 @@ impl<R: Runtime, M: Memory + Clone + 'static> Journal<R, M> {
     pub fn open(rt: R, memories: Memories<M>, config: Config) -> Result<Self, OpenError> {
         config.validate()?;
         let store = Store::open(memories)?;
+        // A fresh journal runs without a planted bug, as a fresh canister heap would.
+        #[cfg(any(test, feature = "planted-bugs"))]
+        crate::planted::set(PlantedBug::None);
         Ok(Journal {
             inner: Rc::new(Inner {
                 rt,
@@ -173,8 +167,6 @@ impl<R: Runtime, M: Memory + Clone + 'static> Journal<R, M> {
                 timer: Cell::new(None),
                 paused: Cell::new(false),
                 lookup_cache: LookupCache::default(),
-                #[cfg(test)]
-                bug: Cell::new(PlantedBug::None),
             }),
         })
     }
@@ -212,9 +204,10 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             .insert(name.to_string(), handler);
     }
 
-    #[cfg(test)]
-    pub(crate) fn plant_bug(&self, bug: PlantedBug) {
-        self.inner.bug.set(bug);
+    /// Plant a known bug (see `planted`); test builds and `planted-bugs` builds only.
+    #[cfg(any(test, feature = "planted-bugs"))]
+    pub fn plant_bug(&self, bug: PlantedBug) {
+        crate::planted::set(bug);
     }
 
     pub(crate) fn now(&self) -> u64 {
@@ -398,7 +391,13 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         }
         if let Some(k) = &lock_key {
             self.validate_key("lock_key", k)?;
-            if let Some(holder) = self.inner.store.borrow().lock_holder(k) {
+            let holder = self.inner.store.borrow().lock_holder(k);
+            #[cfg(any(test, feature = "planted-bugs"))]
+            let holder = holder.filter(|h| {
+                !crate::planted::is(crate::planted::PlantedBug::LockReleasedEarly)
+                    || self.get(*h).is_some_and(|e| e.status == Status::Pending)
+            });
+            if let Some(holder) = holder {
                 return Err(JournalError::LockHeld {
                     lock_key: k.clone(),
                     entry_id: holder,

@@ -425,6 +425,10 @@ pub fn parse_legacy_transaction(index: u64, t: &Transaction) -> ObservedBlock {
 /// them).
 pub fn matches(intent: &TransferIntent, sender: Principal, observed: &ObservedTransfer) -> bool {
     let (from, to, spender, amount, fee, memo, cat) = expected(intent, sender);
+    #[cfg(any(test, feature = "planted-bugs"))]
+    if crate::planted::is(crate::planted::PlantedBug::LookupTrustsMemo) {
+        return observed.memo.as_deref() == memo;
+    }
     let fee_ok = match observed.op {
         ObservedOp::Xfer => observed.fee == fee,
         // Burns and mints carry no fee; a legacy view may report Some(0).

@@ -13,6 +13,8 @@ pub mod journal;
 pub mod ledger;
 pub mod memo;
 pub mod metrics;
+#[cfg(any(test, feature = "planted-bugs"))]
+pub mod planted;
 pub mod query;
 pub mod recovery;
 pub mod runtime;

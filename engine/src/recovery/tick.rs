@@ -12,9 +12,6 @@ use crate::storage::counter;
 use crate::types::*;
 use ic_stable_structures::Memory;
 
-#[cfg(test)]
-use crate::journal::PlantedBug;
-
 /// Clears the overlap marker when the tick that set it ends or is dropped by a trap's cleanup
 /// — only if the marker is still its own: a tick presumed dead (its lease ran out) that ends
 /// late must not clear the marker of the tick that replaced it.
@@ -272,8 +269,8 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             Plan::Resend => {
                 #[allow(unused_mut)]
                 let mut op = t.op.clone();
-                #[cfg(test)]
-                if self.inner.bug.get() == PlantedBug::ResendWithNewCreatedAtTime {
+                #[cfg(any(test, feature = "planted-bugs"))]
+                if crate::planted::is(crate::planted::PlantedBug::ResendWithNewCreatedAtTime) {
                     let now = self.now();
                     match &mut op {
                         LedgerOp::Icrc1Transfer(a) => a.created_at_time = Some(now),

@@ -13,7 +13,7 @@
 //! `planted_bug_is_caught` proves the checker has teeth.
 
 use super::harness::*;
-use crate::journal::PlantedBug;
+use crate::planted::PlantedBug;
 use crate::types::*;
 use crate::{Config, JournalError};
 use candid::Nat;

@@ -4,6 +4,7 @@
 //! invariant check (I1, I2).
 
 pub mod blocks;
+pub mod campaign;
 pub mod invariants;
 pub mod network;
 pub mod payout_types;

@@ -3,6 +3,7 @@
 //! ends with the ledger-vs-journal invariant check (I1, I2) run by the `Setup` fixture's Drop.
 
 mod build;
+mod campaign;
 mod caller;
 mod dashboard;
 mod executed;

@@ -28,13 +28,23 @@ pub fn workspace_root() -> PathBuf {
 /// the `.wasm` bytes. Uses the separate target dir `<root>/target/canisters` so that it does not
 /// block on the lock held by the outer `cargo test`. Cached per package for the process.
 pub fn canister_wasm(package: &str) -> Vec<u8> {
+    canister_wasm_with_features(package, &[])
+}
+
+/// [`canister_wasm`] with cargo `features` enabled (e.g. a test-only variant). It shares the
+/// target dir, so only the crates the features change are rebuilt; cargo copies the last build
+/// of a package to the same `.wasm` path, so that file is read right after the build (under
+/// this process's lock) and cached per (package, features).
+pub fn canister_wasm_with_features(package: &str, features: &[&str]) -> Vec<u8> {
     static CACHE: OnceLock<Mutex<HashMap<String, Vec<u8>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
+    let key = format!("{package}[{}]", features.join(","));
     // Hold the lock while building: concurrent builds would contend on cargo's lock anyway.
     let mut guard = cache.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(w) = guard.get(package) {
+    if let Some(w) = guard.get(&key) {
         return w.clone();
     }
+    let features = features.join(",");
     let root = workspace_root();
     ensure_wasm_target(&root);
     let target_dir = root.join("target").join("canisters");
@@ -53,6 +63,8 @@ pub fn canister_wasm(package: &str) -> Vec<u8> {
             "canister-release",
             "-p",
             package,
+            "--features",
+            &features,
         ])
         .output()
         .unwrap_or_else(|e| panic!("ic-sim: cannot run cargo to build {package}: {e}"));
@@ -68,7 +80,7 @@ pub fn canister_wasm(package: &str) -> Vec<u8> {
         .join(format!("{}.wasm", package.replace('-', "_")));
     let wasm = std::fs::read(&file)
         .unwrap_or_else(|e| panic!("ic-sim: cannot read {}: {e}", file.display()));
-    guard.insert(package.to_string(), wasm.clone());
+    guard.insert(key, wasm.clone());
     wasm
 }
 

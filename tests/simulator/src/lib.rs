@@ -2576,6 +2576,22 @@ impl Simulator {
         self.message_counter
     }
 
+    /// The generation of the last committed change to `canister`'s stable memory (0: none
+    /// since it was created). Equal before and after a message: the message changed nothing
+    /// in stable memory (what fuzzing checks for a call that ended in an error).
+    pub fn stable_generation(&self, canister: Principal) -> u64 {
+        self.canisters
+            .get(&canister)
+            .map_or(0, |c| c.stable_gen.iter().copied().max().unwrap_or(0))
+    }
+
+    /// Make the scheduler pick messages at random from `seed` from now on (as
+    /// [`Simulator::with_seed`] does from the start): forks of one snapshot can then explore
+    /// different interleavings.
+    pub fn reseed_scheduler(&mut self, seed: u64) {
+        self.scheduler = Some(Rng(seed));
+    }
+
     /// Every `debug_print` line so far.
     pub fn logs(&self) -> &[LogRecord] {
         &self.logs

@@ -1,0 +1,580 @@
+//! Seeded fault schedules (R2, R3). A seed decides everything: which callers do what
+//! (executed, submitted and tracked transfers, records and their reports, sagas, payouts),
+//! the interleaving of their messages (the simulator's seeded scheduler), and the faults:
+//! all six reject codes before delivery, lost responses after execution, forced ledger
+//! replies, traps in callbacks before and after the result is journaled, upgrades with and
+//! without stop at a chosen message, time jumps past the deduplication window, ledger and
+//! archive outages, fee changes, forged memos, and operator verbs at random moments. After
+//! every step the journal is observed (I3, I4); at the end recovery finishes and every
+//! invariant is checked. A failing seed is replayed by one command (`replay_command`).
+
+use super::check::{self, Observer};
+use super::crash::{
+    admin_act, exec_icrc1, exec_icrc2, payout, record_report, report, saga, submit_icrc2, tracked,
+};
+use super::{stop_upgrade_start_payout, upgrade_payout, Options, Rng, ServiceWasm};
+use crate::{acct, run, user, Setup, DAY_NS, FEE, SECOND};
+use candid::{Nat, Principal};
+use ic_sim::{RejectCode, RejectWhen, SimSnapshot};
+use icjournal::{AdminAction, Executor, Intent};
+use icrc_ledger_types::icrc1::transfer::{Memo, TransferArg, TransferError};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+const REJECTS: [&str; 8] = [
+    "none",
+    "SYS_FATAL",
+    "SYS_TRANSIENT",
+    "DESTINATION_INVALID",
+    "CANISTER_REJECT",
+    "CANISTER_ERROR",
+    "SYS_UNKNOWN before delivery",
+    "SYS_UNKNOWN after execution (lost response)",
+];
+const REPLIES: [&str; 6] = [
+    "Ok",
+    "BadFee",
+    "InsufficientFunds",
+    "TooOld",
+    "TemporarilyUnavailable",
+    "GenericError",
+];
+const TRAPS: [&str; 3] = ["none", "before result journaled", "after result journaled"];
+const UPGRADES: [&str; 3] = ["none", "upgrade", "stop+upgrade"];
+
+/// Which fault combinations the schedules injected into a transfer.
+#[derive(Default, Clone)]
+pub struct Matrix {
+    cells: BTreeSet<(u8, u8, u8, u8)>,
+    pub upgrades_between_messages: u64,
+    pub window_jumps: u64,
+    pub outages: u64,
+    pub fee_changes: u64,
+    pub admin_verbs: u64,
+    pub forged_memos: u64,
+    /// Seconds spent restoring, running steps, settling, checking.
+    pub timing: [f64; 4],
+    /// Messages executed and their instructions in steps, recovery and checks.
+    pub work: [(u64, u64); 3],
+}
+
+impl Matrix {
+    pub fn total() -> usize {
+        REJECTS.len() * REPLIES.len() * TRAPS.len() * UPGRADES.len()
+    }
+
+    pub fn merge(&mut self, o: &Matrix) {
+        self.cells.extend(o.cells.iter().copied());
+        self.upgrades_between_messages += o.upgrades_between_messages;
+        self.window_jumps += o.window_jumps;
+        self.outages += o.outages;
+        self.fee_changes += o.fee_changes;
+        self.admin_verbs += o.admin_verbs;
+        self.forged_memos += o.forged_memos;
+        for i in 0..4 {
+            self.timing[i] += o.timing[i];
+        }
+        for i in 0..3 {
+            self.work[i].0 += o.work[i].0;
+            self.work[i].1 += o.work[i].1;
+        }
+    }
+
+    pub fn hit(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// The fault-matrix report: cells hit, and per dimension how many cells each value was in.
+    pub fn report(&self) -> String {
+        let mut out = format!(
+            "fault matrix (reject code x ledger reply x trap point x upgrade point): {}/{} cells hit\n",
+            self.hit(),
+            Self::total()
+        );
+        let dim = |name: &str, names: &[&str], f: &dyn Fn(&(u8, u8, u8, u8)) -> u8| {
+            let mut line = format!("  {name}:");
+            for (i, n) in names.iter().enumerate() {
+                let c = self.cells.iter().filter(|c| f(c) == i as u8).count();
+                line.push_str(&format!(" [{n}: {c}]"));
+            }
+            line.push('\n');
+            line
+        };
+        out += &dim("reject", &REJECTS, &|c| c.0);
+        out += &dim("ledger reply", &REPLIES, &|c| c.1);
+        out += &dim("trap", &TRAPS, &|c| c.2);
+        out += &dim("upgrade", &UPGRADES, &|c| c.3);
+        out += &format!(
+            "  also: {} upgrades between messages, {} jumps past the dedup window, {} ledger/archive \
+             outages, {} fee changes, {} operator verbs, {} forged memos",
+            self.upgrades_between_messages,
+            self.window_jumps,
+            self.outages,
+            self.fee_changes,
+            self.admin_verbs,
+            self.forged_memos
+        );
+        out += &format!(
+            "\n  time: restore {:.1}s, steps {:.1}s, recovery {:.1}s, checks {:.1}s",
+            self.timing[0], self.timing[1], self.timing[2], self.timing[3]
+        );
+        out += &format!(
+            "\n  work (messages, instructions): steps {:?}, recovery {:?}, checks {:?}",
+            self.work[0], self.work[1], self.work[2]
+        );
+        out
+    }
+}
+
+pub fn replay_command(seed: u64, bug: Option<&str>) -> String {
+    match bug {
+        None => format!(
+            "cargo run --release --locked -p icjournal-tests --bin campaign -- --schedules 1 --seed {seed}"
+        ),
+        Some(b) => format!(
+            "cargo run --release --locked -p icjournal-tests --bin campaign -- --planted-bug {b} --schedules 1 --seed {seed}"
+        ),
+    }
+}
+
+struct Run<'a> {
+    s: &'a Setup,
+    w: &'a ServiceWasm,
+    rng: Rng,
+    matrix: Matrix,
+    records: Vec<(Principal, u64)>,
+    ids: Vec<u64>,
+    fee_changed: bool,
+}
+
+impl Run<'_> {
+    fn who(&mut self) -> Principal {
+        user(1 + self.rng.below(5))
+    }
+
+    fn lock(&mut self) -> Option<&'static str> {
+        *self.rng.pick(&[None, Some("a"), Some("b")])
+    }
+
+    /// Arm one cell of the fault matrix for the next ledger call of `from`.
+    fn arm(&mut self, from: Principal, method: &'static str) {
+        let s = self.s;
+        let rej = self.rng.below(REJECTS.len() as u64) as u8;
+        let rep = self.rng.below(REPLIES.len() as u64) as u8;
+        let trap = self.rng.below(TRAPS.len() as u64) as u8;
+        // Upgrades are rarer than the other faults: a restore after one copies the whole
+        // canister back (crash points already upgrade before every message of every flow).
+        let upg = match self.rng.below(10) {
+            0 => 1,
+            1 => 2,
+            _ => 0,
+        };
+        self.matrix.cells.insert((rej, rep, trap, upg));
+        let code = [
+            RejectCode::SysFatal,
+            RejectCode::SysTransient,
+            RejectCode::DestinationInvalid,
+            RejectCode::CanisterReject,
+            RejectCode::CanisterError,
+            RejectCode::SysUnknown,
+        ];
+        let ledger = s.ledger;
+        match rej {
+            0 => {}
+            1..=6 => s.sim().inject_reject(
+                move |c| c.from == from && c.to == ledger && c.method == method,
+                code[rej as usize - 1],
+                RejectWhen::BeforeDelivery,
+            ),
+            _ => s.lose_next_ledger_response(from, method),
+        }
+        let reply = match rep {
+            1 => Some(TransferError::BadFee {
+                expected_fee: Nat::from(FEE + 1),
+            }),
+            2 => Some(TransferError::InsufficientFunds {
+                balance: Nat::from(0u8),
+            }),
+            3 => Some(TransferError::TooOld),
+            4 => Some(TransferError::TemporarilyUnavailable),
+            5 => Some(TransferError::GenericError {
+                error_code: Nat::from(7u8),
+                message: "campaign".into(),
+            }),
+            _ => None,
+        };
+        if let Some(r) = reply {
+            s.force_next_transfer_reply(r, 1);
+        }
+        if trap > 0 {
+            s.trap_nth_callback_after(from, method, trap as u32, 1);
+        }
+        if upg > 0 {
+            let k = s.sim().message_count() + 1 + self.rng.below(6);
+            let w = self.w.clone();
+            let (service, payout_c) = (s.service, s.payout);
+            let is_payout = from == payout_c;
+            s.sim().before_message(k, move |sim| {
+                match (is_payout, upg) {
+                    (false, 1) => w.upgrade(sim, service),
+                    (false, _) => w.stop_upgrade_start(sim, service),
+                    (true, 1) => upgrade_payout(sim, payout_c),
+                    (true, _) => stop_upgrade_start_payout(sim, payout_c),
+                };
+            });
+            self.matrix.upgrades_between_messages += 1;
+        }
+    }
+
+    fn last_id(&self) -> Option<u64> {
+        super::check::service_summaries(self.s).last().map(|e| e.id)
+    }
+
+    fn step(&mut self) {
+        let s = self.s;
+        let amount = 10_000 + self.rng.below(2_000_000);
+        match self.rng.below(17) {
+            0 | 1 => {
+                let (who, lock) = (self.who(), self.lock());
+                if self.rng.chance(60) {
+                    self.arm(s.service, "icrc2_transfer_from");
+                }
+                submit_icrc2(s, who, amount, lock);
+            }
+            2 | 3 => {
+                let (who, lock) = (self.who(), self.lock());
+                if self.rng.chance(70) {
+                    self.arm(s.service, "icrc2_transfer_from");
+                }
+                exec_icrc2(s, who, amount, lock);
+            }
+            4 => {
+                let (who, lock) = (self.who(), self.lock());
+                if self.rng.chance(70) {
+                    self.arm(s.service, "icrc1_transfer");
+                }
+                exec_icrc1(s, who, amount, lock);
+            }
+            5 => {
+                let who = self.who();
+                let ok = self.rng.chance(50);
+                if let Some(id) = record_report(s, who, ok) {
+                    self.records.push((who, id));
+                }
+            }
+            6 => {
+                // The owner reports again, disagreeing with the result it reported first.
+                if !self.records.is_empty() {
+                    let (who, id) = *self.rng.pick(&self.records);
+                    let ok = self.rng.chance(50);
+                    report(s, who, id, ok);
+                }
+            }
+            7 => {
+                let who = self.who();
+                let send = self.rng.chance(80);
+                if send && self.rng.chance(40) {
+                    s.lose_next_ledger_response(who, "icrc1_transfer");
+                }
+                tracked(s, who, amount, send);
+            }
+            8 => {
+                let who = self.who();
+                if self.rng.chance(70) {
+                    self.arm(s.payout, "icrc1_transfer");
+                }
+                payout(s, who, amount);
+            }
+            9 => {
+                let who = self.who();
+                let big = if self.rng.chance(50) {
+                    amount
+                } else {
+                    100 * crate::USER_FUNDS
+                };
+                let _ = run(s.client(who).submit_saga(saga(s, who, big)));
+            }
+            10 if self.rng.chance(40) => {
+                let w = self.w.clone();
+                let mut sim = s.sim();
+                match self.rng.below(4) {
+                    0 => w.upgrade(&mut sim, s.service),
+                    1 => w.stop_upgrade_start(&mut sim, s.service),
+                    2 => upgrade_payout(&mut sim, s.payout),
+                    _ => stop_upgrade_start_payout(&mut sim, s.payout),
+                };
+            }
+            11 => {
+                if self.rng.chance(30) {
+                    if self.rng.chance(50) {
+                        s.archive_now();
+                    }
+                    self.matrix.window_jumps += 1;
+                    s.advance(Duration::from_nanos(DAY_NS + 3600 * SECOND));
+                } else {
+                    s.advance_secs(1 + self.rng.below(60));
+                }
+            }
+            12 => {
+                self.matrix.outages += 1;
+                match self.rng.below(3) {
+                    0 => s.ledger_unavailable_next(1 + self.rng.below(3)),
+                    1 => {
+                        s.set_archive_unavailable(true);
+                        s.advance_secs(5 + self.rng.below(30));
+                        s.set_archive_unavailable(false);
+                    }
+                    _ => {
+                        s.ledger_trap(true);
+                        s.advance_secs(5 + self.rng.below(30));
+                        s.ledger_trap(false);
+                    }
+                }
+            }
+            13 => {
+                self.matrix.fee_changes += 1;
+                self.fee_changed = !self.fee_changed;
+                s.set_fee(if self.fee_changed { 2 * FEE } else { FEE });
+            }
+            14 => self.operator(),
+            15 => self.forge_memo(amount),
+            _ => {
+                s.tick();
+            }
+        }
+    }
+
+    /// An operator acts on the first entry in the manual queue, as the runbook says: a transfer
+    /// found on the ledger is resolved as succeeded at its block; one not found is retried, or
+    /// closed (failed / cancelled) once its deduplication window has closed (it can no longer
+    /// execute); anything else is retried.
+    fn operator(&mut self) {
+        let s = self.s;
+        let Some(id) = super::crash::first_manual(s) else {
+            return;
+        };
+        self.matrix.admin_verbs += 1;
+        let e = s.service_entry(id);
+        let action = match &e.intent {
+            Intent::Transfer(t) => {
+                let sender = match t.executor {
+                    Executor::SelfCanister => s.service,
+                    Executor::External { caller } => caller,
+                };
+                let found = s
+                    .blocks()
+                    .into_iter()
+                    .find(|b| crate::invariants::matches(&t.op, sender, b));
+                let closed = t
+                    .created_at_time()
+                    .is_some_and(|cat| s.now() > cat + DAY_NS + 600 * SECOND);
+                match found {
+                    Some(b) => AdminAction::ResolveSucceeded {
+                        block_index: Some(b.index),
+                    },
+                    None if closed && self.rng.chance(50) => AdminAction::ResolveFailed,
+                    None if closed => AdminAction::Cancel,
+                    None => AdminAction::Retry,
+                }
+            }
+            _ => AdminAction::Retry,
+        };
+        admin_act(s, id, action);
+    }
+
+    /// Someone else sends a transfer carrying the memo of one of the service's entries: the
+    /// memo alone must never be taken as proof.
+    fn forge_memo(&mut self, amount: u64) {
+        let s = self.s;
+        let Some(last) = self.last_id() else { return };
+        let id = last.saturating_sub(self.rng.below(3));
+        self.matrix.forged_memos += 1;
+        let _ = s.ledger_transfer(
+            user(6),
+            TransferArg {
+                from_subaccount: None,
+                to: acct(user(9)),
+                fee: None,
+                created_at_time: Some(s.now()),
+                memo: Some(Memo::from(icjournal::memo::encode(id))),
+                amount: Nat::from(amount),
+            },
+        );
+        self.ids.push(id);
+    }
+}
+
+/// One schedule from `seed`, forked from `base`. Returns its violations.
+pub fn run_one(
+    s: &Setup,
+    base: &SimSnapshot,
+    w: &ServiceWasm,
+    seed: u64,
+    matrix: &mut Matrix,
+) -> Vec<String> {
+    let t0 = Instant::now();
+    s.sim().restore(base);
+    s.sim().clear_faults();
+    s.sim().reseed_scheduler(seed);
+    w.replant(&mut s.sim(), s.service);
+    let mut rng = Rng::new(seed);
+    let steps = 3 + rng.below(6);
+    let mut r = Run {
+        s,
+        w,
+        rng,
+        matrix: Matrix::default(),
+        records: vec![],
+        ids: vec![],
+        fee_changed: false,
+    };
+    let mut obs = Observer::default();
+    let t1 = Instant::now();
+    let work = |s: &Setup| {
+        let sim = s.sim();
+        let i: u64 = sim.trace().iter().map(|m| m.instructions).sum();
+        (sim.message_count(), i)
+    };
+    let w1 = work(s);
+    let mut harness = Vec::new();
+    for _ in 0..steps {
+        // A test helper that panics (e.g. a control call hit by an injected fault) ends the
+        // schedule's steps; it is reported, never hidden.
+        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            r.step();
+            obs.observe(s);
+        }));
+        if let Err(e) = step {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|m| m.to_string()))
+                .unwrap_or_default();
+            harness.push(format!(
+                "harness: a step panicked: {}",
+                msg.lines().next().unwrap_or("")
+            ));
+            break;
+        }
+    }
+    let t2 = Instant::now();
+    let w2 = work(s);
+    // Faults end; the world heals; recovery finishes.
+    s.tick();
+    s.sim().clear_faults();
+    s.ledger_trap(false);
+    s.set_archive_unavailable(false);
+    if r.fee_changed {
+        s.set_fee(FEE);
+    }
+    check::settle(s, 4 * 24 * 3600);
+    obs.observe(s);
+    let t3 = Instant::now();
+    let w3 = work(s);
+    let mut v = check::check(s, Some(&obs));
+    v.extend(harness);
+    let t4 = Instant::now();
+    if std::env::var("CAMPAIGN_PROFILE").is_ok() {
+        let sim = s.sim();
+        let mut agg: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        for m in sim.trace().iter().filter(|m| m.index >= w1.0) {
+            let who = if m.canister == s.service {
+                "service"
+            } else if m.canister == s.payout {
+                "payout"
+            } else if m.canister == s.ledger {
+                "ledger"
+            } else {
+                "other"
+            };
+            let e = agg
+                .entry(format!(
+                    "{who} {:?} {}",
+                    m.kind,
+                    m.method.clone().unwrap_or_default()
+                ))
+                .or_default();
+            e.0 += 1;
+            e.1 += m.instructions;
+        }
+        let mut v2: Vec<_> = agg.into_iter().collect();
+        v2.sort_by_key(|(_, (_, i))| std::cmp::Reverse(*i));
+        for (k, (n, i)) in v2.iter().take(12) {
+            eprintln!("profile seed {seed}: {k}: {n} messages, {i} instructions");
+        }
+    }
+    let w4 = work(s);
+    for (i, (a, b)) in [(w1, w2), (w2, w3), (w3, w4)].into_iter().enumerate() {
+        r.matrix.work[i].0 += b.0 - a.0;
+        r.matrix.work[i].1 += b.1.saturating_sub(a.1);
+    }
+    matrix.merge(&r.matrix);
+    matrix.timing[0] += (t1 - t0).as_secs_f64();
+    matrix.timing[1] += (t2 - t1).as_secs_f64();
+    matrix.timing[2] += (t3 - t2).as_secs_f64();
+    matrix.timing[3] += (t4 - t3).as_secs_f64();
+    v
+}
+
+pub struct ScheduleReport {
+    pub runs: u64,
+    pub failing: Vec<(u64, Vec<String>)>,
+    pub matrix: Matrix,
+}
+
+/// `count` schedules with seeds `first_seed..`. `stop_at_first`: stop at the first failing
+/// seed (the planted-bug search).
+pub fn run_many(
+    opts: &Options,
+    w: &ServiceWasm,
+    first_seed: u64,
+    count: u64,
+    stop_at_first: bool,
+) -> ScheduleReport {
+    let s = super::base_setup(super::BASE_SEED);
+    if w.bug.is_some() {
+        // The planted build of the service, same stable layout: an upgrade switches to it.
+        w.upgrade(&mut s.sim(), s.service);
+    }
+    let base = s.sim().snapshot();
+    if opts.verbose {
+        let sim = s.sim();
+        for (n, c) in [
+            ("ledger", s.ledger),
+            ("service", s.service),
+            ("payout", s.payout),
+        ] {
+            eprintln!(
+                "schedules: {n}: heap {} B, stable {} B",
+                sim.wasm_memory(c).map_or(0, |m| m.len()),
+                sim.stable_memory(c).map_or(0, |m| m.len())
+            );
+        }
+    }
+    let mut rep = ScheduleReport {
+        runs: 0,
+        failing: vec![],
+        matrix: Matrix::default(),
+    };
+    for seed in first_seed..first_seed.saturating_add(count) {
+        let v = run_one(&s, &base, w, seed, &mut rep.matrix);
+        rep.runs += 1;
+        if !v.is_empty() {
+            if opts.verbose && w.bug.is_none() {
+                eprintln!("schedule seed {seed}: {}", v.join("; "));
+            }
+            rep.failing.push((seed, v));
+            if stop_at_first {
+                break;
+            }
+        }
+        if opts.verbose && rep.runs % 100 == 0 {
+            eprintln!(
+                "schedules: {} runs, {} failing",
+                rep.runs,
+                rep.failing.len()
+            );
+        }
+    }
+    rep
+}
