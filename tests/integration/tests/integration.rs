@@ -3,8 +3,8 @@
 //! ends with the ledger-vs-journal invariant check (I1, I2) run by the `Setup` fixture's Drop.
 
 mod build;
-mod campaign;
 mod caller;
+mod campaign;
 mod dashboard;
 mod executed;
 mod icrc1_conformance;
