@@ -205,6 +205,7 @@ fn main() {
             .unwrap()
             .len();
         let value_only = pair - one;
+        let stored = 1 + minicbor::to_vec(&sample_entry).unwrap().len();
 
         let (mut intent, mut result, mut claim, mut decision) = (
             Sample::default(),
@@ -265,7 +266,7 @@ fn main() {
             fill.as_secs_f64()
         );
         println!(
-            "stable bytes per resolved transfer entry: {per_entry:.0} B (stored entry value: {} B = format byte + schema hash + {value_only} B candid value; self-describing candid would be {self_describing} B; total stable: {:.1} MiB)",
+            "stable bytes per resolved transfer entry: {per_entry:.0} B (stored entry value: {stored} B = format byte + minicbor; layout 1 stored {} B = format byte + schema hash + {value_only} B candid value; self-describing candid would be {self_describing} B; total stable: {:.1} MiB)",
             1 + 8 + value_only,
             m.stable_memory_bytes as f64 / 1048576.0
         );

@@ -1,6 +1,6 @@
 //! Stable storage of the journal (I5: everything lives here; no `pre_upgrade` serialization).
 //!
-//! # Layout (version 1)
+//! # Layout (version 2)
 //!
 //! The host reserves `RESERVED_MEMORY_IDS` (16) `MemoryId`s for the engine, `first .. first + 16`
 //! (`Memories::from_manager`); this layout uses the first `MEMORY_COUNT` (13) of them, and later
@@ -9,7 +9,7 @@
 //!
 //! | off | name         | structure                                        | purpose                               |
 //! |-----|--------------|--------------------------------------------------|---------------------------------------|
-//! | 0   | meta         | raw: magic `b"ICJR"`, u32 LE version, u64 LE next id, schema table | header; ids never reused |
+//! | 0   | meta         | raw: magic `b"ICJR"`, u32 LE version, u64 LE next id, schema table (layout 1) | header; ids never reused |
 //! | 1   | entries      | `BTreeMap<u64, Entry>`                           | by id                                 |
 //! | 2   | by_owner     | `BTreeMap<(Principal, u8 status, u64 id), ()>`   | owner's entries by status             |
 //! | 3   | by_status    | `BTreeMap<(u8 status, u64 id), ()>`              | manual queue, list by status          |
@@ -30,17 +30,29 @@
 //!
 //! # Encoding
 //!
-//! Values are Candid, prefixed by a format byte:
-//! - format 1 (`Approvals`): `[1] ++ candid::encode_one(v)`, self-describing;
-//! - format 2 (`Entry`, `AuditRecord`): `[2] ++ schema hash (u64 BE) ++ candid value bytes`. The
-//!   schema — the Candid type table, which is most of a small value — is stored once, in the
-//!   append-only schema table of the meta memory (offset 16: `u32 count`, then per schema
-//!   `u64 FNV-1a hash, u32 len, bytes`). Decoding prepends the schema the value was written with.
+//! Keys are fixed-width integers/principals. Values start with a format byte (never reuse one):
+//! - format 3 (`Entry`, `AuditRecord`, layout 2): `[3] ++ minicbor(v)`, the `#[n(i)]` field
+//!   and variant indices of `icjournal-types` (`Nat`/`Principal` through DFINITY's `icrc-cbor`
+//!   helpers, as `icrc-ledger-types` derives its `Account`: `src/icrc1/account.rs`). Compact
+//!   and cheap to decode: no type table, no field names.
+//!   Evolution: new fields are `Option`s with new indices (absent in older values: `None`);
+//!   an index is never renumbered or reused;
+//! - format 2 (`Entry`, `AuditRecord`, written by layout 1 only; still decoded):
+//!   `[2] ++ schema hash (u64 BE) ++ candid value bytes`, its Candid type table stored once in
+//!   the append-only schema table of the meta memory (offset 16: `u32 count`, then per schema
+//!   `u64 FNV-1a hash, u32 len, bytes`); decoding prepends the schema the value was written with;
+//! - format 1 (`Approvals`; layout 1's rare values): `[1] ++ candid::encode_one(v)`,
+//!   self-describing.
 //!
-//! Candid, not minicbor: the same types are the service's Candid interface, so there is one
-//! encoding to audit, and Candid's subtyping gives safe evolution (add fields as `opt`; never
-//! reuse a field or variant name): a value written by an older build decodes, with its own
-//! schema, into the current type. Keys are fixed-width integers/principals.
+//! # Migration from layout 1
+//!
+//! Layout 1 differs only in the encoding of `Entry` and `AuditRecord` values (format 2). Opening
+//! a layout-1 journal rewrites the version in the header to 2 and nothing else: its format-2
+//! values stay where they are and decode as before (the schema table is read at open, never
+//! appended to any more), and each entry is rewritten in format 3 when it is next written
+//! (lazy migration: no bulk work, so `post_upgrade` stays O(1)). Audit records are immutable;
+//! the old ones stay in format 2, new ones are format 3. A layout-1 build refuses a layout-2
+//! journal (`UnsupportedVersion`), and this build refuses any newer layout the same way.
 //!
 //! Every index is maintained in one place (`Store::write`), from the old and new version of an
 //! entry, so they cannot drift apart.
@@ -51,17 +63,22 @@ use candid::{CandidType, Deserialize, Principal};
 use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
 use ic_stable_structures::storable::Bound;
 use ic_stable_structures::{Memory, StableBTreeMap, StableLog, Storable};
-use std::any::TypeId;
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
 pub const MAGIC: &[u8; 4] = b"ICJR";
-pub const LAYOUT_VERSION: u32 = 1;
-/// First byte of every stored value: its format (see `encode_value`, `encode_schema_value`).
+/// Layout 2: values in format 3 (layout 1 wrote formats 1 and 2; see the module docs).
+pub const LAYOUT_VERSION: u32 = 2;
+/// First byte of every stored value: its format. Never reuse a format byte.
+/// Format 1: self-describing Candid (`Approvals`; `encode_value`).
 const FORMAT_VERSION: u8 = 1;
+/// Format 2: Candid with its type table in the schema table (layout 1's `Entry`,
+/// `AuditRecord`; decoded only).
 const FORMAT_SCHEMA: u8 = 2;
+/// Format 3: minicbor (`Entry`, `AuditRecord`; `encode_cbor_value`).
+const FORMAT_CBOR: u8 = 3;
 /// Offset of the schema table in the meta memory (after magic, version, next id).
 const SCHEMA_TABLE: u64 = 16;
 
@@ -140,15 +157,10 @@ impl<M: Memory> Memories<M> {
     }
 }
 
-/// The current Candid header of a Rust type: (FNV-1a hash, header bytes).
-type CurrentSchema = (u64, Rc<Vec<u8>>);
-
 thread_local! {
-    /// Candid headers (type table + arg type) by FNV-1a hash: every schema this process may
-    /// meet in stored values (loaded from the meta memory at open) plus the current types'.
+    /// Candid headers (type table + arg type) by FNV-1a hash, loaded from the meta memory's
+    /// schema table at open: the schemas of the format-2 values a layout-1 journal holds.
     static SCHEMAS: RefCell<BTreeMap<u64, Rc<Vec<u8>>>> = const { RefCell::new(BTreeMap::new()) };
-    /// Current header per Rust type.
-    static CURRENT: RefCell<BTreeMap<TypeId, CurrentSchema>> = const { RefCell::new(BTreeMap::new()) };
 }
 
 /// FNV-1a: a cheap, stable 64-bit hash (schema ids, request fingerprints; not cryptographic).
@@ -158,29 +170,6 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-fn value_bytes<T: CandidType>(v: &T) -> Vec<u8> {
-    let mut vs = candid::ser::ValueSerializer::new();
-    // Encoding our own well-formed types cannot fail; a failure is a bug, so trap.
-    v.idl_serialize(&mut vs).expect("icjournal: candid encode");
-    vs.get_result().to_vec()
-}
-
-/// The Candid header of `T` (independent of the value: a type table describes the type),
-/// computed from any value of `T` and cached.
-fn current_header<T: CandidType + 'static>(sample: &T) -> (u64, Rc<Vec<u8>>) {
-    if let Some(h) = CURRENT.with_borrow(|c| c.get(&TypeId::of::<T>()).cloned()) {
-        return h;
-    }
-    let full = candid::encode_one(sample).expect("icjournal: candid encode");
-    let val = value_bytes(sample);
-    assert!(full.ends_with(&val), "icjournal: candid header split");
-    let header = Rc::new(full[..full.len() - val.len()].to_vec());
-    let h = (fnv1a(&header), header);
-    CURRENT.with_borrow_mut(|c| c.insert(TypeId::of::<T>(), h.clone()));
-    register_schema(h.0, h.1.clone());
-    h
-}
-
 fn register_schema(hash: u64, header: Rc<Vec<u8>>) {
     SCHEMAS.with_borrow_mut(|s| {
         let prev = s.entry(hash).or_insert_with(|| header.clone());
@@ -188,15 +177,12 @@ fn register_schema(hash: u64, header: Rc<Vec<u8>>) {
     });
 }
 
-/// Format 2: `[2] ++ schema hash (u64 BE) ++ candid value`. The schema (Candid type table) is
-/// stored once in the meta memory instead of in every value — it is most of a small value.
-fn encode_schema_value<T: CandidType + 'static>(v: &T) -> Vec<u8> {
-    let (hash, _) = current_header(v);
-    let val = value_bytes(v);
-    let mut out = Vec::with_capacity(9 + val.len());
-    out.push(FORMAT_SCHEMA);
-    out.extend_from_slice(&hash.to_be_bytes());
-    out.extend_from_slice(&val);
+/// Format 3: `[3] ++ minicbor(v)` (the field indices of the `#[n(i)]` annotations in
+/// `icjournal-types`). Writing our own well-formed values cannot fail; a failure is a bug.
+pub(crate) fn encode_cbor_value<T: minicbor::Encode<()>>(v: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.push(FORMAT_CBOR);
+    minicbor::encode(v, &mut out).expect("icjournal: cbor encode");
     out
 }
 
@@ -207,6 +193,7 @@ fn encode_value<T: CandidType>(v: &T) -> Vec<u8> {
     out
 }
 
+/// A value in format 1 (self-describing Candid).
 fn decode_value<T: for<'de> Deserialize<'de> + CandidType>(bytes: &[u8]) -> T {
     // Stored bytes were written by us; undecodable bytes mean corrupt state: trap (a post_upgrade
     // trap keeps the old, working version installed).
@@ -214,6 +201,19 @@ fn decode_value<T: for<'de> Deserialize<'de> + CandidType>(bytes: &[u8]) -> T {
         Some((&FORMAT_VERSION, rest)) => {
             candid::decode_one(rest).expect("icjournal: corrupt value")
         }
+        Some((v, _)) => panic!("icjournal: unsupported value format {v}"),
+        None => panic!("icjournal: empty value"),
+    }
+}
+
+/// A value in any format an `Entry` or `AuditRecord` was ever written in: 3 (current), or 2
+/// and 1 (Candid, layout 1; rewritten in format 3 when next written).
+pub(crate) fn decode_stored<T>(bytes: &[u8]) -> T
+where
+    T: for<'de> Deserialize<'de> + CandidType + for<'b> minicbor::Decode<'b, ()>,
+{
+    match bytes.split_first() {
+        Some((&FORMAT_CBOR, rest)) => minicbor::decode(rest).expect("icjournal: corrupt value"),
         Some((&FORMAT_SCHEMA, rest)) if rest.len() >= 8 => {
             let hash = u64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
             let header = SCHEMAS
@@ -226,8 +226,7 @@ fn decode_value<T: for<'de> Deserialize<'de> + CandidType>(bytes: &[u8]) -> T {
             // (subtyping), exactly as for self-describing values.
             candid::decode_one(&full).expect("icjournal: corrupt value")
         }
-        Some((v, _)) => panic!("icjournal: unsupported value format {v}"),
-        None => panic!("icjournal: empty value"),
+        _ => decode_value(bytes),
     }
 }
 
@@ -236,25 +235,35 @@ fn decode_value<T: for<'de> Deserialize<'de> + CandidType>(bytes: &[u8]) -> T {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stored<T>(pub T);
 
-macro_rules! candid_storable {
-    ($t:ty, $enc:ident) => {
+macro_rules! stored_storable {
+    ($t:ty) => {
         impl Storable for Stored<$t> {
             fn to_bytes(&self) -> Cow<'_, [u8]> {
-                Cow::Owned($enc(&self.0))
+                Cow::Owned(self.encode())
             }
             fn into_bytes(self) -> Vec<u8> {
-                $enc(&self.0)
+                self.encode()
             }
             fn from_bytes(bytes: Cow<[u8]>) -> Self {
-                Stored(decode_value(&bytes))
+                Stored(decode_stored(&bytes))
             }
             const BOUND: Bound = Bound::Unbounded;
+        }
+
+        impl Stored<$t> {
+            fn encode(&self) -> Vec<u8> {
+                #[cfg(test)]
+                if legacy::writes_v1() {
+                    return legacy::encode_schema_value(&self.0);
+                }
+                encode_cbor_value(&self.0)
+            }
         }
     };
 }
 
-candid_storable!(Entry, encode_schema_value);
-candid_storable!(AuditRecord, encode_schema_value);
+stored_storable!(Entry);
+stored_storable!(AuditRecord);
 
 impl Storable for Approvals {
     fn to_bytes(&self) -> Cow<'_, [u8]> {
@@ -406,9 +415,9 @@ pub fn intent_charge(intent: &Intent) -> u64 {
 }
 
 /// Schema table in the meta memory at `SCHEMA_TABLE`: `u32 LE count`, then per schema
-/// `u64 LE hash, u32 LE len, header bytes`. Append-only: a schema is never removed, because
-/// values written with it may still exist.
-fn load_and_persist_schemas<M: Memory>(meta: &M) {
+/// `u64 LE hash, u32 LE len, header bytes`. Written by layout 1 only (format-2 values); layout 2
+/// reads it, so the format-2 values a migrated journal still holds decode, and never appends.
+fn load_schemas<M: Memory>(meta: &M) {
     let read_u32 = |off: u64| {
         let mut b = [0u8; 4];
         meta.read(off, &mut b);
@@ -416,7 +425,6 @@ fn load_and_persist_schemas<M: Memory>(meta: &M) {
     };
     let count = read_u32(SCHEMA_TABLE);
     let mut off = SCHEMA_TABLE + 4;
-    let mut known = BTreeMap::new();
     for _ in 0..count {
         let mut h = [0u8; 8];
         meta.read(off, &mut h);
@@ -426,36 +434,11 @@ fn load_and_persist_schemas<M: Memory>(meta: &M) {
         let hash = u64::from_le_bytes(h);
         assert_eq!(fnv1a(&header), hash, "icjournal: corrupt schema table");
         register_schema(hash, Rc::new(header));
-        known.insert(hash, ());
         off += 12 + len as u64;
-    }
-    let current = [
-        current_header(&sample_entry()),
-        current_header(&sample_audit()),
-    ];
-    let mut count = count;
-    for (hash, header) in current {
-        if known.contains_key(&hash) {
-            continue;
-        }
-        let end = off + 12 + header.len() as u64;
-        let pages = end.div_ceil(65536);
-        if meta.size() < pages {
-            assert!(
-                meta.grow(pages - meta.size()) >= 0,
-                "icjournal: out of stable memory"
-            );
-        }
-        meta.write(off, &hash.to_le_bytes());
-        meta.write(off + 8, &(header.len() as u32).to_le_bytes());
-        meta.write(off + 12, &header);
-        off = end;
-        count += 1;
-        meta.write(SCHEMA_TABLE, &count.to_le_bytes());
-        known.insert(hash, ());
     }
 }
 
+#[cfg(test)]
 fn sample_entry() -> Entry {
     Entry {
         id: 0,
@@ -482,6 +465,7 @@ fn sample_entry() -> Entry {
     }
 }
 
+#[cfg(test)]
 fn sample_audit() -> AuditRecord {
     AuditRecord {
         seq: 0,
@@ -522,9 +506,17 @@ impl<M: Memory + Clone> Store<M> {
                 return Err(OpenError::BadMagic);
             }
             mem.meta.grow(1);
+            #[cfg(test)]
+            let layout = if legacy::writes_v1() {
+                1
+            } else {
+                LAYOUT_VERSION
+            };
+            #[cfg(not(test))]
+            let layout = LAYOUT_VERSION;
             let mut hdr = Vec::with_capacity(16);
             hdr.extend_from_slice(MAGIC);
-            hdr.extend_from_slice(&LAYOUT_VERSION.to_le_bytes());
+            hdr.extend_from_slice(&layout.to_le_bytes());
             hdr.extend_from_slice(&0u64.to_le_bytes());
             mem.meta.write(0, &hdr);
             0
@@ -535,15 +527,35 @@ impl<M: Memory + Clone> Store<M> {
                 return Err(OpenError::BadMagic);
             }
             let version = u32::from_le_bytes(hdr[4..8].try_into().expect("4 bytes"));
-            if version != LAYOUT_VERSION {
-                return Err(OpenError::UnsupportedVersion {
-                    found: version,
-                    supported: LAYOUT_VERSION,
-                });
+            match version {
+                LAYOUT_VERSION => {}
+                // Layout 1 differs only in its values' encoding (Candid, formats 1 and 2), which
+                // layout 2 still decodes; each value is rewritten in format 3 when next written
+                // (lazily: no bulk rewrite, so opening stays O(1)). Only the header changes, so
+                // a layout-1 build refuses the journal from now on instead of misreading it.
+                1 => {
+                    #[cfg(test)]
+                    let migrate = !legacy::writes_v1();
+                    #[cfg(not(test))]
+                    let migrate = true;
+                    if migrate {
+                        mem.meta.write(4, &LAYOUT_VERSION.to_le_bytes());
+                    }
+                }
+                found => {
+                    return Err(OpenError::UnsupportedVersion {
+                        found,
+                        supported: LAYOUT_VERSION,
+                    })
+                }
             }
             u64::from_le_bytes(hdr[8..16].try_into().expect("8 bytes"))
         };
-        load_and_persist_schemas(&mem.meta);
+        load_schemas(&mem.meta);
+        #[cfg(test)]
+        if legacy::writes_v1() {
+            legacy::persist_current_schemas(&mem.meta);
+        }
         Ok(Store {
             meta: mem.meta,
             next_id,
@@ -824,80 +836,220 @@ impl<M: Memory> Store<M> {
     }
 }
 
+/// The layout-1 writer, kept for tests only: it writes a journal exactly as layout 1 did
+/// (header version 1, `Entry`/`AuditRecord` in format 2 with their schemas in the schema table),
+/// so tests can check that layout 2 opens, reads and migrates one.
+#[cfg(test)]
+pub(crate) mod legacy {
+    use super::*;
+    use std::any::TypeId;
+    use std::cell::Cell;
+
+    type CurrentSchema = (u64, Rc<Vec<u8>>);
+
+    thread_local! {
+        static WRITES_V1: Cell<bool> = const { Cell::new(false) };
+        /// Current header per Rust type.
+        static CURRENT: RefCell<BTreeMap<TypeId, CurrentSchema>> = const { RefCell::new(BTreeMap::new()) };
+    }
+
+    /// While set, `Store` writes layout 1 (new journals get a version-1 header, are not
+    /// migrated on open, and values are written in format 2).
+    pub fn set_writes_v1(on: bool) {
+        WRITES_V1.set(on);
+    }
+
+    pub fn writes_v1() -> bool {
+        WRITES_V1.get()
+    }
+
+    fn value_bytes<T: CandidType>(v: &T) -> Vec<u8> {
+        let mut vs = candid::ser::ValueSerializer::new();
+        v.idl_serialize(&mut vs).expect("icjournal: candid encode");
+        vs.get_result().to_vec()
+    }
+
+    /// The Candid header of `T` (independent of the value), computed from any value of `T`.
+    pub fn current_header<T: CandidType + 'static>(sample: &T) -> (u64, Rc<Vec<u8>>) {
+        if let Some(h) = CURRENT.with_borrow(|c| c.get(&TypeId::of::<T>()).cloned()) {
+            return h;
+        }
+        let full = candid::encode_one(sample).expect("icjournal: candid encode");
+        let val = value_bytes(sample);
+        assert!(full.ends_with(&val), "icjournal: candid header split");
+        let header = Rc::new(full[..full.len() - val.len()].to_vec());
+        let h = (fnv1a(&header), header);
+        CURRENT.with_borrow_mut(|c| c.insert(TypeId::of::<T>(), h.clone()));
+        register_schema(h.0, h.1.clone());
+        h
+    }
+
+    /// Format 2: `[2] ++ schema hash (u64 BE) ++ candid value`.
+    pub fn encode_schema_value<T: CandidType + 'static>(v: &T) -> Vec<u8> {
+        let (hash, _) = current_header(v);
+        let val = value_bytes(v);
+        let mut out = Vec::with_capacity(9 + val.len());
+        out.push(FORMAT_SCHEMA);
+        out.extend_from_slice(&hash.to_be_bytes());
+        out.extend_from_slice(&val);
+        out
+    }
+
+    /// Appends the current types' schemas to the schema table (layout 1 did at every open).
+    pub fn persist_current_schemas<M: Memory>(meta: &M) {
+        let read_u32 = |off: u64| {
+            let mut b = [0u8; 4];
+            meta.read(off, &mut b);
+            u32::from_le_bytes(b)
+        };
+        let mut count = read_u32(SCHEMA_TABLE);
+        let mut off = SCHEMA_TABLE + 4;
+        let mut known = vec![];
+        for _ in 0..count {
+            let mut h = [0u8; 8];
+            meta.read(off, &mut h);
+            known.push(u64::from_le_bytes(h));
+            off += 12 + read_u32(off + 8) as u64;
+        }
+        for (hash, header) in [
+            current_header(&sample_entry()),
+            current_header(&sample_audit()),
+        ] {
+            if known.contains(&hash) {
+                continue;
+            }
+            let end = off + 12 + header.len() as u64;
+            let pages = end.div_ceil(65536);
+            if meta.size() < pages {
+                assert!(meta.grow(pages - meta.size()) >= 0);
+            }
+            meta.write(off, &hash.to_le_bytes());
+            meta.write(off + 8, &(header.len() as u32).to_le_bytes());
+            meta.write(off + 12, &header);
+            off = end;
+            count += 1;
+            meta.write(SCHEMA_TABLE, &count.to_le_bytes());
+            known.push(hash);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use ic_stable_structures::VectorMemory;
 
-    #[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
+    #[derive(
+        CandidType, Deserialize, Clone, Debug, PartialEq, minicbor::Encode, minicbor::Decode,
+    )]
     struct V1 {
+        #[n(0)]
         a: u64,
+        #[n(1)]
         tag: String,
     }
 
-    #[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
+    #[derive(
+        CandidType, Deserialize, Clone, Debug, PartialEq, minicbor::Encode, minicbor::Decode,
+    )]
     struct V2 {
+        #[n(0)]
         a: u64,
+        #[n(1)]
         tag: String,
+        #[n(2)]
         added: Option<u64>,
     }
 
     #[test]
-    fn schema_values_evolve_by_candid_subtyping_and_are_smaller() {
+    fn should_decode_every_format_into_a_newer_type_with_added_options_absent() {
         let v1 = V1 {
             a: 7,
             tag: "x".into(),
         };
-        let bytes = encode_schema_value(&v1);
-        assert_eq!(bytes[0], FORMAT_SCHEMA);
-        assert!(bytes.len() < encode_value(&v1).len());
-        // An old value decodes into the new type with the new optional field absent.
-        let v2: V2 = decode_value(&bytes);
-        assert_eq!(
-            v2,
-            V2 {
-                a: 7,
-                tag: "x".into(),
-                added: None
-            }
-        );
-        let full: V2 = decode_value(&encode_value(&v1));
-        assert_eq!(full, v2);
+        let want = V2 {
+            a: 7,
+            tag: "x".into(),
+            added: None,
+        };
+        let f1 = encode_value(&v1);
+        let f2 = legacy::encode_schema_value(&v1);
+        let f3 = encode_cbor_value(&v1);
+        assert_eq!((f1[0], f2[0], f3[0]), (1, 2, 3));
+        for bytes in [&f1, &f2, &f3] {
+            let v2: V2 = decode_stored(bytes);
+            assert_eq!(v2, want, "format {}", bytes[0]);
+        }
+        assert!(f3.len() < f2.len() && f2.len() < f1.len());
+    }
+
+    fn version(meta: &impl Memory) -> u32 {
+        let mut v = [0u8; 4];
+        meta.read(4, &mut v);
+        u32::from_le_bytes(v)
+    }
+
+    fn schema_count(meta: &impl Memory) -> u32 {
+        let mut c = [0u8; 4];
+        meta.read(SCHEMA_TABLE, &mut c);
+        u32::from_le_bytes(c)
     }
 
     #[test]
-    fn schema_table_is_persisted_and_loaded_in_a_fresh_process() {
+    fn should_read_a_layout_1_journal_in_a_fresh_process_and_migrate_its_header_only() {
         let raw = VectorMemory::default();
         let mm = MemoryManager::init(raw.clone());
+        legacy::set_writes_v1(true);
         let mut store = Store::open(Memories::from_manager(&mm, 3)).unwrap();
         let mut e = sample_entry();
         e.owner = Principal::from_slice(&[1, 2, 3]);
         store.write(None, &e);
         store.append_audit(1, 0, None, AuditEvent::Created { kind: Kind::Record });
+        legacy::set_writes_v1(false);
+        drop(store);
+        let meta = mm.get(MemoryId::new(3));
+        assert_eq!((version(&meta), schema_count(&meta)), (1, 2));
         let bytes = raw.borrow().clone();
         // A new thread has empty thread-local schema caches, like a process after an upgrade.
         std::thread::spawn(move || {
             let raw = VectorMemory::new(std::cell::RefCell::new(bytes));
             let mm = MemoryManager::init(raw);
-            let store = Store::open(Memories::from_manager(&mm, 3)).unwrap();
-            assert_eq!(
-                store.get(0).unwrap().owner,
-                Principal::from_slice(&[1, 2, 3])
-            );
+            let mut store = Store::open(Memories::from_manager(&mm, 3)).unwrap();
+            let meta = mm.get(MemoryId::new(3));
+            assert_eq!(version(&meta), LAYOUT_VERSION);
+            // The schema table is read, never appended to any more.
+            assert_eq!(schema_count(&meta), 2);
+            let got = store.get(0).unwrap();
+            assert_eq!(got, e);
             assert_eq!(store.audit_range(0, 10).len(), 1);
+            // The same memory read as raw values: the entry is still in format 2 ...
+            let stored: StableBTreeMap<u64, Vec<u8>, _> =
+                StableBTreeMap::init(mm.get(MemoryId::new(4)));
+            assert_eq!(stored.get(&0).unwrap()[0], FORMAT_SCHEMA);
+            let mut next = got.clone();
+            next.attempts = 1;
+            store.write(Some(&got), &next);
+            // ... until it is next written.
+            assert_eq!(stored.get(&0).unwrap()[0], FORMAT_CBOR);
+            assert_eq!(store.get(0).unwrap(), next);
         })
         .join()
         .unwrap();
-        // Re-opening does not append the same schemas again.
-        let meta = mm.get(MemoryId::new(3));
-        let mut count = [0u8; 4];
-        meta.read(SCHEMA_TABLE, &mut count);
-        let store2 = Store::open(Memories::from_manager(&mm, 3)).unwrap();
-        let mut count2 = [0u8; 4];
-        meta.read(SCHEMA_TABLE, &mut count2);
-        assert_eq!(count, count2);
-        assert_eq!(u32::from_le_bytes(count), 2);
-        drop(store2);
+    }
+
+    #[test]
+    fn should_refuse_a_journal_of_a_newer_layout_without_writing() {
+        let raw = VectorMemory::default();
+        let mm = MemoryManager::init(raw.clone());
+        drop(Store::open(Memories::from_manager(&mm, 0)).unwrap());
+        let meta = mm.get(MemoryId::new(0));
+        meta.write(4, &(LAYOUT_VERSION + 1).to_le_bytes());
+        let before = raw.borrow().clone();
+        assert!(matches!(
+            Store::open(Memories::from_manager(&mm, 0)),
+            Err(OpenError::UnsupportedVersion { found, supported: LAYOUT_VERSION }) if found == LAYOUT_VERSION + 1
+        ));
+        assert!(*raw.borrow() == before);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! canister that only calls the service depends on it (through `icjournal-client`) without
 //! linking the engine, its stable structures or its timers.
 
+pub mod cbor;
 pub mod error;
 pub mod journal;
 pub mod metrics;
