@@ -230,6 +230,37 @@ where
     }
 }
 
+/// An `Entry` or `AuditRecord` as this build writes it (format 3).
+fn encode_stored<T: CandidType + minicbor::Encode<()> + 'static>(v: &T) -> Vec<u8> {
+    #[cfg(test)]
+    if legacy::writes_v1() {
+        return legacy::encode_schema_value(v);
+    }
+    encode_cbor_value(v)
+}
+
+/// A stored value kept as its bytes: decoded only when asked for. The entries map holds these
+/// so that replacing an entry does not decode the value it replaces (`StableBTreeMap::insert`
+/// returns the previous value through `from_bytes`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoded(pub Vec<u8>);
+
+impl Storable for Encoded {
+    fn to_bytes(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.0)
+    }
+    fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+    fn from_bytes(bytes: Cow<[u8]>) -> Self {
+        Encoded(bytes.into_owned())
+    }
+    const BOUND: Bound = Bound::Unbounded;
+}
+
+/// Decoded entries kept in the heap (see `Store::cache`).
+const ENTRY_CACHE_CAP: usize = 32;
+
 /// A shared type (defined in `icjournal-types`) as a stable-structures value: the orphan rule
 /// keeps `Storable` impls for foreign types out of this crate, so they are wrapped.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -252,17 +283,12 @@ macro_rules! stored_storable {
 
         impl Stored<$t> {
             fn encode(&self) -> Vec<u8> {
-                #[cfg(test)]
-                if legacy::writes_v1() {
-                    return legacy::encode_schema_value(&self.0);
-                }
-                encode_cbor_value(&self.0)
+                encode_stored(&self.0)
             }
         }
     };
 }
 
-stored_storable!(Entry);
 stored_storable!(AuditRecord);
 
 impl Storable for Approvals {
@@ -479,7 +505,14 @@ fn sample_audit() -> AuditRecord {
 pub struct Store<M: Memory> {
     meta: M,
     next_id: u64,
-    entries: StableBTreeMap<u64, Stored<Entry>, M>,
+    entries: StableBTreeMap<u64, Encoded, M>,
+    /// Write-through cache of decoded entries, at most `ENTRY_CACHE_CAP`: a message reads the
+    /// same entry several times (the update, the callback, the status machine, the index
+    /// maintenance) and decodes it once. It cannot go stale: every write of an entry goes
+    /// through `Store::write`, which updates it; a trap rolls the heap back together with
+    /// stable memory; an upgrade (or `open`) starts with it empty. Any new code path that
+    /// writes or removes entries in stable memory must update it too.
+    cache: RefCell<BTreeMap<EntryId, Entry>>,
     by_owner: StableBTreeMap<(Principal, u8, u64), (), M>,
     by_status: StableBTreeMap<(u8, u64), (), M>,
     due: StableBTreeMap<(u64, u64), (), M>,
@@ -560,6 +593,7 @@ impl<M: Memory + Clone> Store<M> {
             meta: mem.meta,
             next_id,
             entries: StableBTreeMap::init(mem.entries),
+            cache: RefCell::new(BTreeMap::new()),
             by_owner: StableBTreeMap::init(mem.by_owner),
             by_status: StableBTreeMap::init(mem.by_status),
             due: StableBTreeMap::init(mem.due),
@@ -592,7 +626,20 @@ impl<M: Memory> Store<M> {
     }
 
     pub fn get(&self, id: EntryId) -> Option<Entry> {
-        self.entries.get(&id).map(|s| s.0)
+        if let Some(e) = self.cache.borrow().get(&id) {
+            return Some(e.clone());
+        }
+        let e: Entry = decode_stored(&self.entries.get(&id)?.0);
+        self.remember(e.clone());
+        Some(e)
+    }
+
+    fn remember(&self, e: Entry) {
+        let mut cache = self.cache.borrow_mut();
+        if cache.len() >= ENTRY_CACHE_CAP && !cache.contains_key(&e.id) {
+            cache.pop_first();
+        }
+        cache.insert(e.id, e);
     }
 
     pub fn len(&self) -> u64 {
@@ -662,7 +709,8 @@ impl<M: Memory> Store<M> {
                 self.owners.insert(new.owner, u);
             }
         }
-        self.entries.insert(new.id, Stored(new.clone()));
+        self.entries.insert(new.id, Encoded(encode_stored(new)));
+        self.remember(new.clone());
     }
 
     fn release(&mut self, e: &Entry) {
@@ -810,7 +858,7 @@ impl<M: Memory> Store<M> {
         self.entries
             .values_range(start..)
             .filter(move |_| !done)
-            .map(|s| s.0)
+            .map(|v| decode_stored(&v.0))
     }
 
     pub fn approvals(&self, id: EntryId) -> Option<Approvals> {
@@ -1050,6 +1098,42 @@ mod tests {
             Err(OpenError::UnsupportedVersion { found, supported: LAYOUT_VERSION }) if found == LAYOUT_VERSION + 1
         ));
         assert!(*raw.borrow() == before);
+    }
+
+    #[test]
+    fn should_read_through_the_bounded_cache_what_stable_memory_holds() {
+        let raw = VectorMemory::default();
+        let mm = MemoryManager::init(raw.clone());
+        let mut store = Store::open(Memories::from_manager(&mm, 0)).unwrap();
+        let n = 3 * ENTRY_CACHE_CAP as u64;
+        for id in 0..n {
+            let mut e = sample_entry();
+            e.id = id;
+            store.write(None, &e);
+        }
+        // Rewrite each one, in an order that cycles every entry through the cache.
+        for id in (0..n).rev().chain(0..n) {
+            let old = store.get(id).unwrap();
+            let mut new = old.clone();
+            new.attempts += 1;
+            new.status = if new.attempts == 2 {
+                Status::Succeeded
+            } else {
+                Status::Unknown
+            };
+            store.write(Some(&old), &new);
+        }
+        assert!(store.cache.borrow().len() <= ENTRY_CACHE_CAP);
+        let fresh = Store::open(Memories::from_manager(&mm, 0)).unwrap();
+        for id in 0..n {
+            let e = store.get(id).unwrap();
+            assert_eq!((e.attempts, e.status), (2, Status::Succeeded));
+            assert_eq!(Some(e), fresh.get(id));
+        }
+        assert_eq!(
+            fresh.ids_by_status(Status::Succeeded, None).count() as u64,
+            n
+        );
     }
 
     #[test]
