@@ -513,6 +513,10 @@ pub struct Store<M: Memory> {
     /// stable memory; an upgrade (or `open`) starts with it empty. Any new code path that
     /// writes or removes entries in stable memory must update it too.
     cache: RefCell<BTreeMap<EntryId, Entry>>,
+    /// Write-through cache of the counters read so far (a bump is then one B-tree write, not a
+    /// read and a write); consistent for the same reasons as `cache`. Bounded by the counter
+    /// key space (`counter`: a namespace and a one-byte tag).
+    counter_cache: RefCell<BTreeMap<u32, u64>>,
     by_owner: StableBTreeMap<(Principal, u8, u64), (), M>,
     by_status: StableBTreeMap<(u8, u64), (), M>,
     due: StableBTreeMap<(u64, u64), (), M>,
@@ -594,6 +598,7 @@ impl<M: Memory + Clone> Store<M> {
             next_id,
             entries: StableBTreeMap::init(mem.entries),
             cache: RefCell::new(BTreeMap::new()),
+            counter_cache: RefCell::new(BTreeMap::new()),
             by_owner: StableBTreeMap::init(mem.by_owner),
             by_status: StableBTreeMap::init(mem.by_status),
             due: StableBTreeMap::init(mem.due),
@@ -714,21 +719,26 @@ impl<M: Memory> Store<M> {
     }
 
     fn release(&mut self, e: &Entry) {
+        // Removals return what they removed: one B-tree operation where a read and a write were,
+        // with the rare case (the row is not what we expected) put back.
         if let Some(k) = &e.lock_key {
-            if self.locks.get(k) == Some(e.id) {
-                self.locks.remove(k);
+            if let Some(holder) = self.locks.remove(k) {
+                if holder != e.id {
+                    self.locks.insert(k.clone(), holder);
+                }
             }
         }
         self.unresolved.remove(&e.id);
-        let mut u = self.owner_usage(&e.owner);
+        let mut u = self.owners.remove(&e.owner).unwrap_or_default();
         u.unresolved = u.unresolved.saturating_sub(1);
         u.bytes = u.bytes.saturating_sub(intent_charge(&e.intent));
-        if u == OwnerUsage::default() {
-            self.owners.remove(&e.owner);
-        } else {
+        if u != OwnerUsage::default() {
             self.owners.insert(e.owner, u);
         }
-        self.approvals.remove(&e.id);
+        // Approvals are rare: skip the search when there are none (the length is in the heap).
+        if !self.approvals.is_empty() {
+            self.approvals.remove(&e.id);
+        }
     }
 
     /// A succeeded transfer claims its block: the same block can never prove two entries.
@@ -758,17 +768,23 @@ impl<M: Memory> Store<M> {
     }
 
     pub fn bump(&mut self, key: u32, delta: i64) {
-        let cur = self.counters.get(&key).unwrap_or(0);
+        let cur = self.counter(key);
         let next = if delta >= 0 {
             cur.saturating_add(delta as u64)
         } else {
             cur.saturating_sub(delta.unsigned_abs())
         };
         self.counters.insert(key, next);
+        self.counter_cache.get_mut().insert(key, next);
     }
 
     pub fn counter(&self, key: u32) -> u64 {
-        self.counters.get(&key).unwrap_or(0)
+        if let Some(v) = self.counter_cache.borrow().get(&key) {
+            return *v;
+        }
+        let v = self.counters.get(&key).unwrap_or(0);
+        self.counter_cache.borrow_mut().insert(key, v);
+        v
     }
 
     pub fn append_audit(
@@ -874,6 +890,133 @@ impl<M: Memory> Store<M> {
                 self.approvals.remove(&id);
             }
         }
+    }
+
+    /// Every index recomputed from the entries as stable memory holds them (decoded afresh,
+    /// not through the cache), compared with what the indexes and the caches hold: the
+    /// differences, as text (tests).
+    #[cfg(test)]
+    pub(crate) fn index_violations(&self) -> Vec<String> {
+        use std::collections::BTreeSet;
+        let mut out = vec![];
+        let entries: Vec<Entry> = self
+            .entries
+            .iter()
+            .map(|v| decode_stored(&v.value().0))
+            .collect();
+        for (id, cached) in self.cache.borrow().iter() {
+            if entries.iter().find(|e| e.id == *id) != Some(cached) {
+                out.push(format!("cache: entry {id} differs from stable memory"));
+            }
+        }
+        for (k, v) in self.counter_cache.borrow().iter() {
+            if self.counters.get(k).unwrap_or(0) != *v {
+                out.push(format!("counter cache: {k:#x} differs from stable memory"));
+            }
+        }
+        let mut check = |name: &str, want: BTreeSet<String>, have: BTreeSet<String>| {
+            for x in want.difference(&have) {
+                out.push(format!("{name}: missing {x}"));
+            }
+            for x in have.difference(&want) {
+                out.push(format!("{name}: extra {x}"));
+            }
+        };
+        let set = |it: &mut dyn Iterator<Item = String>| it.collect::<BTreeSet<_>>();
+        check(
+            "by_owner",
+            set(&mut entries
+                .iter()
+                .map(|e| format!("{:?}", (e.owner, e.status.tag(), e.id)))),
+            set(&mut self.by_owner.keys().map(|k| format!("{k:?}"))),
+        );
+        check(
+            "by_status",
+            set(&mut entries
+                .iter()
+                .map(|e| format!("{:?}", (e.status.tag(), e.id)))),
+            set(&mut self.by_status.keys().map(|k| format!("{k:?}"))),
+        );
+        check(
+            "due",
+            set(&mut entries
+                .iter()
+                .filter_map(|e| e.next_attempt_at.map(|at| format!("{:?}", (at, e.id))))),
+            set(&mut self.due.keys().map(|k| format!("{k:?}"))),
+        );
+        let unresolved = || entries.iter().filter(|e| e.status.is_unresolved());
+        check(
+            "unresolved",
+            set(&mut unresolved().map(|e| e.id.to_string())),
+            set(&mut self.unresolved.keys().map(|k| k.to_string())),
+        );
+        check(
+            "locks",
+            set(&mut unresolved()
+                .filter_map(|e| e.lock_key.as_ref().map(|k| format!("{k}={}", e.id)))),
+            set(&mut self
+                .locks
+                .iter()
+                .map(|r| format!("{}={}", r.key(), r.value()))),
+        );
+        let mut usage: BTreeMap<Principal, OwnerUsage> = BTreeMap::new();
+        let mut totals: BTreeMap<Principal, OwnerTotals> = BTreeMap::new();
+        let mut counters: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut claims = BTreeSet::new();
+        for e in &entries {
+            let t = totals.entry(e.owner).or_default();
+            t.entries += 1;
+            t.bytes += intent_charge(&e.intent);
+            if e.status.is_unresolved() {
+                let u = usage.entry(e.owner).or_default();
+                u.unresolved += 1;
+                u.bytes += intent_charge(&e.intent);
+            }
+            *counters
+                .entry(counter::STATUS | e.status.tag() as u32)
+                .or_default() += 1;
+            *counters
+                .entry(counter::KIND | e.kind.tag() as u32)
+                .or_default() += 1;
+            if let (Status::Succeeded, Intent::Transfer(t), Some(b)) =
+                (e.status, &e.intent, e.block_index())
+            {
+                claims.insert(format!("{:?}", ((t.ledger, b), e.id)));
+            }
+        }
+        check(
+            "owners",
+            set(&mut usage.iter().map(|r| format!("{r:?}"))),
+            set(&mut self
+                .owners
+                .iter()
+                .map(|r| format!("{:?}", (r.key(), r.value())))),
+        );
+        check(
+            "owner_totals",
+            set(&mut totals.iter().map(|r| format!("{r:?}"))),
+            set(&mut self
+                .owner_totals
+                .iter()
+                .map(|r| format!("{:?}", (r.key(), r.value())))),
+        );
+        check(
+            "claims",
+            claims,
+            set(&mut self
+                .claims
+                .iter()
+                .map(|r| format!("{:?}", (r.key(), r.value())))),
+        );
+        let keys = Status::ALL.iter().map(|s| counter::STATUS | s.tag() as u32);
+        for k in keys.chain(Kind::ALL.iter().map(|k| counter::KIND | k.tag() as u32)) {
+            let want = counters.get(&k).copied().unwrap_or(0);
+            let have = self.counter(k);
+            if have != want {
+                out.push(format!("counter {k:#x}: {have}, entries say {want}"));
+            }
+        }
+        out
     }
 
     pub fn stable_bytes(&self) -> u64 {

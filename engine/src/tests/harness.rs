@@ -301,6 +301,8 @@ impl Harness {
                 .iter()
                 .any(|e| e.status.is_unresolved() && e.status != Status::ManualReview);
             if !unresolved {
+                let violations = self.journal.inner.store.borrow().index_violations();
+                assert!(violations.is_empty(), "indexes: {violations:?}");
                 return;
             }
             let next = self.journal.next_due().unwrap_or(self.rt.now_for_test());

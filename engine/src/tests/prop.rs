@@ -81,6 +81,9 @@ fn spec(h: &Harness, amount: u64, shape: u8) -> TransferSpec {
 type Finals = BTreeMap<EntryId, (Status, Option<Outcome>)>;
 
 fn check_invariants(h: &Harness, finals: &mut Finals) -> Result<(), TestCaseError> {
+    // Every index (and the heap caches) agrees with the entries in stable memory.
+    let violations = h.journal.inner.store.borrow().index_violations();
+    prop_assert!(violations.is_empty(), "indexes: {:?}", violations);
     let entries = h.entries();
     let mut keys: BTreeMap<String, EntryId> = BTreeMap::new();
     for e in &entries {
