@@ -16,6 +16,7 @@ pub mod http;
 pub mod inspect;
 pub mod logs;
 pub mod persist;
+pub mod reply;
 pub mod service;
 pub mod validate;
 
@@ -211,14 +212,22 @@ fn inspect_message() {
 // Generic journaling (callers see only their own entries)
 // ------------------------------------------------------------------------------------------
 
-#[update(guard = "update_guard", guard = "decodes::<RecordIntentArgs>")]
+#[update(
+    guard = "update_guard",
+    guard = "decodes::<RecordIntentArgs>",
+    manual_reply = true
+)]
 fn record_intent(args: RecordIntentArgs) -> ServiceResult<EntryId> {
-    service().record_intent(&paying_ctx(), args)
+    reply::reply(service().record_intent(&paying_ctx(), args))
 }
 
-#[update(guard = "update_guard", guard = "decodes::<ReportResultArgs>")]
+#[update(
+    guard = "update_guard",
+    guard = "decodes::<ReportResultArgs>",
+    manual_reply = true
+)]
 fn report_result(args: ReportResultArgs) -> ServiceResult<Status> {
-    service().report_result(&ctx(), args)
+    reply::reply(service().report_result(&ctx(), args))
 }
 
 #[query(guard = "arg_size_guard", guard = "decodes::<EntryId>")]
@@ -252,33 +261,53 @@ fn list_failed(page: PageRequest) -> ServiceResult<Page<EntrySummary>> {
 // Transfers
 // ------------------------------------------------------------------------------------------
 
-#[update(guard = "update_guard", guard = "decodes::<TrackTransferArgs>")]
+#[update(
+    guard = "update_guard",
+    guard = "decodes::<TrackTransferArgs>",
+    manual_reply = true
+)]
 fn track_transfer(args: TrackTransferArgs) -> ServiceResult<TrackedTransfer> {
-    service().track_transfer(&paying_ctx(), args)
+    reply::reply(service().track_transfer(&paying_ctx(), args))
 }
 
-#[update(guard = "update_guard", guard = "decodes::<TransferRequest>")]
+#[update(
+    guard = "update_guard",
+    guard = "decodes::<TransferRequest>",
+    manual_reply = true
+)]
 async fn execute_transfer(req: TransferRequest) -> ServiceResult<FlowResult> {
     let ctx = paying_ctx();
     let s = service();
-    s.execute_transfer(&ctx, req).await
+    reply::reply(s.execute_transfer(&ctx, req).await)
 }
 
-#[update(guard = "update_guard", guard = "decodes::<TransferRequest>")]
+#[update(
+    guard = "update_guard",
+    guard = "decodes::<TransferRequest>",
+    manual_reply = true
+)]
 fn submit_transfer(req: TransferRequest) -> ServiceResult<EntryId> {
-    service().submit_transfer(&paying_ctx(), req)
+    reply::reply(service().submit_transfer(&paying_ctx(), req))
 }
 
-#[update(guard = "update_guard", guard = "decodes::<SagaRequest>")]
+#[update(
+    guard = "update_guard",
+    guard = "decodes::<SagaRequest>",
+    manual_reply = true
+)]
 async fn execute_saga(req: SagaRequest) -> ServiceResult<FlowResult> {
     let ctx = paying_ctx();
     let s = service();
-    s.execute_saga(&ctx, req).await
+    reply::reply(s.execute_saga(&ctx, req).await)
 }
 
-#[update(guard = "update_guard", guard = "decodes::<SagaRequest>")]
+#[update(
+    guard = "update_guard",
+    guard = "decodes::<SagaRequest>",
+    manual_reply = true
+)]
 fn submit_saga(req: SagaRequest) -> ServiceResult<EntryId> {
-    service().submit_saga(&paying_ctx(), req)
+    reply::reply(service().submit_saga(&paying_ctx(), req))
 }
 
 /// The account of the service that holds `owner`'s escrow (source of its ICRC-1 transfers).
