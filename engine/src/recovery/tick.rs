@@ -11,6 +11,17 @@ use crate::status::Actor;
 use crate::storage::counter;
 use crate::types::*;
 use ic_stable_structures::Memory;
+use std::task::Poll;
+
+/// At most this many recovery calls to one ledger in flight from one tick (one per transfer
+/// being recovered: a transfer's recovery makes its calls one after another). The IC gives each
+/// pair of canisters 500 slots for requests in flight (`DEFAULT_QUEUE_CAPACITY`, dfinity/ic
+/// rs/replicated_state/src/canister_state/queues.rs); beyond it `call_perform` fails. Recovery
+/// takes at most a fifth, so that new flows to the same ledger still find room.
+pub const MAX_RECOVERY_CALLS_PER_LEDGER: usize = 100;
+
+/// Whether a transfer's recovery resolved it, and the guard of its claim (if it claimed it).
+type Recovered<R, M> = (bool, Option<FlowGuard<R, M>>);
 
 /// Clears the overlap marker when the tick that set it ends or is dropped by a trap's cleanup
 /// — only if the marker is still its own: a tick presumed dead (its lease ran out) that ends
@@ -92,6 +103,9 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
     /// tick's call context has used `recovery_instruction_budget` instructions. The budget is
     /// measured with the call-context counter: the per-message counter restarts at every
     /// await, so after the first call it would always read (almost) nothing.
+    ///
+    /// The batch's transfers are recovered concurrently (`recover_transfers`), then its other
+    /// entries one after another. Work that belongs at the end of a tick goes after both.
     pub async fn recovery_tick(&self) -> TickReport {
         let mut report = TickReport::default();
         let cfg = self.config();
@@ -112,14 +126,11 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         self.inner.store.borrow_mut().bump(counter::TICKS, 1);
         let start = self.inner.rt.call_context_instruction_counter();
         let (due, more) = self.fair_batch(now, cfg.recovery_batch as usize);
-        report.more_due = more;
-        for id in due {
-            let used = self
-                .inner
-                .rt
-                .call_context_instruction_counter()
-                .saturating_sub(start);
-            if used > cfg.recovery_instruction_budget {
+        let (transfers, others, held_back) = self.split_batch(due);
+        report.more_due = more || held_back;
+        self.recover_transfers(transfers, start, &mut report).await;
+        for id in others {
+            if self.over_budget(start) {
                 report.budget_exhausted = true;
                 report.more_due = true;
                 break;
@@ -135,6 +146,107 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             .call_context_instruction_counter()
             .saturating_sub(start);
         report
+    }
+
+    fn over_budget(&self, start: u64) -> bool {
+        let used = self
+            .inner
+            .rt
+            .call_context_instruction_counter()
+            .saturating_sub(start);
+        used > self.inner.config.borrow().recovery_instruction_budget
+    }
+
+    /// The batch's ledger transfers (at most `MAX_RECOVERY_CALLS_PER_LEDGER` per ledger, in
+    /// batch order) and its other entries; `true` if transfers were held back for a later tick.
+    fn split_batch(&self, due: Vec<EntryId>) -> (Vec<EntryId>, Vec<EntryId>, bool) {
+        let mut per_ledger = std::collections::BTreeMap::<candid::Principal, usize>::new();
+        let (mut transfers, mut others, mut held_back) = (Vec::new(), Vec::new(), false);
+        for id in due {
+            let Some(e) = self.get(id) else { continue };
+            match &e.intent {
+                Intent::Transfer(t) if crate::journal::is_transfer(e.kind) => {
+                    let n = per_ledger.entry(t.ledger).or_default();
+                    if *n < MAX_RECOVERY_CALLS_PER_LEDGER {
+                        *n += 1;
+                        transfers.push(id);
+                    } else {
+                        held_back = true;
+                    }
+                }
+                _ => others.push(id),
+            }
+        }
+        (transfers, others, held_back)
+    }
+
+    /// Recover the batch's transfers concurrently: each is started (claimed, its first call
+    /// sent) in this message, in batch order, until the budget is used; then all are awaited
+    /// together. Each entry stays between its journaled claim and its journaled result under
+    /// its own Drop guard, held until the batch's commit below has ended the message that
+    /// journaled the last result: a trap before that sets the entry back to `Unknown`.
+    ///
+    /// One commit for the whole batch instead of one per entry (docs/design.md, "When a
+    /// commit is needed"): once started, each entry's result is journaled in the callback of
+    /// its last call, and in that message only the join's bookkeeping follows — unless it is
+    /// the last entry to finish, after which the tick goes on; the commit below ends that
+    /// message before anything else of the tick runs.
+    async fn recover_transfers(&self, ids: Vec<EntryId>, start: u64, report: &mut TickReport) {
+        let mut running: Vec<LocalFuture<Recovered<R, M>>> = Vec::new();
+        let mut guards = Vec::new();
+        for id in ids {
+            if self.over_budget(start) {
+                report.budget_exhausted = true;
+                report.more_due = true;
+                break;
+            }
+            report.examined += 1;
+            let j = self.clone();
+            let mut f: LocalFuture<Recovered<R, M>> =
+                Box::pin(async move { j.recover_due_transfer(id).await });
+            // Start it now, so that the budget check before the next entry sees its cost.
+            match std::future::poll_fn(|cx| Poll::Ready(f.as_mut().poll(cx))).await {
+                Poll::Ready((resolved, guard)) => {
+                    report.resolved += u32::from(resolved);
+                    guards.extend(guard);
+                }
+                Poll::Pending => running.push(f),
+            }
+        }
+        if running.is_empty() && guards.is_empty() {
+            return;
+        }
+        // Each reply is its own message; it wakes this task, and only the future it answers
+        // makes progress (the others' polls return at once).
+        std::future::poll_fn(|cx| {
+            running.retain_mut(|f| match f.as_mut().poll(cx) {
+                Poll::Ready((resolved, guard)) => {
+                    report.resolved += u32::from(resolved);
+                    guards.extend(guard);
+                    false
+                }
+                Poll::Pending => true,
+            });
+            if running.is_empty() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+        self.self_commit().await;
+        drop(guards);
+    }
+
+    /// A due transfer's recovery, its result not yet committed: the caller commits, then drops
+    /// the guard (None if nothing was claimed).
+    async fn recover_due_transfer(&self, id: EntryId) -> Recovered<R, M> {
+        match self.get(id) {
+            Some(e) if e.next_attempt_at.is_some_and(|at| at <= self.now()) => {
+                self.recover_transfer(e).await
+            }
+            _ => (false, None),
+        }
     }
 
     /// Up to `batch` due entries, fairly across owners: first one entry per owner, in order of
@@ -168,7 +280,13 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             return false;
         }
         match e.kind {
-            Kind::Icrc1Transfer | Kind::Icrc2TransferFrom => self.recover_transfer(e).await,
+            Kind::Icrc1Transfer | Kind::Icrc2TransferFrom => {
+                let (resolved, guard) = self.recover_transfer(e).await;
+                if guard.is_some() {
+                    self.self_commit().await;
+                }
+                resolved
+            }
             Kind::LocalStep => {
                 self.run_local(id).await;
                 self.get(id)
@@ -201,11 +319,13 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         }
     }
 
-    pub(crate) async fn recover_transfer(&self, e: Entry) -> bool {
+    /// Recover one claimed transfer; returns whether it got resolved and, if it was claimed, its
+    /// guard, to be dropped once the result is committed.
+    pub(crate) async fn recover_transfer(&self, e: Entry) -> Recovered<R, M> {
         let id = e.id;
         let cfg = self.config();
         let Intent::Transfer(t) = e.intent.clone() else {
-            return false;
+            return (false, None);
         };
         let lease = self.lease_until();
         // Claim the entry (lease) and count the attempt; committed at the first await below.
@@ -250,9 +370,11 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                     })
                 }
             }
-            _ => return false,
+            _ => return (false, None),
         };
-        let Ok(claimed) = claimed else { return false };
+        let Ok(claimed) = claimed else {
+            return (false, None);
+        };
         self.inner.store.borrow_mut().bump(counter::ATTEMPTS, 1);
         let attempt = claimed.attempts;
         let guard = FlowGuard {
@@ -357,10 +479,8 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                 &Observation::Lookup(result),
             );
         }
-        let resolved = self.apply_recovery(id, attempt, decision);
-        self.self_commit().await;
-        drop(guard);
-        resolved
+        // No commit here: the caller commits, for a whole batch at once.
+        (self.apply_recovery(id, attempt, decision), Some(guard))
     }
 
     pub(crate) fn apply_recovery(&self, id: EntryId, attempt: u32, decision: Decision) -> bool {
