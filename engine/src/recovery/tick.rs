@@ -13,12 +13,12 @@ use crate::types::*;
 use ic_stable_structures::Memory;
 use std::task::Poll;
 
-/// At most this many recovery calls to one ledger in flight from one tick (one per transfer
-/// being recovered: a transfer's recovery makes its calls one after another). The IC gives each
-/// pair of canisters 500 slots for requests in flight (`DEFAULT_QUEUE_CAPACITY`, dfinity/ic
-/// rs/replicated_state/src/canister_state/queues.rs); beyond it `call_perform` fails. Recovery
-/// takes at most a fifth, so that new flows to the same ledger still find room.
-pub const MAX_RECOVERY_CALLS_PER_LEDGER: usize = 100;
+/// A tick stops starting transfers in one message once the message has used this many
+/// instructions (batch selection included; a start — reading the entry, claiming it, sending
+/// its call — is ~7M instructions today). A message under the IC's slice of 2B instructions
+/// (`MAX_INSTRUCTIONS_PER_SLICE`, dfinity/ic rs/config/src/subnet_config.rs) runs in one
+/// round; this keeps every message of a tick below 1B, under half a slice.
+pub const START_INSTRUCTIONS_PER_MESSAGE: u64 = 800_000_000;
 
 /// Whether a transfer's recovery resolved it, and the guard of its claim (if it claimed it).
 type Recovered<R, M> = (bool, Option<FlowGuard<R, M>>);
@@ -125,21 +125,44 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         };
         self.inner.store.borrow_mut().bump(counter::TICKS, 1);
         let start = self.inner.rt.call_context_instruction_counter();
-        let (due, more) = self.fair_batch(now, cfg.recovery_batch as usize);
-        let (transfers, others, held_back) = self.split_batch(due);
-        report.more_due = more || held_back;
-        self.recover_transfers(transfers, start, &mut report).await;
-        for id in others {
+        // Guards of the transfers whose results this message journaled (`recover_transfers`).
+        let mut uncommitted = Vec::new();
+        loop {
+            let batch = self.next_batch(self.now(), cfg.recovery_batch as usize);
+            report.more_due = batch.more_due;
+            let sent = self
+                .recover_transfers(batch.transfers, start, &mut report, &mut uncommitted)
+                .await;
+            // Local steps run host code, sagas go on to their next step: commit the transfers'
+            // results first (docs/design.md, "When a commit is needed", case 1).
+            if !batch.others.is_empty() {
+                self.commit_recovered(&mut uncommitted).await;
+            }
+            for id in batch.others {
+                if self.over_budget(start) {
+                    report.budget_exhausted = true;
+                    report.more_due = true;
+                    break;
+                }
+                report.examined += 1;
+                if self.recover_one(id).await {
+                    report.resolved += 1;
+                }
+            }
+            // The next batch at once, in this call context (under this tick's guard and
+            // budget), if this one sent transfers: every entry it took is no longer due, so
+            // each pass makes progress. Otherwise the timer brings the next tick (at once if
+            // more is due).
             if self.over_budget(start) {
                 report.budget_exhausted = true;
-                report.more_due = true;
+            }
+            if sent == 0 || !report.more_due || report.budget_exhausted {
                 break;
             }
-            report.examined += 1;
-            if self.recover_one(id).await {
-                report.resolved += 1;
-            }
         }
+        self.commit_recovered(&mut uncommitted).await;
+        // Work added at the end of a tick goes here, after the commit: a trap in it must not
+        // roll back the last results.
         report.instructions = self
             .inner
             .rt
@@ -157,53 +180,44 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         used > self.inner.config.borrow().recovery_instruction_budget
     }
 
-    /// The batch's ledger transfers (at most `MAX_RECOVERY_CALLS_PER_LEDGER` per ledger, in
-    /// batch order) and its other entries; `true` if transfers were held back for a later tick.
-    fn split_batch(&self, due: Vec<EntryId>) -> (Vec<EntryId>, Vec<EntryId>, bool) {
-        let mut per_ledger = std::collections::BTreeMap::<candid::Principal, usize>::new();
-        let (mut transfers, mut others, mut held_back) = (Vec::new(), Vec::new(), false);
-        for id in due {
-            let Some(e) = self.get(id) else { continue };
-            match &e.intent {
-                Intent::Transfer(t) if crate::journal::is_transfer(e.kind) => {
-                    let n = per_ledger.entry(t.ledger).or_default();
-                    if *n < MAX_RECOVERY_CALLS_PER_LEDGER {
-                        *n += 1;
-                        transfers.push(id);
-                    } else {
-                        held_back = true;
-                    }
-                }
-                _ => others.push(id),
-            }
-        }
-        (transfers, others, held_back)
-    }
-
     /// Recover the batch's transfers concurrently: each is started (claimed, its first call
     /// sent) in this message, in batch order, until the budget is used; then all are awaited
     /// together. Each entry stays between its journaled claim and its journaled result under
-    /// its own Drop guard, held until the batch's commit below has ended the message that
-    /// journaled the last result: a trap before that sets the entry back to `Unknown`.
+    /// its own Drop guard, which goes to `guards` once the result is journaled and is dropped
+    /// only once that result is committed — when its message has ended, or by
+    /// `commit_recovered`: a trap before that sets the entry back to `Unknown`.
     ///
-    /// One commit for the whole batch instead of one per entry (docs/design.md, "When a
-    /// commit is needed"): once started, each entry's result is journaled in the callback of
-    /// its last call, and in that message only the join's bookkeeping follows — unless it is
-    /// the last entry to finish, after which the tick goes on; the commit below ends that
-    /// message before anything else of the tick runs.
-    async fn recover_transfers(&self, ids: Vec<EntryId>, start: u64, report: &mut TickReport) {
+    /// No commit per entry (docs/design.md, "When a commit is needed"): each entry's result is
+    /// journaled in the callback of its last call, and in that message only the join's
+    /// bookkeeping follows — or, after the pass's last result, the next pass's selection and
+    /// starts: engine code, bounded by `START_INSTRUCTIONS_PER_MESSAGE`, no host code. A trap
+    /// there rolls the result back and is recovered exactly (deduplicated resend). The tick
+    /// commits before anything else runs: host code (`others`) and the tick's end.
+    ///
+    /// Starting stops at the tick's budget, and at `START_INSTRUCTIONS_PER_MESSAGE` in this
+    /// message; what was not started stays due. Returns how many were sent (and awaited).
+    async fn recover_transfers(
+        &self,
+        entries: Vec<Entry>,
+        start: u64,
+        report: &mut TickReport,
+        guards: &mut Vec<FlowGuard<R, M>>,
+    ) -> usize {
         let mut running: Vec<LocalFuture<Recovered<R, M>>> = Vec::new();
-        let mut guards = Vec::new();
-        for id in ids {
+        for e in entries {
             if self.over_budget(start) {
                 report.budget_exhausted = true;
+                report.more_due = true;
+                break;
+            }
+            if self.inner.rt.instruction_counter() > START_INSTRUCTIONS_PER_MESSAGE {
                 report.more_due = true;
                 break;
             }
             report.examined += 1;
             let j = self.clone();
             let mut f: LocalFuture<Recovered<R, M>> =
-                Box::pin(async move { j.recover_due_transfer(id).await });
+                Box::pin(async move { j.recover_due_transfer(e).await });
             // Start it now, so that the budget check before the next entry sees its cost.
             match std::future::poll_fn(|cx| Poll::Ready(f.as_mut().poll(cx))).await {
                 Poll::Ready((resolved, guard)) => {
@@ -213,12 +227,16 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                 Poll::Pending => running.push(f),
             }
         }
-        if running.is_empty() && guards.is_empty() {
-            return;
-        }
+        let sent = running.len();
         // Each reply is its own message; it wakes this task, and only the future it answers
         // makes progress (the others' polls return at once).
+        let mut first_poll = true;
         std::future::poll_fn(|cx| {
+            // A poll after the first runs in a new message: the messages that journaled the
+            // results behind the guards held so far have ended, so those results are committed.
+            if !std::mem::take(&mut first_poll) {
+                guards.clear();
+            }
             running.retain_mut(|f| match f.as_mut().poll(cx) {
                 Poll::Ready((resolved, guard)) => {
                     report.resolved += u32::from(resolved);
@@ -234,42 +252,28 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             }
         })
         .await;
+        sent
+    }
+
+    /// Commit the journaled results of the transfers recovered so far, then release their
+    /// guards (a guard dropped before the commit would see the uncommitted result; a trap
+    /// rolls that back, and only the guard's cleanup puts the entry back to `Unknown`).
+    async fn commit_recovered(&self, guards: &mut Vec<FlowGuard<R, M>>) {
+        if guards.is_empty() {
+            return;
+        }
         self.self_commit().await;
-        drop(guards);
+        guards.clear();
     }
 
     /// A due transfer's recovery, its result not yet committed: the caller commits, then drops
     /// the guard (None if nothing was claimed).
-    async fn recover_due_transfer(&self, id: EntryId) -> Recovered<R, M> {
-        match self.get(id) {
-            Some(e) if e.next_attempt_at.is_some_and(|at| at <= self.now()) => {
-                self.recover_transfer(e).await
-            }
-            _ => (false, None),
+    async fn recover_due_transfer(&self, e: Entry) -> Recovered<R, M> {
+        if e.next_attempt_at.is_some_and(|at| at <= self.now()) {
+            self.recover_transfer(e).await
+        } else {
+            (false, None)
         }
-    }
-
-    /// Up to `batch` due entries, fairly across owners: first one entry per owner, in order of
-    /// when they fell due, then the rest in that order. One caller with a thousand entries due
-    /// cannot starve another caller's single entry. Looks at no more than `8 × batch` due
-    /// entries (bounded work); `true` when more is due than this batch takes.
-    fn fair_batch(&self, now: u64, batch: usize) -> (Vec<EntryId>, bool) {
-        let store = self.inner.store.borrow();
-        let candidates = store.due(now, batch.saturating_mul(8).max(batch + 1));
-        let mut seen = std::collections::BTreeSet::new();
-        let (mut first, mut rest) = (Vec::new(), Vec::new());
-        for (_, id) in &candidates {
-            let owner = store.get(*id).map(|e| e.owner);
-            if owner.is_some_and(|o| seen.insert(o)) && first.len() < batch {
-                first.push(*id);
-            } else {
-                rest.push(*id);
-            }
-        }
-        let more = candidates.len() > batch;
-        first.extend(rest);
-        first.truncate(batch);
-        (first, more)
     }
 
     /// Returns true if the entry got resolved (or went to manual review).

@@ -2,7 +2,7 @@
 //! bounded per ledger, and a trap in any message of the batch costs time, never correctness.
 
 use super::harness::*;
-use crate::recovery::tick::MAX_RECOVERY_CALLS_PER_LEDGER;
+use crate::recovery::batch::MAX_RECOVERY_CALLS_PER_LEDGER;
 use crate::types::*;
 use crate::{Config, FakeRuntime, TickReport};
 use std::future::Future;
@@ -94,16 +94,29 @@ fn should_resend_a_batch_concurrently_and_commit_it_once() {
     assert_one_block_each(&h, &ids);
 }
 
-/// A trap in any callback of a concurrent batch (a resend's reply or the batch commit's) drops
-/// the whole tick; every entry of the batch must still end with exactly its one block, soon
-/// (well before the in-flight lease would release a forgotten claim), and the tick marker
-/// must not stay behind.
+/// A trap in any callback of a concurrent batch (a resend's reply, the message that holds a
+/// pass's last result and the next pass's starts, or the tick's commit) drops the whole tick;
+/// every entry must still end with exactly its one block, soon (well before the in-flight
+/// lease would release a forgotten claim), and the tick marker must not stay behind.
 #[test]
 fn should_resolve_each_entry_exactly_once_whatever_message_of_a_concurrent_batch_traps() {
-    let cfg = Config::default();
     let n = 8u8;
-    // n resend replies, then the batch commit's reply.
-    for trap_at in 0..=usize::from(n) {
+    // One pass of 8; passes of 3, 3 and 2 with no commit between them.
+    for batch in [100, 3] {
+        let cfg = Config {
+            recovery_batch: batch,
+            ..Config::default()
+        };
+        // n resend replies, then the tick's commit's reply.
+        for trap_at in 0..=usize::from(n) {
+            trap_once_then_recover(&cfg, n, trap_at);
+        }
+    }
+}
+
+fn trap_once_then_recover(cfg: &Config, n: u8, trap_at: usize) {
+    let b = cfg.recovery_batch;
+    {
         let mut h = Harness::new(cfg.clone());
         let ids = unknown_transfers(&mut h, n, 3);
         h.rt.advance(cfg.backoff(1));
@@ -113,7 +126,7 @@ fn should_resolve_each_entry_exactly_once_whatever_message_of_a_concurrent_batch
         h.faults.push_back(Fault::Trap);
         assert!(
             h.tick().is_none(),
-            "trap at reply {trap_at}: the tick trapped"
+            "batch {b}, trap at reply {trap_at}: the tick trapped"
         );
         let started = h.rt.now_for_test();
         let mut ticks = 0;
@@ -125,7 +138,7 @@ fn should_resolve_each_entry_exactly_once_whatever_message_of_a_concurrent_batch
             ticks += 1;
             assert!(
                 ticks <= 10,
-                "trap at reply {trap_at}: still unresolved: {:?}",
+                "batch {b}, trap at reply {trap_at}: still unresolved: {:?}",
                 h.entries()
                     .iter()
                     .map(|e| (e.id, e.status, e.next_attempt_at, e.last_error.clone()))
@@ -133,7 +146,10 @@ fn should_resolve_each_entry_exactly_once_whatever_message_of_a_concurrent_batch
             );
             h.rt.advance(60 * SEC);
             let r = h.tick().expect("no fault queued");
-            assert!(!r.skipped_overlap, "trap at reply {trap_at}: marker left");
+            assert!(
+                !r.skipped_overlap,
+                "batch {b}, trap at reply {trap_at}: marker left"
+            );
         }
         assert!(h.rt.now_for_test() - started < cfg.in_flight_lease_ns);
         assert_one_block_each(&h, &ids);
@@ -141,8 +157,8 @@ fn should_resolve_each_entry_exactly_once_whatever_message_of_a_concurrent_batch
 }
 
 /// A tick keeps at most `MAX_RECOVERY_CALLS_PER_LEDGER` calls to one ledger in flight (the
-/// IC's per-pair queue is shared with new flows); the rest waits for the next tick, which
-/// comes at once.
+/// IC's per-pair queue is shared with new flows); the rest of a larger batch waits for the
+/// tick's next pass, which starts once the first pass has committed.
 #[test]
 fn should_keep_a_ticks_calls_to_one_ledger_within_the_cap() {
     let n = MAX_RECOVERY_CALLS_PER_LEDGER + 20;
@@ -156,25 +172,28 @@ fn should_keep_a_ticks_calls_to_one_ledger_within_the_cap() {
     let mut t = tick_future(&h);
     assert!(FakeRuntime::poll_once(&mut t).is_pending());
     assert_eq!(h.rt.pending_calls().len(), MAX_RECOVERY_CALLS_PER_LEDGER);
+    h.max_in_flight = 0;
     let r = h.drive(t).expect("no trap");
-    assert_eq!(r.examined as usize, MAX_RECOVERY_CALLS_PER_LEDGER, "{r:?}");
-    assert!(r.more_due, "{r:?}");
-    let r = h.tick().unwrap();
-    assert_eq!((r.examined, r.more_due), (20, false), "{r:?}");
+    assert_eq!((r.examined as usize, r.more_due), (n, false), "{r:?}");
+    assert_eq!(h.max_in_flight, MAX_RECOVERY_CALLS_PER_LEDGER);
     assert_one_block_each(&h, &ids);
 }
 
-/// More due than a batch: the next tick is a one-shot timer at once; once nothing more is due
-/// only the interval timer is left.
+/// More due than a pass takes: the tick goes on with the next pass at once while its budget
+/// lasts; a tick that stops at its budget with more due is followed by a one-shot tick at
+/// once; once nothing more is due only the interval timer is left.
 #[test]
 fn should_chain_ticks_at_once_while_more_is_due_then_fall_back_to_the_interval() {
     let cfg = Config {
         recovery_batch: 4,
+        // Each call costs 100k below: a pass of 4 (400k) uses up a tick.
+        recovery_instruction_budget: 350_000,
         ..Config::default()
     };
     let mut h = Harness::new(cfg.clone());
     let ids = unknown_transfers(&mut h, 10, 10);
     h.rt.advance(cfg.backoff(1));
+    h.rt.set_instructions_per_call(100_000);
     h.journal.start_recovery_timer();
     let mut chained = 0;
     loop {
@@ -195,12 +214,28 @@ fn should_chain_ticks_at_once_while_more_is_due_then_fall_back_to_the_interval()
             chained += 1;
         }
     }
-    // 10 due, batch 4: the first tick chains to a second, which chains to a third.
+    // 10 due, 4 per tick: the first tick chains to a second, which chains to a third.
     assert_eq!(chained, 2);
     assert_eq!(h.rt.armed_timers(), 1, "back to the interval timer alone");
     assert_eq!(
         h.rt.next_timer_at(),
         Some(h.rt.now_for_test() + cfg.recovery_interval_ns)
+    );
+    assert_one_block_each(&h, &ids);
+
+    // With budget to spare, one tick takes every pass.
+    let cfg = Config {
+        recovery_batch: 4,
+        ..Config::default()
+    };
+    let mut h = Harness::new(cfg.clone());
+    let ids = unknown_transfers(&mut h, 10, 10);
+    h.rt.advance(cfg.backoff(1));
+    let r = h.tick().unwrap();
+    assert_eq!(
+        (r.examined, r.resolved, r.more_due),
+        (10, 10, false),
+        "{r:?}"
     );
     assert_one_block_each(&h, &ids);
 }

@@ -55,6 +55,8 @@ pub struct Harness {
     pub calls: Vec<PendingCall>,
     /// The host's own (heap) state for local steps; rolled back with a trap like the rest.
     pub host_log: std::rc::Rc<std::cell::RefCell<Vec<String>>>,
+    /// The most calls `drive` saw in flight at once.
+    pub max_in_flight: usize,
 }
 
 pub fn memories(raw: &VectorMemory) -> Memories<VM> {
@@ -90,6 +92,7 @@ impl Harness {
             faults: VecDeque::new(),
             calls: vec![],
             host_log: Default::default(),
+            max_in_flight: 0,
         }
     }
 
@@ -127,6 +130,7 @@ impl Harness {
             // message. A recovery tick has several calls in flight at once.
             let calls = self.rt.pending_calls();
             assert!(!calls.is_empty(), "future stalled without a pending call");
+            self.max_in_flight = self.max_in_flight.max(calls.len());
             let call = calls[0].clone();
             self.calls.push(call.clone());
             let is_self = call.callee == self.self_id;
