@@ -408,7 +408,7 @@ fn recovery(n: u64) -> (f64, u64, u64) {
         .map(|r| r.instructions)
         .max()
         .unwrap_or(0);
-    // Which messages are the large ones (the upgrade's post_upgrade is one of them).
+    // Which messages are the large ones: the kind tells a tick's timer task from a callback.
     let sim = s.sim();
     let mut by_size: Vec<&MessageRecord> = sim.trace()[start_trace..]
         .iter()
