@@ -110,7 +110,7 @@ impl Default for Config {
             in_flight_lease_ns: 15 * 60 * SECOND,
             record_timeout_ns: 24 * 3600 * SECOND,
             recovery_interval_ns: 30 * SECOND,
-            recovery_batch: 20,
+            recovery_batch: 100,
             recovery_instruction_budget: 10_000_000_000,
             call_timeout_secs: Some(300),
             commit_method: "icjournal_commit".to_string(),

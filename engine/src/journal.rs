@@ -88,6 +88,8 @@ pub(crate) struct Inner<R: Runtime, M: Memory + 'static> {
     pub(crate) paused: Cell<bool>,
     /// What lookups learned about each ledger (endpoints, block times). Memory only.
     pub(crate) lookup_cache: LookupCache,
+    /// Owners of entries the recovery batches have seen. Memory only.
+    pub(crate) owner_cache: crate::recovery::batch::OwnerCache,
 }
 
 /// Handle to the journal. Cheap to clone (shared `Rc`).
@@ -167,6 +169,7 @@ impl<R: Runtime, M: Memory + Clone + 'static> Journal<R, M> {
                 timer: Cell::new(None),
                 paused: Cell::new(false),
                 lookup_cache: LookupCache::default(),
+                owner_cache: Default::default(),
             }),
         })
     }
@@ -177,6 +180,7 @@ impl<R: Runtime, M: Memory + Clone + 'static> Journal<R, M> {
     pub fn reload(&self, memories: Memories<M>) -> Result<(), OpenError> {
         let store = Store::open(memories)?;
         *self.inner.store.borrow_mut() = store;
+        self.inner.owner_cache.clear();
         Ok(())
     }
 }

@@ -11,6 +11,17 @@ use crate::status::Actor;
 use crate::storage::counter;
 use crate::types::*;
 use ic_stable_structures::Memory;
+use std::task::Poll;
+
+/// A tick stops starting transfers in one message once the message has used this many
+/// instructions (batch selection included; a start — reading the entry, claiming it, sending
+/// its call — is ~7M instructions today). A message under the IC's slice of 2B instructions
+/// (`MAX_INSTRUCTIONS_PER_SLICE`, dfinity/ic rs/config/src/subnet_config.rs) runs in one
+/// round; this keeps every message of a tick below 1B, under half a slice.
+pub const START_INSTRUCTIONS_PER_MESSAGE: u64 = 800_000_000;
+
+/// Whether a transfer's recovery resolved it, and the guard of its claim (if it claimed it).
+type Recovered<R, M> = (bool, Option<FlowGuard<R, M>>);
 
 /// Clears the overlap marker when the tick that set it ends or is dropped by a trap's cleanup
 /// — only if the marker is still its own: a tick presumed dead (its lease ran out) that ends
@@ -92,6 +103,9 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
     /// tick's call context has used `recovery_instruction_budget` instructions. The budget is
     /// measured with the call-context counter: the per-message counter restarts at every
     /// await, so after the first call it would always read (almost) nothing.
+    ///
+    /// The batch's transfers are recovered concurrently (`recover_transfers`), then its other
+    /// entries one after another. Work that belongs at the end of a tick goes after both.
     pub async fn recovery_tick(&self) -> TickReport {
         let mut report = TickReport::default();
         let cfg = self.config();
@@ -111,24 +125,44 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         };
         self.inner.store.borrow_mut().bump(counter::TICKS, 1);
         let start = self.inner.rt.call_context_instruction_counter();
-        let (due, more) = self.fair_batch(now, cfg.recovery_batch as usize);
-        report.more_due = more;
-        for id in due {
-            let used = self
-                .inner
-                .rt
-                .call_context_instruction_counter()
-                .saturating_sub(start);
-            if used > cfg.recovery_instruction_budget {
+        // Guards of the transfers whose results this message journaled (`recover_transfers`).
+        let mut uncommitted = Vec::new();
+        loop {
+            let batch = self.next_batch(self.now(), cfg.recovery_batch as usize);
+            report.more_due = batch.more_due;
+            let sent = self
+                .recover_transfers(batch.transfers, start, &mut report, &mut uncommitted)
+                .await;
+            // Local steps run host code, sagas go on to their next step: commit the transfers'
+            // results first (docs/design.md, "When a commit is needed", case 1).
+            if !batch.others.is_empty() {
+                self.commit_recovered(&mut uncommitted).await;
+            }
+            for id in batch.others {
+                if self.over_budget(start) {
+                    report.budget_exhausted = true;
+                    report.more_due = true;
+                    break;
+                }
+                report.examined += 1;
+                if self.recover_one(id).await {
+                    report.resolved += 1;
+                }
+            }
+            // The next batch at once, in this call context (under this tick's guard and
+            // budget), if this one sent transfers: every entry it took is no longer due, so
+            // each pass makes progress. Otherwise the timer brings the next tick (at once if
+            // more is due).
+            if self.over_budget(start) {
                 report.budget_exhausted = true;
-                report.more_due = true;
+            }
+            if sent == 0 || !report.more_due || report.budget_exhausted {
                 break;
             }
-            report.examined += 1;
-            if self.recover_one(id).await {
-                report.resolved += 1;
-            }
         }
+        self.commit_recovered(&mut uncommitted).await;
+        // Work added at the end of a tick goes here, after the commit: a trap in it must not
+        // roll back the last results.
         report.instructions = self
             .inner
             .rt
@@ -137,27 +171,109 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         report
     }
 
-    /// Up to `batch` due entries, fairly across owners: first one entry per owner, in order of
-    /// when they fell due, then the rest in that order. One caller with a thousand entries due
-    /// cannot starve another caller's single entry. Looks at no more than `8 × batch` due
-    /// entries (bounded work); `true` when more is due than this batch takes.
-    fn fair_batch(&self, now: u64, batch: usize) -> (Vec<EntryId>, bool) {
-        let store = self.inner.store.borrow();
-        let candidates = store.due(now, batch.saturating_mul(8).max(batch + 1));
-        let mut seen = std::collections::BTreeSet::new();
-        let (mut first, mut rest) = (Vec::new(), Vec::new());
-        for (_, id) in &candidates {
-            let owner = store.get(*id).map(|e| e.owner);
-            if owner.is_some_and(|o| seen.insert(o)) && first.len() < batch {
-                first.push(*id);
-            } else {
-                rest.push(*id);
+    fn over_budget(&self, start: u64) -> bool {
+        let used = self
+            .inner
+            .rt
+            .call_context_instruction_counter()
+            .saturating_sub(start);
+        used > self.inner.config.borrow().recovery_instruction_budget
+    }
+
+    /// Recover the batch's transfers concurrently: each is started (claimed, its first call
+    /// sent) in this message, in batch order, until the budget is used; then all are awaited
+    /// together. Each entry stays between its journaled claim and its journaled result under
+    /// its own Drop guard, which goes to `guards` once the result is journaled and is dropped
+    /// only once that result is committed — when its message has ended, or by
+    /// `commit_recovered`: a trap before that sets the entry back to `Unknown`.
+    ///
+    /// No commit per entry (docs/design.md, "When a commit is needed"): each entry's result is
+    /// journaled in the callback of its last call, and in that message only the join's
+    /// bookkeeping follows — or, after the pass's last result, the next pass's selection and
+    /// starts: engine code, bounded by `START_INSTRUCTIONS_PER_MESSAGE`, no host code. A trap
+    /// there rolls the result back and is recovered exactly (deduplicated resend). The tick
+    /// commits before anything else runs: host code (`others`) and the tick's end.
+    ///
+    /// Starting stops at the tick's budget, and at `START_INSTRUCTIONS_PER_MESSAGE` in this
+    /// message; what was not started stays due. Returns how many were sent (and awaited).
+    async fn recover_transfers(
+        &self,
+        entries: Vec<Entry>,
+        start: u64,
+        report: &mut TickReport,
+        guards: &mut Vec<FlowGuard<R, M>>,
+    ) -> usize {
+        let mut running: Vec<LocalFuture<Recovered<R, M>>> = Vec::new();
+        for e in entries {
+            if self.over_budget(start) {
+                report.budget_exhausted = true;
+                report.more_due = true;
+                break;
+            }
+            if self.inner.rt.instruction_counter() > START_INSTRUCTIONS_PER_MESSAGE {
+                report.more_due = true;
+                break;
+            }
+            report.examined += 1;
+            let j = self.clone();
+            let mut f: LocalFuture<Recovered<R, M>> =
+                Box::pin(async move { j.recover_due_transfer(e).await });
+            // Start it now, so that the budget check before the next entry sees its cost.
+            match std::future::poll_fn(|cx| Poll::Ready(f.as_mut().poll(cx))).await {
+                Poll::Ready((resolved, guard)) => {
+                    report.resolved += u32::from(resolved);
+                    guards.extend(guard);
+                }
+                Poll::Pending => running.push(f),
             }
         }
-        let more = candidates.len() > batch;
-        first.extend(rest);
-        first.truncate(batch);
-        (first, more)
+        let sent = running.len();
+        // Each reply is its own message; it wakes this task, and only the future it answers
+        // makes progress (the others' polls return at once).
+        let mut first_poll = true;
+        std::future::poll_fn(|cx| {
+            // A poll after the first runs in a new message: the messages that journaled the
+            // results behind the guards held so far have ended, so those results are committed.
+            if !std::mem::take(&mut first_poll) {
+                guards.clear();
+            }
+            running.retain_mut(|f| match f.as_mut().poll(cx) {
+                Poll::Ready((resolved, guard)) => {
+                    report.resolved += u32::from(resolved);
+                    guards.extend(guard);
+                    false
+                }
+                Poll::Pending => true,
+            });
+            if running.is_empty() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+        sent
+    }
+
+    /// Commit the journaled results of the transfers recovered so far, then release their
+    /// guards (a guard dropped before the commit would see the uncommitted result; a trap
+    /// rolls that back, and only the guard's cleanup puts the entry back to `Unknown`).
+    async fn commit_recovered(&self, guards: &mut Vec<FlowGuard<R, M>>) {
+        if guards.is_empty() {
+            return;
+        }
+        self.self_commit().await;
+        guards.clear();
+    }
+
+    /// A due transfer's recovery, its result not yet committed: the caller commits, then drops
+    /// the guard (None if nothing was claimed).
+    async fn recover_due_transfer(&self, e: Entry) -> Recovered<R, M> {
+        if e.next_attempt_at.is_some_and(|at| at <= self.now()) {
+            self.recover_transfer(e).await
+        } else {
+            (false, None)
+        }
     }
 
     /// Returns true if the entry got resolved (or went to manual review).
@@ -168,7 +284,13 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             return false;
         }
         match e.kind {
-            Kind::Icrc1Transfer | Kind::Icrc2TransferFrom => self.recover_transfer(e).await,
+            Kind::Icrc1Transfer | Kind::Icrc2TransferFrom => {
+                let (resolved, guard) = self.recover_transfer(e).await;
+                if guard.is_some() {
+                    self.self_commit().await;
+                }
+                resolved
+            }
             Kind::LocalStep => {
                 self.run_local(id).await;
                 self.get(id)
@@ -201,11 +323,13 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         }
     }
 
-    pub(crate) async fn recover_transfer(&self, e: Entry) -> bool {
+    /// Recover one claimed transfer; returns whether it got resolved and, if it was claimed, its
+    /// guard, to be dropped once the result is committed.
+    pub(crate) async fn recover_transfer(&self, e: Entry) -> Recovered<R, M> {
         let id = e.id;
         let cfg = self.config();
         let Intent::Transfer(t) = e.intent.clone() else {
-            return false;
+            return (false, None);
         };
         let lease = self.lease_until();
         // Claim the entry (lease) and count the attempt; committed at the first await below.
@@ -250,9 +374,11 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                     })
                 }
             }
-            _ => return false,
+            _ => return (false, None),
         };
-        let Ok(claimed) = claimed else { return false };
+        let Ok(claimed) = claimed else {
+            return (false, None);
+        };
         self.inner.store.borrow_mut().bump(counter::ATTEMPTS, 1);
         let attempt = claimed.attempts;
         let guard = FlowGuard {
@@ -357,10 +483,8 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                 &Observation::Lookup(result),
             );
         }
-        let resolved = self.apply_recovery(id, attempt, decision);
-        self.self_commit().await;
-        drop(guard);
-        resolved
+        // No commit here: the caller commits, for a whole batch at once.
+        (self.apply_recovery(id, attempt, decision), Some(guard))
     }
 
     pub(crate) fn apply_recovery(&self, id: EntryId, attempt: u32, decision: Decision) -> bool {

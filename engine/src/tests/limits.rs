@@ -97,6 +97,8 @@ fn should_refuse_new_work_near_the_storage_limit_and_keep_recovering() {
 fn should_give_every_caller_with_due_work_a_slot_in_each_tick() {
     let mut h = Harness::new(Config {
         recovery_batch: 5,
+        // One pass per tick: 5 resends (100k each, below) use up the budget.
+        recovery_instruction_budget: 450_000,
         ..Config::default()
     });
     for _ in 0..30 {
@@ -106,6 +108,7 @@ fn should_give_every_caller_with_due_work_a_slot_in_each_tick() {
     h.faults.push_back(Fault::LoseResponse);
     let late = h.transfer(user(2), h.icrc1(6), None).unwrap().unwrap();
     h.rt.advance(Config::default().backoff(1));
+    h.rt.set_instructions_per_call(100_000);
     let r = h.tick().unwrap();
     assert_eq!(r.examined, 5);
     assert!(r.more_due);

@@ -1,6 +1,7 @@
 //! In-crate tests that need the planted-bug hooks (`#[cfg(test)]` items) and the model ledger.
 
 mod classify;
+mod concurrent;
 mod encoding;
 mod flows;
 pub mod harness;

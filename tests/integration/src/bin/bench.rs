@@ -408,6 +408,22 @@ fn recovery(n: u64) -> (f64, u64, u64) {
         .map(|r| r.instructions)
         .max()
         .unwrap_or(0);
+    // Which messages are the large ones: the kind tells a tick's timer task from a callback.
+    let sim = s.sim();
+    let mut by_size: Vec<&MessageRecord> = sim.trace()[start_trace..]
+        .iter()
+        .filter(|r| r.canister == s.service)
+        .collect();
+    by_size.sort_by_key(|r| std::cmp::Reverse(r.instructions));
+    for r in by_size.iter().take(5) {
+        println!(
+            "  large message: {} instr, {:?} {}, {} system calls",
+            r.instructions,
+            r.kind,
+            r.method.as_deref().unwrap_or("-"),
+            r.api_calls
+        );
+    }
     (resolved as f64 * 60.0 / secs as f64, max_msg, secs)
 }
 
