@@ -129,6 +129,7 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                 report.resolved += 1;
             }
         }
+        self.retention_step();
         report.instructions = self
             .inner
             .rt

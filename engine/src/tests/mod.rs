@@ -8,3 +8,4 @@ mod lookup;
 pub mod model_ledger;
 mod prop;
 mod repair;
+mod retention;
