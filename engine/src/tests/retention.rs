@@ -379,7 +379,7 @@ fn without_audit(sizes: &[u64]) -> u64 {
 
 #[test]
 fn should_stop_growing_stable_memory_under_steady_load_with_retention() {
-    let (per_day, days) = (240, 30);
+    let (per_day, days) = (240, 20);
     let on = steady_load(Some(cfg(2, Some(3))), per_day, days);
     let off = steady_load(None, per_day, days);
     let journal_on: Vec<u64> = on.iter().map(|s| without_audit(s)).collect();
