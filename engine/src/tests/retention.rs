@@ -133,6 +133,7 @@ fn should_never_compact_the_manual_queue_unresolved_entries_running_sagas_held_l
     // second in the manual queue.
     h.ledger.unavailable = 1_000_000;
     let manual = ok(h.transfer(user(3), h.icrc1(2), None)).entry_id;
+    let manual_plain = ok(h.transfer(user(5), h.icrc1(4), None)).entry_id;
     let steps = vec![
         SagaStepSpec {
             action: StepAction::Local(LocalAction {
@@ -197,10 +198,17 @@ fn should_never_compact_the_manual_queue_unresolved_entries_running_sagas_held_l
     assert_eq!(skip(failed), Some(Skip::WindowOpen));
     assert_eq!(skip(manual), Some(Skip::Unresolved));
     assert_eq!(skip(record), Some(Skip::Unresolved));
-    // Once its window closed (+ twice the drift), the failed transfer goes too.
+    // Once its window closed (+ twice the drift), the failed transfer goes too; the manual
+    // queue stays, with or without approvals, whatever its age.
     run_hours(&mut h, 11 * 24);
     assert!(h.journal.get(failed).is_none());
-    assert!(h.journal.get(step0).is_some());
+    for id in [step0, saga, manual, manual_plain, record] {
+        assert!(h.journal.get(id).is_some(), "entry {id} was compacted");
+    }
+    assert_eq!(
+        h.journal.get(manual_plain).unwrap().status,
+        Status::ManualReview
+    );
 }
 
 #[test]
