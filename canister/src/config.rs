@@ -197,6 +197,9 @@ pub fn engine_config(c: &ServiceConfig) -> Config {
         recovery_interval_ns: c.recovery_interval_ns,
         recovery_batch: c.recovery_batch_size,
         approvals_required: c.approvals_required,
+        // Applied by the engine's retention (compaction in the recovery tick); the second
+        // period (summaries) is the engine's default.
+        retention_ns: c.retention_ns,
         ..d
     }
 }

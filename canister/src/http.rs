@@ -906,6 +906,10 @@ mod tests {
             audit_records: 9,
             contradictions: 0,
             recovery_ticks: 5,
+            compacted_by_status: None,
+            summaries: None,
+            summaries_pruned: None,
+            audit_bytes: None,
         }
     }
 

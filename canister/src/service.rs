@@ -528,11 +528,8 @@ impl<R: Runtime, M: Memory + Clone + 'static> Service<R, M> {
 
     pub fn admin_get_entry(&self, ctx: &Ctx, id: EntryId) -> ServiceResult<Entry> {
         guard::operator(ctx, &self.config.borrow())?;
-        self.journal
-            .get(id)
-            .ok_or(ServiceError::Journal(icjournal::JournalError::NotFound {
-                entry_id: id,
-            }))
+        // A compacted entry answers `Compacted` (its summary) or `Pruned`, never `NotFound`.
+        Ok(self.journal.lookup(id)?)
     }
 
     pub fn admin_list(&self, ctx: &Ctx, args: AdminListArgs) -> ServiceResult<Page<EntrySummary>> {

@@ -1075,3 +1075,57 @@ fn should_charge_the_fee_or_refuse_before_journaling() {
     w.svc.record_intent(&admin_ctx(), args()).unwrap();
     assert_eq!(w.rt.accepted_cycles(), 2 * fee as u128);
 }
+
+/// `retention_ns` reaches the engine: a resolved record is compacted by the recovery timer;
+/// reading it answers its summary (`Compacted`), and the same request again (same idempotency
+/// key) answers the same entry without creating another.
+#[test]
+fn should_compact_resolved_entries_after_retention_and_answer_them_by_summary() {
+    let w = world_with(ServiceConfig {
+        retention_ns: Some(2 * DAY),
+        ..config()
+    });
+    assert_eq!(
+        crate::config::engine_config(&w.svc.config()).retention_ns,
+        Some(2 * DAY)
+    );
+    let args = RecordIntentArgs {
+        label: "step".into(),
+        payload: b"payload".to_vec(),
+        lock_key: None,
+        idempotency_key: Some("once".into()),
+    };
+    let id = w.svc.record_intent(&alice(), args.clone()).unwrap();
+    w.svc
+        .report_result(
+            &alice(),
+            ReportResultArgs {
+                entry_id: id,
+                result: ReportedResult::Succeeded {
+                    block_index: None,
+                    reply: vec![],
+                },
+            },
+        )
+        .unwrap();
+    w.svc.start_recovery_timer();
+    w.rt.advance(3 * DAY);
+    for t in w.rt.take_due_timers() {
+        w.rt.run(t, |_| Ok(candid::encode_args(()).unwrap()));
+    }
+    let compacted = |r: ServiceResult<_>| match r {
+        Err(ServiceError::Journal(JournalError::Compacted { entry })) => entry,
+        other => panic!("{other:?}"),
+    };
+    let s = compacted(w.svc.admin_get_entry(&admin_ctx(), id));
+    assert_eq!((s.id, s.owner, s.status), (id, p(1), Status::Succeeded));
+    assert_eq!(compacted(w.svc.get_entry(&alice(), id)), s);
+    assert!(matches!(
+        w.svc.get_entry(&bob(), id),
+        Err(ServiceError::Journal(JournalError::NotFound { .. }))
+    ));
+    assert_eq!(w.svc.record_intent(&alice(), args), Ok(id));
+    let m = w.svc.metrics();
+    assert_eq!(m.entries_total, 1);
+    assert_eq!(m.summaries, Some(1));
+}

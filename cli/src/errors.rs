@@ -310,6 +310,24 @@ fn journal_error(e: &JournalError, principal: Principal) -> CliError {
             "temporarily_unavailable",
             format!("the journal is busy and changed nothing ({message}); try again"),
         ),
+        JournalError::Compacted { entry } => CliError::new(
+            Exit::NotFound,
+            "compacted",
+            format!(
+                "entry {} was resolved ({}) and compacted by retention: only its summary is kept",
+                entry.id,
+                entry.status.as_str()
+            ),
+        )
+        .with("entry_id", id(entry.id))
+        .with("status", json!(entry.status.as_str()))
+        .with("block_index", json!(entry.block_index)),
+        JournalError::Pruned { entry_id } => CliError::new(
+            Exit::NotFound,
+            "pruned",
+            format!("entry {entry_id} was resolved, compacted and its summary pruned by retention"),
+        )
+        .with("entry_id", id(*entry_id)),
         JournalError::Other {
             error_code,
             message,

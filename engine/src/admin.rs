@@ -107,9 +107,8 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             });
         }
         let id = req.entry_id;
-        let e = self
-            .get(id)
-            .ok_or(JournalError::NotFound { entry_id: id })?;
+        // A compacted entry was terminal: the answer says so (`Compacted`/`Pruned`).
+        let e = self.lookup(id)?;
         if e.status != Status::ManualReview {
             return Err(JournalError::NotInManualReview {
                 entry_id: id,

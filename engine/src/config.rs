@@ -76,7 +76,26 @@ pub struct Config {
     pub lookup_max_calls_per_attempt: u32,
     /// Approvals required for admin resolutions (1 = single operator).
     pub approvals_required: u32,
+    /// Retention: a resolved entry is compacted into a `CompactedEntry` summary this long after
+    /// it was resolved (None: entries are kept in full forever). At least `MIN_RETENTION_NS`.
+    /// See `retention` for what is and is not compacted.
+    pub retention_ns: Option<u64>,
+    /// Second period: a summary is pruned this long after its entry was compacted (None: kept
+    /// forever). Idempotency and lock key records are kept even then, so a repeated request
+    /// still never creates a second entry. Applies only while `retention_ns` is set.
+    pub summary_retention_ns: Option<u64>,
+    /// Entries compacted (and, separately, summaries pruned) per recovery tick at most; a tick
+    /// looks at no more than 8 × this many candidates (I6).
+    pub retention_batch: u32,
 }
+
+/// Shortest retention period: far longer than any flow stays on an entry after it is resolved
+/// (only the commit self-call, bounded by `call_timeout_secs`, follows), so a flow never finds
+/// its entry compacted under it.
+pub const MIN_RETENTION_NS: u64 = 3600 * SECOND;
+
+/// Default second period: summaries are kept 90 days after compaction.
+pub const DEFAULT_SUMMARY_RETENTION_NS: u64 = 90 * 24 * 3600 * SECOND;
 
 /// One ledger's deduplication figures.
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -118,6 +137,9 @@ impl Default for Config {
             lookup_max_blocks_per_attempt: 20_000,
             lookup_max_calls_per_attempt: 250,
             approvals_required: 1,
+            retention_ns: None,
+            summary_retention_ns: Some(DEFAULT_SUMMARY_RETENTION_NS),
+            retention_batch: 100,
         }
     }
 }
@@ -145,6 +167,15 @@ impl Config {
         }
         if self.commit_method.is_empty() {
             return bad("commit_method must be set");
+        }
+        if self.retention_ns.is_some_and(|r| r < MIN_RETENTION_NS) {
+            return bad("retention_ns must be at least one hour");
+        }
+        if self.summary_retention_ns == Some(0) {
+            return bad("summary_retention_ns must be > 0");
+        }
+        if self.retention_batch == 0 {
+            return bad("retention_batch must be >= 1");
         }
         if self.lookup_max_calls_per_attempt < 2 {
             return bad("lookup_max_calls_per_attempt must be >= 2");

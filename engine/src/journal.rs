@@ -90,6 +90,8 @@ pub(crate) struct Inner<R: Runtime, M: Memory + 'static> {
     pub(crate) lookup_cache: LookupCache,
     /// Owners of entries the recovery batches have seen. Memory only.
     pub(crate) owner_cache: crate::recovery::batch::OwnerCache,
+    /// Where retention's next bounded step continues. Memory only.
+    pub(crate) retention: crate::retention::Cursors,
 }
 
 /// Handle to the journal. Cheap to clone (shared `Rc`).
@@ -170,6 +172,7 @@ impl<R: Runtime, M: Memory + Clone + 'static> Journal<R, M> {
                 paused: Cell::new(false),
                 lookup_cache: LookupCache::default(),
                 owner_cache: Default::default(),
+                retention: Default::default(),
             }),
         })
     }
@@ -699,10 +702,17 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         self.inner.store.borrow().get(id)
     }
 
-    /// Owner-scoped read: another owner's entry is reported as not found (I7).
+    /// Owner-scoped read: another owner's entry is reported as not found (I7). An entry
+    /// retention compacted answers `Compacted` with its summary (to its owner) or `Pruned`
+    /// once that is gone too (the owner is no longer known then: it says only that the id
+    /// existed, which `entries_total` tells anyone).
     pub fn get_owned(&self, owner: Principal, id: EntryId) -> Result<Entry, JournalError> {
-        match self.get(id) {
-            Some(e) if e.owner == owner => Ok(e),
+        match self.lookup(id) {
+            Ok(e) if e.owner == owner => Ok(e),
+            Err(JournalError::Compacted { entry }) if entry.owner == owner => {
+                Err(JournalError::Compacted { entry })
+            }
+            Err(e @ JournalError::Pruned { .. }) => Err(e),
             _ => Err(JournalError::NotFound { entry_id: id }),
         }
     }

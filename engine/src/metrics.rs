@@ -69,5 +69,35 @@ pub fn encode_prometheus(m: &Metrics) -> std::io::Result<Vec<u8>> {
         m.recovery_ticks as f64,
         "Recovery timer runs.",
     )?;
+    if let Some(by_status) = &m.compacted_by_status {
+        let mut c = w.counter_vec(
+            "icjournal_compacted_total",
+            "Resolved entries compacted by retention, by terminal status.",
+        )?;
+        for s in by_status {
+            c = c.value(&[("status", s.status.as_str())], s.count as f64)?;
+        }
+    }
+    if let Some(n) = m.summaries {
+        w.encode_gauge(
+            "icjournal_summaries",
+            n as f64,
+            "Summaries of compacted entries kept.",
+        )?;
+    }
+    if let Some(n) = m.summaries_pruned {
+        w.encode_counter(
+            "icjournal_summaries_pruned_total",
+            n as f64,
+            "Summaries pruned after the second retention period.",
+        )?;
+    }
+    if let Some(n) = m.audit_bytes {
+        w.encode_gauge(
+            "icjournal_audit_bytes",
+            n as f64,
+            "Stable memory held by the append-only audit log (not compacted).",
+        )?;
+    }
     Ok(w.into_inner())
 }

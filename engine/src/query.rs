@@ -7,7 +7,17 @@ use crate::storage::counter;
 use crate::types::*;
 use candid::Principal;
 use ic_stable_structures::Memory;
+/// Bytes of the audit log's memories (offsets 9 and 10 of the layout).
+pub fn audit_bytes(memory_bytes: &[u64]) -> u64 {
+    memory_bytes.get(9..=10).map_or(0, |m| m.iter().sum())
+}
+
 impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
+    /// Bytes held by each of the journal's memories, by layout offset (`storage.rs`).
+    pub fn memory_bytes(&self) -> Vec<u64> {
+        self.inner.store.borrow().memory_bytes()
+    }
+
     /// The entry `owner`'s key points to: the entry created with that idempotency key, or the
     /// latest entry that took that lock key (also once it is final). Keys are the engine's
     /// (a host that namespaces lock keys passes the namespaced key).
@@ -95,7 +105,9 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             .map(|e| now.saturating_sub(e.created_at));
         Metrics {
             timestamp: now,
-            entries_total: store.len(),
+            // Every entry ever made: ids are dense and never reused, and retention removes
+            // entries (its summaries are counted below).
+            entries_total: store.next_id(),
             entries_by_status: Status::ALL
                 .iter()
                 .map(|s| StatusCount {
@@ -124,6 +136,19 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             audit_records: store.audit_len(),
             contradictions: store.counter(counter::CONTRADICTIONS),
             recovery_ticks: store.counter(counter::TICKS),
+            compacted_by_status: Some(
+                Status::ALL
+                    .iter()
+                    .filter(|s| s.is_terminal())
+                    .map(|s| StatusCount {
+                        status: *s,
+                        count: store.counter(counter::COMPACTED | s.tag() as u32),
+                    })
+                    .collect(),
+            ),
+            summaries: Some(store.summaries_len()),
+            summaries_pruned: Some(store.counter(counter::SUMMARIES_PRUNED)),
+            audit_bytes: Some(audit_bytes(&store.memory_bytes())),
         }
     }
 

@@ -3,14 +3,14 @@
 //! # Layout (version 2)
 //!
 //! The host reserves `RESERVED_MEMORY_IDS` (16) `MemoryId`s for the engine, `first .. first + 16`
-//! (`Memories::from_manager`); this layout uses the first `MEMORY_COUNT` (13) of them, and later
+//! (`Memories::from_manager`); this layout uses the first `MEMORY_COUNT` (16) of them, and later
 //! layouts stay inside the reserved range, so a host never has to move its own memories.
 //! Offsets relative to `first`:
 //!
 //! | off | name         | structure                                        | purpose                               |
 //! |-----|--------------|--------------------------------------------------|---------------------------------------|
 //! | 0   | meta         | raw: magic `b"ICJR"`, u32 LE version, u64 LE next id, schema table (layout 1) | header; ids never reused |
-//! | 1   | entries      | `BTreeMap<u64, Entry>`                           | by id                                 |
+//! | 1   | entries      | `BTreeMap<u64, Entry>` (raw value bytes, see Encoding) | by id                          |
 //! | 2   | by_owner     | `BTreeMap<(Principal, u8 status, u64 id), ()>`   | owner's entries by status             |
 //! | 3   | by_status    | `BTreeMap<(u8 status, u64 id), ()>`              | manual queue, list by status          |
 //! | 4   | due          | `BTreeMap<(u64 next_attempt_at, u64 id), ()>`    | recovery work queue                   |
@@ -24,9 +24,19 @@
 //! | 12  | claims       | `BTreeMap<(Principal ledger, u64 block), u64 id>` | block → the transfer entry it proves  |
 //! | 13  | keys         | `BTreeMap<(Principal, u8 kind, String key), KeyRecord>` | idempotency key / lock key → entry |
 //! | 14  | owner_totals | `BTreeMap<Principal, OwnerTotals>`               | per-owner entries and bytes, all statuses |
+//! | 15  | summaries    | `BTreeMap<u64 id, CompactedEntry>`               | compacted entries (`retention`)        |
 //!
-//! Retired offsets: none yet. Reserved, unused: 15. Retired status/kind tags: none yet (tags live in `types.rs`;
-//! never renumber, only append). Retired counter keys: none.
+//! Offset 15 was reserved and unused in layout 1; layout 2 gives it to the summaries (a layout-1
+//! journal has none: the memory is empty until retention first compacts an entry).
+//! Retired offsets: none yet. All 16 reserved ids are now in use: a later layout that needs
+//! more must bump `LAYOUT_VERSION` and share a memory, never take an id outside the range.
+//! Retired status/kind tags: none yet (tags live in `types.rs`; never renumber, only append).
+//! Retired counter keys: none.
+//!
+//! Retention (`retention.rs`) removes a resolved entry with every index row (`remove_resolved`)
+//! and writes its summary; it keeps the entry's key records (`keys`) for good and its block
+//! claim (`claims`) until the summary is pruned. A summary value is its own versioned binary
+//! format (`retention.rs`, first byte 1), not Candid.
 //!
 //! # Encoding
 //!
@@ -83,7 +93,7 @@ const FORMAT_CBOR: u8 = 3;
 const SCHEMA_TABLE: u64 = 16;
 
 /// Number of memories (and `MemoryId`s) this layout uses.
-pub const MEMORY_COUNT: u8 = 15;
+pub const MEMORY_COUNT: u8 = 16;
 /// `MemoryId`s a host reserves for the engine, now and for every later layout.
 pub const RESERVED_MEMORY_IDS: u8 = 16;
 
@@ -104,6 +114,7 @@ pub struct Memories<M: Memory> {
     pub claims: M,
     pub keys: M,
     pub owner_totals: M,
+    pub summaries: M,
 }
 
 impl<N: Memory> Memories<VirtualMemory<N>> {
@@ -131,12 +142,13 @@ impl<N: Memory> Memories<VirtualMemory<N>> {
             claims: m(12),
             keys: m(13),
             owner_totals: m(14),
+            summaries: m(15),
         }
     }
 }
 
 impl<M: Memory> Memories<M> {
-    fn all(&self) -> [&M; 15] {
+    fn all(&self) -> [&M; 16] {
         [
             &self.meta,
             &self.entries,
@@ -153,6 +165,7 @@ impl<M: Memory> Memories<M> {
             &self.claims,
             &self.keys,
             &self.owner_totals,
+            &self.summaries,
         ]
     }
 }
@@ -415,6 +428,10 @@ pub mod counter {
     pub const ATTEMPTS: u32 = 4 << 16;
     pub const CONTRADICTIONS: u32 = 5 << 16;
     pub const TICKS: u32 = 6 << 16;
+    /// Entries compacted by retention, per terminal status tag (`COMPACTED | tag`).
+    pub const COMPACTED: u32 = 7 << 16;
+    /// Summaries pruned after the second retention period.
+    pub const SUMMARIES_PRUNED: u32 = 8 << 16;
 }
 
 /// Quota charge of an intent: a deterministic function of the immutable parts of the intent,
@@ -529,6 +546,7 @@ pub struct Store<M: Memory> {
     claims: StableBTreeMap<(Principal, u64), u64, M>,
     keys: StableBTreeMap<(Principal, u8, String), KeyRecord, M>,
     owner_totals: StableBTreeMap<Principal, OwnerTotals, M>,
+    summaries: StableBTreeMap<u64, Stored<CompactedEntry>, M>,
     sizes: Vec<M>,
 }
 
@@ -611,6 +629,7 @@ impl<M: Memory + Clone> Store<M> {
             claims: StableBTreeMap::init(mem.claims),
             keys: StableBTreeMap::init(mem.keys),
             owner_totals: StableBTreeMap::init(mem.owner_totals),
+            summaries: StableBTreeMap::init(mem.summaries),
             sizes,
         })
     }
@@ -1000,6 +1019,16 @@ impl<M: Memory> Store<M> {
                 .iter()
                 .map(|r| format!("{:?}", (r.key(), r.value())))),
         );
+        // Compacted entries keep their claims while their summaries last, and their kind count.
+        for sm in self.summaries.iter().map(|r| r.value().0) {
+            *counters
+                .entry(counter::KIND | sm.kind.tag() as u32)
+                .or_default() += 1;
+            if let (Status::Succeeded, Some(l), Some(b)) = (sm.status, sm.ledger, sm.block_index) {
+                claims.insert(format!("{:?}", ((l, b), sm.id)));
+            }
+        }
+        let pruned = self.counter(counter::SUMMARIES_PRUNED) > 0;
         check(
             "claims",
             claims,
@@ -1009,7 +1038,9 @@ impl<M: Memory> Store<M> {
                 .map(|r| format!("{:?}", (r.key(), r.value())))),
         );
         let keys = Status::ALL.iter().map(|s| counter::STATUS | s.tag() as u32);
-        for k in keys.chain(Kind::ALL.iter().map(|k| counter::KIND | k.tag() as u32)) {
+        // Pruned summaries take their kinds with them: the kind counters then count more.
+        let kinds = Kind::ALL.iter().map(|k| counter::KIND | k.tag() as u32);
+        for k in keys.chain(kinds.filter(|_| !pruned)) {
             let want = counters.get(&k).copied().unwrap_or(0);
             let have = self.counter(k);
             if have != want {
@@ -1017,6 +1048,82 @@ impl<M: Memory> Store<M> {
             }
         }
         out
+    }
+
+    /// Remove a resolved entry with every index row that names it (retention): the entry, its
+    /// `by_owner`, `by_status` and `due` rows, its status counter, its share of the owner's
+    /// totals, and any approvals. `unresolved`, `owners` and `locks` hold no row for it (they
+    /// were released when it became terminal). Its key records and block claim stay (see
+    /// `retention`); its id is never reused. Removing an unresolved entry is a bug: trap.
+    pub fn remove_resolved(&mut self, id: EntryId) -> Option<Entry> {
+        let e = self.get(id)?;
+        assert!(
+            e.status.is_terminal(),
+            "icjournal: retention removing unresolved entry {id}"
+        );
+        debug_assert!(!self.unresolved.contains_key(&id));
+        self.entries.remove(&id);
+        self.cache.get_mut().remove(&id);
+        self.by_owner.remove(&(e.owner, e.status.tag(), id));
+        self.by_status.remove(&(e.status.tag(), id));
+        if let Some(at) = e.next_attempt_at {
+            self.due.remove(&(at, id));
+        }
+        self.approvals.remove(&id);
+        self.bump(counter::STATUS | e.status.tag() as u32, -1);
+        let mut t = self.owner_totals(&e.owner);
+        t.entries = t.entries.saturating_sub(1);
+        t.bytes = t.bytes.saturating_sub(intent_charge(&e.intent));
+        if t == OwnerTotals::default() {
+            self.owner_totals.remove(&e.owner);
+        } else {
+            self.owner_totals.insert(e.owner, t);
+        }
+        Some(e)
+    }
+
+    pub fn insert_summary(&mut self, s: CompactedEntry) {
+        self.summaries.insert(s.id, Stored(s));
+    }
+
+    pub fn summary(&self, id: EntryId) -> Option<CompactedEntry> {
+        self.summaries.get(&id).map(|s| s.0)
+    }
+
+    /// Remove a summary and the block claim it still holds (only if the claim is its own).
+    pub fn remove_summary(&mut self, id: EntryId) -> Option<CompactedEntry> {
+        let s = self.summaries.remove(&id)?.0;
+        if let (Some(ledger), Some(block)) = (s.ledger, s.block_index) {
+            if self.claims.get(&(ledger, block)) == Some(id) {
+                self.claims.remove(&(ledger, block));
+            }
+        }
+        Some(s)
+    }
+
+    /// Summaries ascending by id after `after`.
+    pub fn summaries_after(
+        &self,
+        after: Option<EntryId>,
+    ) -> impl Iterator<Item = CompactedEntry> + '_ {
+        let start = after.map_or(0, |a| a.saturating_add(1));
+        let done = after == Some(u64::MAX);
+        self.summaries
+            .values_range(start..)
+            .filter(move |_| !done)
+            .map(|s| s.0)
+    }
+
+    pub fn summaries_len(&self) -> u64 {
+        self.summaries.len()
+    }
+
+    /// Bytes held by each memory, by offset (see the layout table).
+    pub fn memory_bytes(&self) -> Vec<u64> {
+        self.sizes
+            .iter()
+            .map(|m| m.size().saturating_mul(65536))
+            .collect()
     }
 
     pub fn stable_bytes(&self) -> u64 {

@@ -1,6 +1,6 @@
 //! Typed errors. Bad input never traps; it returns one of these.
 
-use crate::journal::{EntryId, Status};
+use crate::journal::{CompactedEntry, EntryId, Status};
 use candid::{CandidType, Deserialize, Principal};
 
 /// Error of every journal operation (and of the service endpoints built on them).
@@ -76,6 +76,13 @@ pub enum JournalError {
     TemporarilyUnavailable { message: String },
     /// Anything else, with a stable numeric code for programmatic handling.
     Other { error_code: u64, message: String },
+    /// The entry was resolved long ago and compacted by retention: only this summary of it is
+    /// kept (its outcome, block and amount). It existed; nothing about it can change any more.
+    Compacted { entry: CompactedEntry },
+    /// The entry was resolved, compacted, and its summary pruned after the second retention
+    /// period: it existed (ids are never reused) but nothing of it is kept beyond its key
+    /// records and the audit trail.
+    Pruned { entry_id: EntryId },
 }
 
 impl std::fmt::Display for JournalError {

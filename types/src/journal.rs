@@ -688,6 +688,31 @@ impl Entry {
     }
 }
 
+/// What is kept of a resolved entry once retention compacted it (`Config::retention_ns` after
+/// it was resolved): enough to answer for it — whose, what, how it ended, which block, how much,
+/// when. The full entry (intent, history, errors) is gone; the audit trail still has every
+/// status change. Summaries are themselves pruned after `Config::summary_retention_ns`.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct CompactedEntry {
+    pub id: EntryId,
+    pub owner: Principal,
+    pub kind: Kind,
+    /// The terminal status it had (only terminal entries are compacted).
+    pub status: Status,
+    /// The ledger of a transfer.
+    pub ledger: Option<Principal>,
+    /// The block proving a succeeded transfer.
+    pub block_index: Option<u64>,
+    /// The amount of a transfer.
+    pub amount: Option<Nat>,
+    /// The saga it was a step (or compensation) of.
+    pub parent: Option<EntryId>,
+    pub created_at: Timestamp,
+    /// When it was last changed (it reached its terminal status then).
+    pub resolved_at: Timestamp,
+    pub compacted_at: Timestamp,
+}
+
 /// Compact view used by list pages.
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct EntrySummary {

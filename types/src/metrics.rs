@@ -79,4 +79,13 @@ pub struct Metrics {
     /// Late evidence that contradicted a committed result (each also an audit record).
     pub contradictions: u64,
     pub recovery_ticks: u64,
+    /// Entries compacted by retention, by the terminal status they had (None: a build without
+    /// retention).
+    pub compacted_by_status: Option<Vec<StatusCount>>,
+    /// Summaries of compacted entries kept now.
+    pub summaries: Option<u64>,
+    /// Summaries pruned after the second retention period.
+    pub summaries_pruned: Option<u64>,
+    /// Bytes of stable memory held by the audit log (append-only: retention does not shrink it).
+    pub audit_bytes: Option<u64>,
 }

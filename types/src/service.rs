@@ -48,7 +48,11 @@ pub struct ServiceConfig {
     pub max_payload_bytes: u32,
     /// Operator approvals needed to apply a manual-queue resolution (M of N; 1 = single).
     pub approvals_required: u32,
-    /// How long terminal entries are kept, nanoseconds (None = forever).
+    /// How long resolved entries are kept in full after they were resolved, nanoseconds, at
+    /// least one day (None = forever). Older ones are compacted by the recovery timer into a
+    /// summary (`CompactedEntry`: status, block, amount, times), which is kept 90 more days;
+    /// idempotency and lock keys are kept for good, so a repeated request never pays twice.
+    /// The manual queue and unresolved entries are never compacted.
     pub retention_ns: Option<u64>,
     /// Per-caller cap on entries of any status (resolved ones count until compacted).
     pub max_entries_per_caller: u64,

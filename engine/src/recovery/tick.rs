@@ -163,6 +163,7 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         self.commit_recovered(&mut uncommitted).await;
         // Work added at the end of a tick goes here, after the commit: a trap in it must not
         // roll back the last results.
+        self.retention_step();
         report.instructions = self
             .inner
             .rt

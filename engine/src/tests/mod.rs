@@ -11,3 +11,4 @@ mod migration;
 pub mod model_ledger;
 mod prop;
 mod repair;
+mod retention;

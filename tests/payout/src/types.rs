@@ -255,7 +255,9 @@ impl From<JournalError> for PayoutError {
             | JournalError::Blocked { .. }
             | JournalError::DuplicateRequest { .. }
             | JournalError::IdempotencyKeyReused { .. }
-            | JournalError::KeyNotFound) => PayoutError::OperationRejected {
+            | JournalError::KeyNotFound
+            | JournalError::Compacted { .. }
+            | JournalError::Pruned { .. }) => PayoutError::OperationRejected {
                 message: e.to_string(),
             },
             JournalError::EvidenceUnverifiable { message, .. } => {
