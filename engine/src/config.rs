@@ -59,7 +59,8 @@ pub struct Config {
     pub record_timeout_ns: u64,
     /// Recovery timer period, ns.
     pub recovery_interval_ns: u64,
-    /// Entries examined per recovery tick at most.
+    /// Entries one pass of a recovery tick examines at most; a tick runs passes while more is
+    /// due and its instruction budget lasts (`recovery::tick`).
     pub recovery_batch: u32,
     /// Stop starting new recoveries in a tick once this many instructions were used.
     pub recovery_instruction_budget: u64,

@@ -32,7 +32,8 @@ pub struct ServiceConfig {
     pub ledgers: Vec<LedgerConfig>,
     /// Recovery timer period, nanoseconds.
     pub recovery_interval_ns: u64,
-    /// Entries examined per recovery tick at most (bounded work, I6).
+    /// Entries one pass of a recovery tick examines at most (bounded work, I6); a tick runs
+    /// passes while more is due and its instruction budget lasts.
     pub recovery_batch_size: u32,
     /// Recovery attempts before an entry goes to manual review.
     pub max_attempts: u32,

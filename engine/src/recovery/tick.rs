@@ -1,5 +1,6 @@
-//! The recovery timer: every tick takes a bounded batch of due entries and finds out what
-//! happened to each (resend, lookup, re-run), under an instruction budget.
+//! The recovery timer: every tick takes passes of bounded batches of due entries and finds out
+//! what happened to each (resend, lookup, re-run), the transfers of a pass concurrently, under
+//! an instruction budget.
 
 use crate::journal::{truncate, FlowGuard, Journal};
 use crate::ledger::{self};
@@ -99,13 +100,15 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         }
     }
 
-    /// One recovery pass over a bounded batch of due entries (I6), stopping early once the
-    /// tick's call context has used `recovery_instruction_budget` instructions. The budget is
-    /// measured with the call-context counter: the per-message counter restarts at every
-    /// await, so after the first call it would always read (almost) nothing.
+    /// One recovery tick: passes over bounded batches of due entries (I6), one after another
+    /// while more is due, stopping once the tick's call context has used
+    /// `recovery_instruction_budget` instructions. The budget is measured with the call-context
+    /// counter: the per-message counter restarts at every await, so after the first call it
+    /// would always read (almost) nothing.
     ///
-    /// The batch's transfers are recovered concurrently (`recover_transfers`), then its other
-    /// entries one after another. Work that belongs at the end of a tick goes after both.
+    /// A pass's transfers are recovered concurrently (`recover_transfers`), then its other
+    /// entries one after another. Work that belongs at the end of a tick goes after the last
+    /// commit, at the marked place.
     pub async fn recovery_tick(&self) -> TickReport {
         let mut report = TickReport::default();
         let cfg = self.config();
