@@ -3,7 +3,7 @@
 //! smoke. The full CI size (every crash point, 1,000 schedules) and the long run are the
 //! `campaign` command (README, "Verification").
 
-use icjournal_tests::campaign::{self, planted};
+use icjournal_tests::campaign::{self, planted, schedule, ServiceWasm};
 
 #[test]
 fn should_catch_every_planted_bug_and_find_no_violation_in_the_campaign_smoke() {
@@ -36,5 +36,30 @@ fn should_catch_every_planted_bug_and_find_no_violation_in_the_campaign_smoke() 
         sum.planted_total,
         "planted bugs missed:\n{}",
         sum.notes.join("\n")
+    );
+}
+
+#[test]
+fn should_count_a_schedule_whose_checks_panic_as_a_violation_with_its_replay_command() {
+    let s = campaign::base_setup(campaign::BASE_SEED);
+    // A service without code: the metrics query that settling recovery reads is rejected and
+    // the test helper panics, after the steps, in the run's checks.
+    s.sim().uninstall_canister(s.service, None).unwrap();
+    let base = s.sim().snapshot();
+    let opts = campaign::Options::default();
+    let r = schedule::run_many_from(&s, &base, &opts, &ServiceWasm::release(), 7, 2, false);
+    assert_eq!(r.runs, 2, "the campaign goes on after a panicking run");
+    let seeds: Vec<u64> = r.failing.iter().map(|(seed, _)| *seed).collect();
+    assert_eq!(seeds, vec![7, 8]);
+    let v = &r.failing[0].1;
+    assert!(
+        v.iter()
+            .any(|x| x.starts_with("harness: panicked: metrics")),
+        "{v:?}"
+    );
+    let line = schedule::failing_line(7, v, None);
+    assert!(
+        line.ends_with("--bin campaign -- --schedules 1 --seed 7"),
+        "{line}"
     );
 }

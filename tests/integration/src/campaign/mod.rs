@@ -281,11 +281,7 @@ pub fn run_campaign(opts: &Options) -> Summary {
         sum.schedule_runs = r.runs;
         sum.schedule_violations = r.failing.len() as u64;
         for (seed, v) in &r.failing {
-            sum.violations.push(format!(
-                "schedule seed {seed}: {}\n  replay: {}",
-                v.join("; "),
-                schedule::replay_command(*seed, None)
-            ));
+            sum.violations.push(schedule::failing_line(*seed, v, None));
         }
         sum.notes.push(r.matrix.report());
     }
