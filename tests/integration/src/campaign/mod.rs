@@ -267,6 +267,13 @@ pub fn run_campaign(opts: &Options) -> Summary {
             r.full_checks,
             t.elapsed().as_secs_f64()
         ));
+        let per_flow: Vec<String> = r
+            .per_flow
+            .iter()
+            .map(|(f, secs)| format!("{f} {secs:.1}s"))
+            .collect();
+        sum.notes
+            .push(format!("crash-points per flow: {}", per_flow.join(", ")));
     }
     if opts.schedules > 0 {
         let t = Instant::now();
