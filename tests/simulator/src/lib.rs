@@ -455,7 +455,12 @@ struct Canister {
     stable_gen: Vec<u64>,
     /// Changes whenever the module instance or stable memory is replaced wholesale.
     epoch: u64,
-    /// The snapshot this canister was last restored from, and the generation of that restore.
+    /// Changes only when stable memory is replaced wholesale (reinstall, uninstall, test
+    /// setup): an upgrade keeps it, so a restore across an upgrade copies back only the stable
+    /// pages changed since the snapshot and rebuilds just the heap.
+    stable_epoch: u64,
+    /// The snapshot this canister's stable memory was last restored from, and the generation
+    /// of that restore (kept across upgrades, like the stable memory it describes).
     restored: Option<(u64, u64)>,
     /// Values of the mutable globals after the last committed message.
     globals: Vec<Val>,
@@ -787,6 +792,8 @@ impl Simulator {
         ctx.sys.controllers = controllers.clone();
         ctx.sys.cycles = cycles;
         let store = new_store(ctx);
+        self.gen += 1;
+        let epoch = self.gen;
         self.canisters.insert(
             id,
             Canister {
@@ -803,7 +810,8 @@ impl Simulator {
                 total_changes: 0,
                 heap: None,
                 stable_gen: Vec::new(),
-                epoch: 0,
+                epoch,
+                stable_epoch: epoch,
                 restored: None,
                 globals: Vec::new(),
             },
@@ -1069,6 +1077,7 @@ impl Simulator {
         c.store.data_mut().stable = bytes;
         c.stable_gen = vec![gen; pages];
         c.epoch = gen;
+        c.stable_epoch = gen;
         c.restored = None;
     }
 
@@ -1314,6 +1323,11 @@ impl Simulator {
         if !upgrade {
             ctx.stable.clear();
             ctx.sys.certified_data.clear();
+            // Stable memory starts over: no page generation or restore holds any more.
+            self.gen += 1;
+            can.stable_epoch = self.gen;
+            can.stable_gen.clear();
+            can.restored = None;
         }
         ctx.sys.global_timer = 0;
         ctx.sys.version += 1;
@@ -1417,8 +1431,8 @@ impl Simulator {
         let gen = self.gen;
         let can = self.canisters.get_mut(&canister).unwrap();
         if fresh {
+            // A new instance: its heap is new, its stable memory (and `restored`) is not.
             can.epoch = gen;
-            can.restored = None;
         }
         can.globals = match &can.inst {
             Some(i) => i.globals.iter().map(|g| g.get(&mut can.store)).collect(),
@@ -1547,6 +1561,8 @@ impl Simulator {
         c.inst = None;
         c.heap = None;
         c.epoch = epoch;
+        c.stable_epoch = epoch;
+        c.stable_gen.clear();
         c.restored = None;
         c.globals.clear();
         let mut ctx = std::mem::replace(&mut c.store, new_store(blank_ctx(subnet))).into_data();

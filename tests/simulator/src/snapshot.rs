@@ -6,11 +6,14 @@
 //!
 //! Restoring is cheap when the canister set and module instances are still those of the
 //! snapshot and the heaps did not grow since: only heap and stable pages whose change
-//! generation is newer than the snapshot (see `dirty`) are copied back. A canister whose
-//! instance was replaced (install, upgrade, uninstall), which was created or deleted, or whose
-//! heap grew since the snapshot (a Wasm memory cannot shrink) is rebuilt from the snapshot's
-//! copy, which costs time proportional to its memory — once: it is then back on the fast path
-//! for later restores of the same snapshot.
+//! generation is newer than the snapshot (see `dirty`) are copied back. Stable memory survives
+//! an upgrade, and so do its page generations: a canister upgraded (or whose heap grew) since
+//! the snapshot gets a new instance loaded with the snapshot's heap (small after an upgrade)
+//! while its stable memory is restored page by page — what keeps forking runs that upgrade a
+//! canister with a large stable memory cheap. A canister whose stable memory was replaced
+//! (reinstall, uninstall), which was created or deleted, is rebuilt from the snapshot's copy,
+//! which costs time proportional to its memory — once: it is then back on the fast path for
+//! later restores of the same snapshot.
 //!
 //! Not part of a snapshot: pending fault injections and `before_message` hooks (they stay as
 //! they are), the log-printing switch, and the compiled-module cache.
@@ -63,6 +66,7 @@ impl SimSnapshot {
 
 struct CanisterSnap {
     epoch: u64,
+    stable_epoch: u64,
     module: Option<(Arc<Compiled>, [u8; 32])>,
     heap: Arc<Vec<u8>>,
     globals: Vec<Val>,
@@ -84,9 +88,13 @@ struct CanisterSnap {
 /// What a restore did (for benchmarks and tests).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RestoreStats {
-    /// Heap and stable memory pages copied on the fast path.
+    /// Heap and stable memory pages copied on the fast paths (a heap loaded into a new
+    /// instance counts all its pages).
     pub pages_copied: usize,
-    /// Canisters rebuilt from the snapshot's full copy.
+    /// Canisters given a new instance loaded with the snapshot's heap, their stable memory
+    /// restored page by page (upgraded or heap grown since the snapshot).
+    pub instances_rebuilt: usize,
+    /// Canisters rebuilt from the snapshot's full copy, stable memory included.
     pub canisters_rebuilt: usize,
 }
 
@@ -108,6 +116,7 @@ impl Simulator {
                 };
                 let snap = CanisterSnap {
                     epoch: c.epoch,
+                    stable_epoch: c.stable_epoch,
                     module: c.inst.as_ref().map(|i| (i.compiled.clone(), i.module_hash)),
                     heap: Arc::new(heap),
                     globals: c.globals.clone(),
@@ -168,7 +177,11 @@ impl Simulator {
         self.canisters
             .retain(|id, _| snap.canisters.contains_key(id));
         for (id, cs) in &snap.canisters {
-            let fast = self.canisters.get(id).is_some_and(|c| {
+            // Stable memory only grows while it is not replaced wholesale.
+            let stable_fast = self.canisters.get(id).is_some_and(|c| {
+                c.stable_epoch == cs.stable_epoch && c.store.data().stable.len() >= cs.stable.len()
+            });
+            let heap_fast = self.canisters.get(id).is_some_and(|c| {
                 let heap_len = c
                     .inst
                     .as_ref()
@@ -178,10 +191,12 @@ impl Simulator {
                     && c.inst.is_some() == cs.module.is_some()
                     && c.heap.is_some() == cs.module.as_ref().is_some_and(|(m, _)| m.has_memory)
                     && heap_len == cs.heap.len()
-                    && c.store.data().stable.len() >= cs.stable.len()
             });
-            if fast {
+            if stable_fast && heap_fast {
                 stats.pages_copied += self.restore_fast(*id, cs, snap, gen_r);
+            } else if stable_fast {
+                stats.pages_copied += self.restore_instance(*id, cs, snap, gen_r);
+                stats.instances_rebuilt += 1;
             } else {
                 self.restore_rebuild(*id, cs, snap.id, gen_r);
                 stats.canisters_rebuilt += 1;
@@ -229,11 +244,7 @@ impl Simulator {
         gen_r: u64,
     ) -> usize {
         let c = self.canisters.get_mut(&id).unwrap();
-        // After a restore of this same snapshot, pages not changed since equal its content.
-        let since = match c.restored {
-            Some((sid, g)) if sid == snap.id => g,
-            _ => snap.gen,
-        };
+        let since = since(c, snap);
         let mut copied = 0;
         let memory = c.inst.as_ref().and_then(|i| i.memory);
         if let (Some(m), Some(h)) = (memory, c.heap.as_mut()) {
@@ -249,23 +260,57 @@ impl Simulator {
             }
         }
         c.globals = cs.globals.clone();
-        // Stable memory only grows within an instance's life: truncate, then copy back the
-        // pages changed since the snapshot.
-        let pg = dirty::page();
+        copied += restore_stable(c, cs, since, gen_r);
         let d = c.store.data_mut();
-        d.stable.truncate(cs.stable.len());
-        c.stable_gen.resize(cs.stable.len().div_ceil(pg), gen_r);
-        for (p, g) in c.stable_gen.iter_mut().enumerate() {
-            if *g > since {
-                let r = p * pg..((p + 1) * pg).min(cs.stable.len());
-                d.stable[r.clone()].copy_from_slice(&cs.stable[r]);
-                *g = gen_r;
-                copied += 1;
-            }
-        }
         d.sys = cs.sys.clone();
         d.log_sizes = cs.log_sizes.clone();
         d.log_used = cs.log_used;
+        c.restored = Some((snap.id, gen_r));
+        restore_bookkeeping(c, cs);
+        copied
+    }
+
+    /// Same stable memory, another instance (upgraded, or the heap grew, since the snapshot):
+    /// a new instance loaded with the snapshot's heap and globals, and stable memory restored
+    /// page by page. Returns the pages copied (the whole heap and the stable pages).
+    fn restore_instance(
+        &mut self,
+        id: Principal,
+        cs: &CanisterSnap,
+        snap: &SimSnapshot,
+        gen_r: u64,
+    ) -> usize {
+        let subnet = self.subnet;
+        let print_logs = self.print_logs;
+        let c = self.canisters.get_mut(&id).unwrap();
+        let since = since(c, snap);
+        c.heap = None;
+        c.inst = None;
+        let mut ctx = std::mem::replace(&mut c.store, new_store(blank_ctx(subnet))).into_data();
+        ctx.sys = cs.sys.clone();
+        ctx.log_sizes = cs.log_sizes.clone();
+        ctx.log_used = cs.log_used;
+        ctx.print_logs = print_logs;
+        ctx.memory = None;
+        let mut store = new_store(ctx);
+        let inst = cs.module.as_ref().map(|(compiled, hash)| {
+            let inst = self
+                .instantiate(&mut store, compiled, *hash)
+                .expect("re-instantiating a module that was instantiated before");
+            crate::load_state(&mut store, &inst, &cs.heap, &cs.globals);
+            inst
+        });
+        let c = self.canisters.get_mut(&id).unwrap();
+        c.store = store;
+        c.inst = inst;
+        let mut copied = restore_stable(c, cs, since, gen_r);
+        let pg = dirty::page();
+        let heap_pages = cs.heap.len().div_ceil(pg);
+        copied += heap_pages;
+        self.attach_heap(id, Some(vec![gen_r; heap_pages]));
+        let c = self.canisters.get_mut(&id).unwrap();
+        c.epoch = cs.epoch;
+        c.globals = cs.globals.clone();
         c.restored = Some((snap.id, gen_r));
         restore_bookkeeping(c, cs);
         copied
@@ -303,6 +348,7 @@ impl Simulator {
             heap: None,
             stable_gen: vec![gen_r; cs.stable.len().div_ceil(pg)],
             epoch: cs.epoch,
+            stable_epoch: cs.stable_epoch,
             restored: None,
             globals: cs.globals.clone(),
         };
@@ -315,6 +361,34 @@ impl Simulator {
         c.restored = Some((snap_id, gen_r));
         restore_bookkeeping(c, cs);
     }
+}
+
+/// The generation up to which the canister's unchanged pages hold `snap`'s content: after a
+/// restore of this same snapshot, that restore's; otherwise the snapshot's own.
+fn since(c: &Canister, snap: &SimSnapshot) -> u64 {
+    match c.restored {
+        Some((sid, g)) if sid == snap.id => g,
+        _ => snap.gen,
+    }
+}
+
+/// Stable memory only grows while it is not replaced wholesale (which `stable_epoch` rules
+/// out): truncate, then copy back the pages changed after `since`. Returns the pages copied.
+fn restore_stable(c: &mut Canister, cs: &CanisterSnap, since: u64, gen_r: u64) -> usize {
+    let pg = dirty::page();
+    let d = c.store.data_mut();
+    d.stable.truncate(cs.stable.len());
+    c.stable_gen.resize(cs.stable.len().div_ceil(pg), gen_r);
+    let mut copied = 0;
+    for (p, g) in c.stable_gen.iter_mut().enumerate() {
+        if *g > since {
+            let r = p * pg..((p + 1) * pg).min(cs.stable.len());
+            d.stable[r.clone()].copy_from_slice(&cs.stable[r]);
+            *g = gen_r;
+            copied += 1;
+        }
+    }
+    copied
 }
 
 fn restore_bookkeeping(c: &mut Canister, cs: &CanisterSnap) {

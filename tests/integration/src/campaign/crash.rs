@@ -283,15 +283,36 @@ pub struct CrashReport {
     /// Cases whose recovery and checks ran (the others repeat one of them exactly).
     pub full_checks: u64,
     pub violations: Vec<String>,
+    /// Wall-clock seconds spent on each flow (for sizing the CI run).
+    pub per_flow: Vec<(&'static str, f64)>,
+}
+
+/// One update message from a caller with no business there, answered with a typed error: on
+/// the IC a trap in `canister_global_timer` rolls back the timer library's re-arming, and the
+/// canister's timers stay off until some update message revives them (docs/recovery.md,
+/// "Timers"). The service and the payout canister revive them in the guard of every update.
+pub fn bystander_update(s: &Setup, canister: Principal) {
+    let stranger = user(6);
+    if canister == s.payout {
+        let arg = candid::encode_args((stranger, Nat::from(1u64))).unwrap();
+        let _ = s.sim().update_call(canister, stranger, "deposit", arg);
+    } else {
+        report(s, stranger, u64::MAX, true);
+    }
 }
 
 /// Deliver what the flow left queued (a hook due now, e.g. an upgrade planned right after the
 /// flow's last message, runs here), disarm what did not fire, let recovery finish, check.
-/// A panic of a test helper is reported as a violation, never hidden.
-fn finish(s: &Setup) -> Vec<String> {
+/// `revive`: a global-timer message of this canister trapped, so one later update arrives
+/// before recovery must finish. A panic of a test helper is reported as a violation, never
+/// hidden.
+fn finish(s: &Setup, revive: Option<Principal>) -> Vec<String> {
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         s.tick();
         s.sim().clear_faults();
+        if let Some(c) = revive {
+            bystander_update(s, c);
+        }
         check::settle(s, 3 * 24 * 3600);
         check::check(s, None)
     }));
@@ -335,11 +356,13 @@ pub fn enumerate(opts: &Options) -> CrashReport {
         upgrade_cases: 0,
         full_checks: 0,
         violations: vec![],
+        per_flow: vec![],
     };
     for f in flows() {
         if !opts.crash_flows.is_empty() && !opts.crash_flows.contains(&f.name) {
             continue;
         }
+        let started = std::time::Instant::now();
         s.sim().restore(&base);
         (f.prepare)(&s);
         let snap = s.sim().snapshot();
@@ -361,7 +384,7 @@ pub fn enumerate(opts: &Options) -> CrashReport {
                 .unwrap_or_default()
         };
         // The reference run itself must be clean.
-        let v = finish(&s);
+        let v = finish(&s, None);
         r.cases += 1;
         r.full_checks += 1;
         for x in v {
@@ -383,13 +406,20 @@ pub fn enumerate(opts: &Options) -> CrashReport {
         // calls, instructions, traps) are in the same state, and recovery and the checks give
         // the same verdict. Every (message, call) case is run up to the end of the flow; recovery
         // and the checks run once per distinct execution.
-        let mut verdicts: std::collections::HashMap<Vec<(u64, u32, u64, bool, u8)>, Vec<String>> =
-            Default::default();
+        type Key = (Option<Principal>, Vec<(u64, u32, u64, bool, u8)>);
+        let mut verdicts: std::collections::HashMap<Key, Vec<String>> = Default::default();
         for p in &points {
             s.sim().restore(&snap);
             s.sim().inject_trap(p.message, p.api_call);
             let panicked = act(&f, &s);
-            let key: Vec<_> = {
+            let revive = s
+                .sim()
+                .trace()
+                .iter()
+                .find(|t| t.index == p.message)
+                .filter(|t| t.kind == ic_sim::MessageKind::GlobalTimer)
+                .map(|t| t.canister);
+            let key: Key = (revive, {
                 let sim = s.sim();
                 sim.trace()
                     .iter()
@@ -405,14 +435,14 @@ pub fn enumerate(opts: &Options) -> CrashReport {
                         (t.index, t.api_calls, t.instructions, t.trap.is_some(), c)
                     })
                     .collect()
-            };
+            });
             r.cases += 1;
             r.trap_cases += 1;
             let mut v = match verdicts.get(&key) {
                 Some(v) => v.clone(),
                 None => {
                     r.full_checks += 1;
-                    let v = finish(&s);
+                    let v = finish(&s, revive);
                     verdicts.insert(key, v.clone());
                     v
                 }
@@ -442,7 +472,7 @@ pub fn enumerate(opts: &Options) -> CrashReport {
                     };
                 });
                 let panicked = act(&f, &s);
-                let mut v = finish(&s);
+                let mut v = finish(&s, None);
                 v.extend(panicked);
                 r.cases += 1;
                 r.upgrade_cases += 1;
@@ -457,6 +487,14 @@ pub fn enumerate(opts: &Options) -> CrashReport {
             }
         }
         r.flows += 1;
+        r.per_flow.push((f.name, started.elapsed().as_secs_f64()));
+        if opts.verbose {
+            eprintln!(
+                "crash-points: flow {} done in {:.1}s",
+                f.name,
+                started.elapsed().as_secs_f64()
+            );
+        }
     }
     r
 }

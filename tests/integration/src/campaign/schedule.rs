@@ -404,8 +404,43 @@ impl Run<'_> {
     }
 }
 
-/// One schedule from `seed`, forked from `base`. Returns its violations.
+/// One schedule from `seed`, forked from `base`. Returns its violations. A panic anywhere in
+/// it (a test helper under an unforeseen state, in the steps, recovery or the checks) is one
+/// of them: the campaign goes on with the next seed and the seed's replay command is printed.
 pub fn run_one(
+    s: &Setup,
+    base: &SimSnapshot,
+    w: &ServiceWasm,
+    seed: u64,
+    matrix: &mut Matrix,
+) -> Vec<String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_one_unguarded(s, base, w, seed, matrix)
+    }))
+    .unwrap_or_else(|e| vec![format!("harness: panicked: {}", panic_message(&*e))])
+}
+
+/// The first line of a panic's message.
+pub fn panic_message(e: &(dyn std::any::Any + Send)) -> String {
+    let msg = e
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|m| m.to_string()))
+        .unwrap_or_default();
+    msg.lines().next().unwrap_or("").to_string()
+}
+
+/// The report line of a failing schedule: its violations and the one-line command that
+/// replays it.
+pub fn failing_line(seed: u64, violations: &[String], bug: Option<&str>) -> String {
+    format!(
+        "schedule seed {seed}: {}\n  replay: {}",
+        violations.join("; "),
+        replay_command(seed, bug)
+    )
+}
+
+fn run_one_unguarded(
     s: &Setup,
     base: &SimSnapshot,
     w: &ServiceWasm,
@@ -445,15 +480,7 @@ pub fn run_one(
             obs.observe(s);
         }));
         if let Err(e) = step {
-            let msg = e
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|m| m.to_string()))
-                .unwrap_or_default();
-            harness.push(format!(
-                "harness: a step panicked: {}",
-                msg.lines().next().unwrap_or("")
-            ));
+            harness.push(format!("harness: a step panicked: {}", panic_message(&*e)));
             break;
         }
     }
@@ -537,6 +564,19 @@ pub fn run_many(
         w.upgrade(&mut s.sim(), s.service);
     }
     let base = s.sim().snapshot();
+    run_many_from(&s, &base, opts, w, first_seed, count, stop_at_first)
+}
+
+/// `run_many` forked from a given deployment and snapshot of it.
+pub fn run_many_from(
+    s: &Setup,
+    base: &SimSnapshot,
+    opts: &Options,
+    w: &ServiceWasm,
+    first_seed: u64,
+    count: u64,
+    stop_at_first: bool,
+) -> ScheduleReport {
     if opts.verbose {
         let sim = s.sim();
         for (n, c) in [
@@ -557,11 +597,11 @@ pub fn run_many(
         matrix: Matrix::default(),
     };
     for seed in first_seed..first_seed.saturating_add(count) {
-        let v = run_one(&s, &base, w, seed, &mut rep.matrix);
+        let v = run_one(s, base, w, seed, &mut rep.matrix);
         rep.runs += 1;
         if !v.is_empty() {
             if opts.verbose && w.bug.is_none() {
-                eprintln!("schedule seed {seed}: {}", v.join("; "));
+                eprintln!("{}", failing_line(seed, &v, None));
             }
             rep.failing.push((seed, v));
             if stop_at_first {
