@@ -308,6 +308,12 @@ fn at_size(n: u64) -> AtSize {
     let t = Instant::now();
     let (bytes, engine_bytes) = fill_native(&s, &cfg, n, answer_ok);
     eprintln!("  filled {n} entries natively in {:.1?}", t.elapsed());
+    // Stopped first, as operators upgrade (docs/operations.md): a reply to a call made before
+    // the upgrade would run its callback in the new module, whose heap does not hold what the
+    // old callback pointed to (the IC runs such callbacks; ic-cdk cannot recognise them).
+    s.sim()
+        .stop_canister(s.service, None)
+        .expect("stop service");
     s.sim().set_stable_memory(s.service, bytes);
     s.sim()
         .upgrade_canister(
@@ -317,6 +323,9 @@ fn at_size(n: u64) -> AtSize {
             None,
         )
         .expect("upgrade service");
+    s.sim()
+        .start_canister(s.service, None)
+        .expect("start service");
     let post_upgrade = last_post_upgrade(&s.sim(), s.service);
     let per_op = steady(|| service_icrc2(&s)).instructions;
 
@@ -380,6 +389,9 @@ fn recovery(n: u64) -> (f64, u64, u64) {
     cfg.recovery_interval_ns = d.recovery_interval_ns;
     cfg.recovery_batch_size = d.recovery_batch_size;
     let (bytes, _) = fill_native(&s, &cfg, n, answer_unknown);
+    s.sim()
+        .stop_canister(s.service, None)
+        .expect("stop service");
     s.sim().set_stable_memory(s.service, bytes);
     s.sim()
         .upgrade_canister(
@@ -389,6 +401,9 @@ fn recovery(n: u64) -> (f64, u64, u64) {
             None,
         )
         .expect("upgrade service");
+    s.sim()
+        .start_canister(s.service, None)
+        .expect("start service");
     let start_trace = s.sim().trace().len();
     assert_eq!(s.unresolved_automatic(), n, "all outcomes unknown");
     let mut secs = 0;
