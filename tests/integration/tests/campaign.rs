@@ -1,7 +1,7 @@
-//! The verification campaign (`icjournal_tests::campaign`) at the size CI affords
-//! (`campaign::test_options`): every crash point of every flow, 100 seeded fault schedules,
-//! every planted bug caught, 2,000 fuzz executions. The 1,000 schedules of the full CI size and
-//! the long run are the `campaign` command (README, "Verification").
+//! The verification campaign (`icjournal_tests::campaign`) at its CI size
+//! (`campaign::test_options`): every crash point of every flow, 1,000 seeded fault schedules,
+//! every planted bug caught, 2,000 fuzz executions. The long run is the `campaign` command
+//! (README, "Verification").
 
 use icjournal_tests::campaign::{self, crash, planted, schedule, ServiceWasm};
 
@@ -28,7 +28,10 @@ fn should_catch_every_planted_bug_and_find_no_violation_in_the_ci_campaign() {
         crash::flows().len() as u64,
         "crash-point flows"
     );
-    assert!(sum.crash_cases >= 11_000, "{} crash cases", sum.crash_cases);
+    // The number of cases follows the flows' System API calls: 11,629 before the cheaper
+    // journal (storage layout 2) and one commit per recovery pass, 10,093 after. A floor well
+    // below that catches an enumeration that skips messages or calls.
+    assert!(sum.crash_cases >= 9_000, "{} crash cases", sum.crash_cases);
     assert_eq!(sum.schedule_runs, opts.schedules, "schedules run");
     assert!(
         sum.fuzz_execs >= opts.fuzz_execs,
