@@ -263,6 +263,24 @@ fn fill_native(
     (out, used)
 }
 
+/// Give the service the stable memory `bytes` (a journal built by `fill_native`) and upgrade
+/// it, with `config` as the upgrade argument. Stopped first, as operators upgrade
+/// (docs/operations.md): a reply to a call made before the upgrade would run its callback in
+/// the new module, whose heap does not hold what the old callback pointed to (the IC runs such
+/// callbacks; ic-cdk cannot recognise them).
+fn load_journal(s: &Setup, bytes: Vec<u8>, config: Option<ServiceConfig>) {
+    s.sim()
+        .stop_canister(s.service, None)
+        .expect("stop service");
+    s.sim().set_stable_memory(s.service, bytes);
+    s.sim()
+        .upgrade_canister(s.service, Wasms::service(), Encode!(&config).unwrap(), None)
+        .expect("upgrade service");
+    s.sim()
+        .start_canister(s.service, None)
+        .expect("start service");
+}
+
 fn answer_ok(block: u64, c: &PendingCall) -> icjournal::CallResult {
     if c.method == "icjournal_commit" {
         Ok(candid::encode_args(()).unwrap())
@@ -308,24 +326,7 @@ fn at_size(n: u64) -> AtSize {
     let t = Instant::now();
     let (bytes, engine_bytes) = fill_native(&s, &cfg, n, answer_ok);
     eprintln!("  filled {n} entries natively in {:.1?}", t.elapsed());
-    // Stopped first, as operators upgrade (docs/operations.md): a reply to a call made before
-    // the upgrade would run its callback in the new module, whose heap does not hold what the
-    // old callback pointed to (the IC runs such callbacks; ic-cdk cannot recognise them).
-    s.sim()
-        .stop_canister(s.service, None)
-        .expect("stop service");
-    s.sim().set_stable_memory(s.service, bytes);
-    s.sim()
-        .upgrade_canister(
-            s.service,
-            Wasms::service(),
-            Encode!(&None::<ServiceConfig>).unwrap(),
-            None,
-        )
-        .expect("upgrade service");
-    s.sim()
-        .start_canister(s.service, None)
-        .expect("start service");
+    load_journal(&s, bytes, None);
     let post_upgrade = last_post_upgrade(&s.sim(), s.service);
     let per_op = steady(|| service_icrc2(&s)).instructions;
 
@@ -389,21 +390,7 @@ fn recovery(n: u64) -> (f64, u64, u64) {
     cfg.recovery_interval_ns = d.recovery_interval_ns;
     cfg.recovery_batch_size = d.recovery_batch_size;
     let (bytes, _) = fill_native(&s, &cfg, n, answer_unknown);
-    s.sim()
-        .stop_canister(s.service, None)
-        .expect("stop service");
-    s.sim().set_stable_memory(s.service, bytes);
-    s.sim()
-        .upgrade_canister(
-            s.service,
-            Wasms::service(),
-            Encode!(&Some(cfg.clone())).unwrap(),
-            None,
-        )
-        .expect("upgrade service");
-    s.sim()
-        .start_canister(s.service, None)
-        .expect("start service");
+    load_journal(&s, bytes, Some(cfg.clone()));
     let start_trace = s.sim().trace().len();
     assert_eq!(s.unresolved_automatic(), n, "all outcomes unknown");
     let mut secs = 0;
