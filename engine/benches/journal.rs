@@ -124,6 +124,28 @@ fn ok_reply(block: u64) -> Vec<u8> {
     candid::encode_one(Ok::<Nat, TransferError>(Nat::from(block))).unwrap()
 }
 
+/// One transfer through the real flow (intent → reply → commit), the ledger answering `block`.
+fn transfer_ok<M: Memory + Clone + 'static>(
+    rt: &FakeRuntime,
+    journal: &Journal<FakeRuntime, M>,
+    owner: Principal,
+    s: TransferSpec,
+    block: u64,
+) {
+    let j = journal.clone();
+    let ledger = s.ledger();
+    rt.run(
+        async move { j.transfer(owner, s, None).await.unwrap() },
+        |c| {
+            if c.callee == ledger {
+                Ok(ok_reply(block))
+            } else {
+                Ok(candid::encode_args(()).unwrap())
+            }
+        },
+    );
+}
+
 fn spec(ledger: Principal, i: u64) -> TransferSpec {
     TransferSpec::Icrc1 {
         ledger,
@@ -175,19 +197,7 @@ fn main() {
         // Populate to n resolved transfers through the real flow (intent → reply → commit).
         let t = Instant::now();
         while populated < n {
-            let j = journal.clone();
-            let s = spec(ledger, populated);
-            let b = block;
-            rt.run(
-                async move { j.transfer(owner, s, None).await.unwrap() },
-                |c| {
-                    if c.callee == ledger {
-                        Ok(ok_reply(b))
-                    } else {
-                        Ok(candid::encode_args(()).unwrap())
-                    }
-                },
-            );
+            transfer_ok(&rt, &journal, owner, spec(ledger, populated), block);
             block += 1;
             populated += 1;
             rt.advance(1_000_000);
@@ -313,19 +323,7 @@ fn retention_steady_state() {
     let mut last = (0u64, 0u64);
     for day in 1..=days {
         for i in 0..per_day {
-            let j = journal.clone();
-            let s = spec(ledger, i);
-            let b = block;
-            rt.run(
-                async move { j.transfer(owner, s, None).await.unwrap() },
-                |c| {
-                    if c.callee == ledger {
-                        Ok(ok_reply(b))
-                    } else {
-                        Ok(candid::encode_args(()).unwrap())
-                    }
-                },
-            );
+            transfer_ok(&rt, &journal, owner, spec(ledger, i), block);
             block += 1;
             rt.advance(DAY / per_day);
             if i % steps_every == 0 {
