@@ -8,7 +8,8 @@
 //!
 //! Stable memory layout (one `MemoryManager`): `MemoryId 0` = service state (`persist`:
 //! configuration, pause flag), `MemoryId 1..=16` = the engine's journal (`Memories`).
-//! There is no `pre_upgrade`: everything lives in stable structures (I5).
+//! Everything lives in stable structures (I5); `pre_upgrade` only refuses an upgrade of a
+//! canister that is not stopped (`icjournal::upgrade`).
 
 pub mod config;
 pub mod guard;
@@ -25,7 +26,7 @@ use crate::guard::Ctx;
 use crate::http::{HttpRequest, HttpResponse, ServiceGauges};
 use crate::service::Service;
 use candid::{Nat, Principal};
-use ic_cdk::{init, inspect_message, post_upgrade, query, update};
+use ic_cdk::{init, inspect_message, post_upgrade, pre_upgrade, query, update};
 use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
 use ic_stable_structures::{DefaultMemoryImpl, Memory};
 use icjournal::{
@@ -164,7 +165,7 @@ fn arg_size_guard() -> Result<(), String> {
 }
 
 // ------------------------------------------------------------------------------------------
-// Lifecycle (no pre_upgrade)
+// Lifecycle
 // ------------------------------------------------------------------------------------------
 
 /// `None` = default configuration (controllers are the only operators, no ledgers).
@@ -172,6 +173,16 @@ fn arg_size_guard() -> Result<(), String> {
 fn init(arg: Option<ServiceConfig>) {
     setup(arg);
     ic_canister_log::log!(logs::INFO, "initialized");
+}
+
+/// Refuse to be upgraded unless stopped: a reply to a call made before the upgrade would run
+/// in the new module with callback state from the old heap (`icjournal::upgrade`). The trap
+/// makes the IC reject the upgrade and keep the old module running, state untouched.
+#[pre_upgrade]
+fn pre_upgrade() {
+    if let Err(e) = icjournal::upgrade::check(&icjournal::IcRuntime) {
+        ic_cdk::trap(e.to_string());
+    }
 }
 
 /// `None` keeps the persisted configuration. Traps on an unknown or corrupt layout.

@@ -22,6 +22,7 @@ pub mod runtime;
 pub mod status;
 pub mod storage;
 pub mod types;
+pub mod upgrade;
 
 pub use recovery::lookup;
 

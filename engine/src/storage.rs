@@ -1,4 +1,4 @@
-//! Stable storage of the journal (I5: everything lives here; no `pre_upgrade` serialization).
+//! Stable storage of the journal (I5: everything lives here; nothing serialized in `pre_upgrade`).
 //!
 //! # Layout (version 2)
 //!

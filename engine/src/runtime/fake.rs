@@ -5,6 +5,7 @@
 //! tasks are queued and run when the driver asks. Nothing here is random.
 
 use super::{CallResult, LocalFuture, Runtime, TaskFactory, TimerHandle, Wait};
+use crate::upgrade::RunStatus;
 use candid::Principal;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -54,6 +55,8 @@ struct Inner {
     revived: Cell<u64>,
     /// Cycles accepted with `accept_cycles`.
     accepted: Cell<u128>,
+    /// `None` = running.
+    run_status: Cell<Option<RunStatus>>,
 }
 
 /// Cheap to clone; clones share state.
@@ -76,6 +79,10 @@ impl FakeRuntime {
 
     pub fn advance(&self, ns: u64) {
         self.inner.now.set(self.inner.now.get().saturating_add(ns));
+    }
+
+    pub fn set_run_status(&self, status: RunStatus) {
+        self.inner.run_status.set(Some(status));
     }
 
     pub fn set_caller(&self, caller: Principal) {
@@ -280,6 +287,10 @@ impl Runtime for FakeRuntime {
 
     fn call_context_instruction_counter(&self) -> u64 {
         self.inner.context_instructions.get()
+    }
+
+    fn run_status(&self) -> RunStatus {
+        self.inner.run_status.get().unwrap_or(RunStatus::Running)
     }
 
     fn call(

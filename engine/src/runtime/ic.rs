@@ -2,7 +2,9 @@
 
 use super::{CallError, CallResult, LocalFuture, Runtime, TaskFactory, TimerHandle, Wait};
 use crate::types::RejectCode;
+use crate::upgrade::RunStatus;
 use candid::Principal;
+use ic_cdk::api::CanisterStatusCode;
 use ic_cdk::call::{Call, CallFailed};
 use ic_cdk_timers::TimerId;
 use std::cell::{Cell, RefCell};
@@ -56,6 +58,15 @@ impl Runtime for IcRuntime {
 
     fn call_context_instruction_counter(&self) -> u64 {
         ic_cdk::api::call_context_instruction_counter()
+    }
+
+    fn run_status(&self) -> RunStatus {
+        match ic_cdk::api::canister_status() {
+            CanisterStatusCode::Stopped => RunStatus::Stopped,
+            CanisterStatusCode::Stopping => RunStatus::Stopping,
+            // An unknown code is not "stopped": refuse rather than guess.
+            CanisterStatusCode::Running | CanisterStatusCode::Unrecognized(_) => RunStatus::Running,
+        }
     }
 
     fn call(

@@ -3,6 +3,7 @@
 //! controllable time, await boundaries the test driver controls).
 
 use crate::types::RejectCode;
+use crate::upgrade::RunStatus;
 use candid::Principal;
 use std::future::Future;
 use std::pin::Pin;
@@ -63,6 +64,8 @@ pub trait Runtime: 'static {
     /// (`ic0.performance_counter(1)`): what a recovery tick's budget is measured in, because the
     /// per-message counter restarts at every await.
     fn call_context_instruction_counter(&self) -> u64;
+    /// Whether the canister is running, stopping or stopped (`ic0.canister_status`).
+    fn run_status(&self) -> RunStatus;
     /// Inter-canister call with Candid-encoded `arg`; resolves to the raw reply.
     fn call(
         &self,

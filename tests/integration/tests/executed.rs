@@ -572,7 +572,7 @@ fn should_recover_an_icrc1_escrow_transfer_with_a_lost_response() {
 }
 
 #[test]
-fn should_recover_a_transfer_whose_callback_was_lost_to_an_upgrade_without_stop() {
+fn should_refuse_an_upgrade_without_stop_while_a_transfer_is_in_flight() {
     let s = Setup::new();
     s.approve_service(user(1), 10 * AMOUNT);
     let arg = candid::encode_one(TransferRequest {
@@ -594,18 +594,28 @@ fn should_recover_a_transfer_whose_callback_was_lost_to_an_upgrade_without_stop(
     {
         assert!(s.sim().step(), "the ledger call never ran");
     }
-    // The operator upgrades without stopping first: the old callback cannot run in the new
-    // module (it traps), so the flow never records its result.
-    s.upgrade_service(None).unwrap();
+    // The operator upgrades without stopping first. Were it allowed, the reply would run the
+    // old module's callback in the new one with a pointer into the old heap (the campaign's
+    // long run found the heap corrupted that way). `pre_upgrade` refuses instead.
+    let r = s.upgrade_service(None);
+    match &r {
+        Err(ic_sim::SimError::Trapped { message, .. }) => {
+            assert!(message.contains("upgrade refused"), "{message}");
+            assert!(message.contains("stop it first"), "{message}");
+        }
+        other => panic!("an unstopped upgrade must be refused: {other:?}"),
+    }
+    // The old module kept running: the reply reaches its callback and the flow ends normally.
     s.tick();
-    assert!(s.sim.borrow().call_result(msg).unwrap().is_err());
+    assert!(s.sim.borrow().call_result(msg).unwrap().is_ok());
     let id = s.service_entries()[0].id;
-    assert_ne!(s.service_entry(id).status, Status::Succeeded);
-    // The in-flight lease expires, recovery resends: Duplicate -> succeeded, executed once.
-    let waited = s.settle(7200);
-    assert!(waited < 7200, "never settled");
     let e = s.service_entry(id);
     assert_eq!(e.status, Status::Succeeded, "{e:?}");
-    assert_eq!(source(&e), Some(EvidenceSource::DedupResend));
+    assert_eq!(source(&e), Some(EvidenceSource::Reply));
     assert_eq!(s.balance(acct(user(9))), (USER_FUNDS + AMOUNT) as u128);
+    // Idle and running is refused too (a timer's self-call may be in flight unseen); stopped
+    // is not.
+    assert!(s.upgrade_service(None).is_err());
+    s.stop_upgrade_start_service();
+    assert_eq!(s.service_entry(id).status, Status::Succeeded);
 }

@@ -337,3 +337,45 @@ fn should_refund_on_bad_fee_after_a_fee_change() {
     );
     assert_eq!(s.payout_balance(user(1)), USER_FUNDS as u128);
 }
+
+#[test]
+fn should_refuse_an_unstopped_upgrade_of_the_payout_canister_while_a_payout_is_in_flight() {
+    let s = payout_setup();
+    let msg = s.sim().submit_call(
+        s.payout,
+        user(1),
+        "payout",
+        candid::encode_args((acct(user(9)), Nat::from(AMOUNT))).unwrap(),
+    );
+    while !s
+        .sim
+        .borrow()
+        .trace()
+        .iter()
+        .any(|r| r.canister == s.ledger && r.method.as_deref() == Some("icrc1_transfer"))
+    {
+        assert!(s.sim().step(), "the ledger call never ran");
+    }
+    let arg = candid::encode_one(Some(PayoutArg::Upgrade(None))).unwrap();
+    let r = s
+        .sim()
+        .upgrade_canister(s.payout, Wasms::payout(), arg, None);
+    match &r {
+        Err(ic_sim::SimError::Trapped { message, .. }) => {
+            assert!(message.contains("upgrade refused"), "{message}")
+        }
+        other => panic!("an unstopped upgrade must be refused: {other:?}"),
+    }
+    // The old module finishes the saga from the ledger's reply.
+    s.settle(300);
+    let r: Result<PayoutReceipt, PayoutError> =
+        candid::decode_one(&s.sim.borrow().call_result(msg).unwrap().unwrap()).unwrap();
+    let p = r.expect("payout");
+    assert!(matches!(p.status, PayoutStatus::Completed { .. }), "{p:?}");
+    assert_eq!(s.balance(acct(user(9))), (USER_FUNDS + AMOUNT) as u128);
+    s.upgrade_payout();
+    assert!(matches!(
+        receipt(&s, p.payout_id).status,
+        PayoutStatus::Completed { .. }
+    ));
+}

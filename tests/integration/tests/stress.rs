@@ -168,7 +168,7 @@ fn should_refuse_an_upgrade_onto_a_foreign_stable_layout() {
         idempotency_key: None,
     }))
     .unwrap();
-    s.upgrade_service(None).unwrap();
+    s.stop_upgrade_start_service();
     assert_eq!(s.service_entry(r.entry_id).status, Status::Succeeded);
     assert_eq!(
         run(s.admin_client().get_config()).unwrap().config,

@@ -16,8 +16,12 @@
 //! journal.register_local_handler("payout.debit", debit);    // host-local saga steps
 //! journal.register_local_handler("payout.credit", credit);  // ... and their compensations
 //!
-//! // init + post_upgrade (no pre_upgrade): re-arm recovery
+//! // init + post_upgrade: re-arm recovery
 //! journal.start_recovery_timer();
+//!
+//! // pre_upgrade: refuse unless stopped (a reply to a call made before the upgrade would run
+//! // in the new module with callback state from the old heap; see `icjournal::upgrade`)
+//! #[pre_upgrade] fn pre_upgrade() { if let Err(e) = icjournal::upgrade::check(&IcRuntime) { trap(e.to_string()) } }
 //!
 //! // every update method's guard: bring timers back if a trapped canister_global_timer lost them
 //! fn revive() -> Result<(), String> { journal().revive_timers(); Ok(()) }
@@ -41,7 +45,7 @@ pub mod state;
 pub mod types;
 
 use candid::{Nat, Principal};
-use ic_cdk::{init, post_upgrade, query, update};
+use ic_cdk::{init, post_upgrade, pre_upgrade, query, update};
 use icjournal::{
     AdminAction, AdminRequest, AdminResult, AuditRecord, Entry, EntryId, EntrySummary, ListFilter,
     Page, PageRequest, Status,
@@ -72,8 +76,17 @@ fn caller_admin() -> Result<Principal, PayoutError> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Lifecycle (no pre_upgrade: all state is in stable memory)
+// Lifecycle (all state is in stable memory; pre_upgrade only refuses an unstopped upgrade)
 // ---------------------------------------------------------------------------------------------
+
+/// Refuse to be upgraded unless stopped (`icjournal::upgrade` says why). The trap makes the IC
+/// reject the upgrade and keep the old module running, state untouched.
+#[pre_upgrade]
+fn pre_upgrade() {
+    if let Err(e) = icjournal::upgrade::check(&icjournal::IcRuntime) {
+        ic_cdk::trap(e.to_string());
+    }
+}
 
 #[init]
 fn init(arg: PayoutArg) {

@@ -10,8 +10,8 @@
 //! | 3 ..= 15 | reserved for this canister            |                                  |
 //! | 16 ..= 31| the icjournal engine (`Memories::from_manager(&mm, 16)`) | see engine `storage.rs` |
 //!
-//! There is no `pre_upgrade`: every byte that must survive an upgrade is already in stable
-//! memory; `post_upgrade` re-opens the same structures.
+//! `pre_upgrade` saves nothing (it only refuses an unstopped upgrade): every byte that must
+//! survive an upgrade is already in stable memory; `post_upgrade` re-opens the same structures.
 
 use crate::balances::{BalanceError, Balances};
 use crate::payout::{self, BalanceOp};

@@ -462,18 +462,34 @@ pub fn enumerate(opts: &Options) -> CrashReport {
             for stop in [false, true] {
                 s.sim().restore(&snap);
                 let payout = f.payout;
+                // An upgrade without a stop must be refused (`icjournal::upgrade`): the reply
+                // to a call in flight would run in the new module with a pointer into the old
+                // heap. A stopped one must go through.
+                let accepted = std::rc::Rc::new(std::cell::Cell::new(None));
+                let seen = accepted.clone();
                 s.sim().before_message(k, move |sim| {
                     let w = ServiceWasm::release();
-                    match (payout, stop) {
-                        (false, false) => w.upgrade(sim, target),
-                        (false, true) => w.stop_upgrade_start(sim, target),
-                        (true, false) => upgrade_payout(sim, target),
-                        (true, true) => stop_upgrade_start_payout(sim, target),
-                    };
+                    // The upgrade flow's own stop/upgrade/start leaves the canister stopped
+                    // for some messages: an upgrade then is a stopped one.
+                    let stopped = stop || super::is_stopped(sim, target);
+                    seen.set(Some((
+                        stopped,
+                        match (payout, stop) {
+                            (false, false) => w.upgrade(sim, target),
+                            (false, true) => w.stop_upgrade_start(sim, target),
+                            (true, false) => upgrade_payout(sim, target),
+                            (true, true) => stop_upgrade_start_payout(sim, target),
+                        },
+                    )));
                 });
                 let panicked = act(&f, &s);
                 let mut v = finish(&s, None);
                 v.extend(panicked);
+                match accepted.get() {
+                    Some((false, true)) => v.push("an upgrade without a stop was accepted".into()),
+                    Some((true, false)) => v.push("a stopped upgrade was refused".into()),
+                    _ => {}
+                }
                 r.cases += 1;
                 r.upgrade_cases += 1;
                 r.full_checks += 1;

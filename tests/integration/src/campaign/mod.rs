@@ -204,7 +204,10 @@ impl ServiceWasm {
         }
     }
 
-    /// Upgrade the service in place (no stop), then re-plant the bug (heap state).
+    /// Upgrade the service in place, then re-plant the bug (heap state). Whether the upgrade
+    /// was accepted: the service's `pre_upgrade` refuses unless it is stopped
+    /// (`icjournal::upgrade`), so without `stop_upgrade_start` this is the operator's mistake
+    /// the campaign checks is refused.
     pub fn upgrade(&self, sim: &mut ic_sim::Simulator, service: Principal) -> bool {
         let ok = sim
             .upgrade_canister(
@@ -238,7 +241,13 @@ impl ServiceWasm {
     }
 }
 
-/// Upgrade the payout canister (no stop).
+/// Whether `canister` is stopped (an unstopped upgrade of a stopped canister is a stopped one).
+pub fn is_stopped(sim: &ic_sim::Simulator, canister: Principal) -> bool {
+    sim.canister_status(canister) == Some(ic_sim::CanisterStatus::Stopped)
+}
+
+/// Upgrade the payout canister in place; whether it was accepted (its `pre_upgrade` refuses
+/// unless it is stopped).
 pub fn upgrade_payout(sim: &mut ic_sim::Simulator, payout: Principal) -> bool {
     let arg = Encode!(&Some(crate::payout_types::PayoutArg::Upgrade(None))).unwrap();
     sim.upgrade_canister(payout, Wasms::payout(), arg, None)

@@ -137,6 +137,8 @@ pub fn replay_command(seed: u64, bug: Option<&str>) -> String {
     }
 }
 
+const UNSTOPPED: &str = "an upgrade without a stop was accepted";
+
 struct Run<'a> {
     s: &'a Setup,
     w: &'a ServiceWasm,
@@ -215,11 +217,14 @@ impl Run<'_> {
             let (service, payout_c) = (s.service, s.payout);
             let is_payout = from == payout_c;
             s.sim().before_message(k, move |sim| {
+                // An unstopped upgrade must be refused (`icjournal::upgrade`); a panic here is
+                // this seed's violation.
+                let stopped = super::is_stopped(sim, if is_payout { payout_c } else { service });
                 match (is_payout, upg) {
-                    (false, 1) => w.upgrade(sim, service),
-                    (false, _) => w.stop_upgrade_start(sim, service),
-                    (true, 1) => upgrade_payout(sim, payout_c),
-                    (true, _) => stop_upgrade_start_payout(sim, payout_c),
+                    (false, 1) => assert!(!w.upgrade(sim, service) || stopped, "{UNSTOPPED}"),
+                    (false, _) => _ = w.stop_upgrade_start(sim, service),
+                    (true, 1) => assert!(!upgrade_payout(sim, payout_c) || stopped, "{UNSTOPPED}"),
+                    (true, _) => _ = stop_upgrade_start_payout(sim, payout_c),
                 };
             });
             self.matrix.upgrades_between_messages += 1;
@@ -298,10 +303,10 @@ impl Run<'_> {
                 let w = self.w.clone();
                 let mut sim = s.sim();
                 match self.rng.below(4) {
-                    0 => w.upgrade(&mut sim, s.service),
-                    1 => w.stop_upgrade_start(&mut sim, s.service),
-                    2 => upgrade_payout(&mut sim, s.payout),
-                    _ => stop_upgrade_start_payout(&mut sim, s.payout),
+                    0 => assert!(!w.upgrade(&mut sim, s.service), "{UNSTOPPED}"),
+                    1 => _ = w.stop_upgrade_start(&mut sim, s.service),
+                    2 => assert!(!upgrade_payout(&mut sim, s.payout), "{UNSTOPPED}"),
+                    _ => _ = stop_upgrade_start_payout(&mut sim, s.payout),
                 };
             }
             11 => {
@@ -561,7 +566,10 @@ pub fn run_many(
     let s = super::base_setup(super::BASE_SEED);
     if w.bug.is_some() {
         // The planted build of the service, same stable layout: an upgrade switches to it.
-        w.upgrade(&mut s.sim(), s.service);
+        assert!(
+            w.stop_upgrade_start(&mut s.sim(), s.service),
+            "install the planted build"
+        );
     }
     let base = s.sim().snapshot();
     run_many_from(&s, &base, opts, w, first_seed, count, stop_at_first)
