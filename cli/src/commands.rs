@@ -986,6 +986,13 @@ impl Ctx {
                     }),
                 );
                 kv(
+                    "summary_retention_ns",
+                    c.summary_retention_ns
+                        .map_or("none (the service's default, 90 days)".into(), |k| {
+                            format!("{k} ({})", duration(k))
+                        }),
+                );
+                kv(
                     "max_entries_per_caller",
                     c.max_entries_per_caller.to_string(),
                 );
