@@ -514,6 +514,9 @@ impl Ctx {
                 m.stable_memory_bytes as f64 / (1024.0 * 1024.0)
             ),
         );
+        for (k, v) in views::retention_rows(m) {
+            kv(k, v);
+        }
         match controller {
             Some(c) => {
                 kv("cycles", format::cycles(&c.cycles_balance));
