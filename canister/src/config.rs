@@ -30,6 +30,11 @@ pub const MAX_PAGE_SIZE: u32 = 100;
 /// Longest principal text (63 chars) + '/': room the namespace takes in an engine lock key.
 const LOCK_NAMESPACE_BYTES: u32 = 64;
 
+/// Longest `summary_retention_ns`: 100 years, longer than any canister is expected to live, so
+/// a larger value can only be a mistake (such as a sentinel meant as "forever"; the service
+/// has no forever, since null already means the engine's default).
+pub const MAX_SUMMARY_RETENTION_NS: u64 = 36_500 * DAY;
+
 /// Default fees, in cycles, from the cost model (docs/cost-model.md): what the service spends
 /// on a 13-node subnet per entry — messages (5M each), instructions, inter-canister calls
 /// (260k + 1k per byte each way) — with room for recovery (resends, block lookups).
@@ -61,6 +66,7 @@ pub fn default_config() -> ServiceConfig {
         max_payload_bytes: e.max_payload_bytes,
         approvals_required: e.approvals_required,
         retention_ns: None,
+        summary_retention_ns: None,
         max_entries_per_caller: 100_000,
         max_bytes_per_caller: 64 << 20,
         stable_memory_limit_bytes: DEFAULT_STABLE_MEMORY_LIMIT,
@@ -137,6 +143,16 @@ pub fn validate(c: &ServiceConfig) -> Result<(), ServiceError> {
     if c.retention_ns.is_some_and(|r| r < DAY) {
         return invalid("retention_ns must be at least one day");
     }
+    // The floor is retention_ns's: a summary is how a caller that lost track of an entry
+    // learns its outcome once it is compacted, so one that checks back daily must find it.
+    // No ordering against retention_ns or the ledgers' windows is needed: the period starts
+    // at compaction, which already waits for the entry's window to close, and idempotency and
+    // lock keys outlive the summary.
+    if c.summary_retention_ns
+        .is_some_and(|k| !(DAY..=MAX_SUMMARY_RETENTION_NS).contains(&k))
+    {
+        return invalid("summary_retention_ns must be within [1 day, 100 years]");
+    }
     if c.max_entries_per_caller == 0 || c.max_bytes_per_caller < c.max_payload_bytes as u64 {
         return invalid(
             "max_entries_per_caller must be >= 1 and max_bytes_per_caller >= max_payload_bytes",
@@ -197,9 +213,11 @@ pub fn engine_config(c: &ServiceConfig) -> Config {
         recovery_interval_ns: c.recovery_interval_ns,
         recovery_batch: c.recovery_batch_size,
         approvals_required: c.approvals_required,
-        // Applied by the engine's retention (compaction in the recovery tick); the second
-        // period (summaries) is the engine's default.
+        // Applied by the engine's retention (compaction in the recovery tick).
         retention_ns: c.retention_ns,
+        // None is the engine's default, not "forever": a configuration persisted before the
+        // field existed decodes to None and must keep the period it ran with.
+        summary_retention_ns: c.summary_retention_ns.or(d.summary_retention_ns),
         ..d
     }
 }
@@ -261,6 +279,25 @@ mod tests {
         );
     }
 
+    /// Unset, the summaries' period is the engine's default (what a configuration persisted
+    /// before the field existed decodes to); set, it reaches the engine as is, at both bounds.
+    #[test]
+    fn summary_retention_defaults_to_the_engine_and_is_passed_through() {
+        assert_eq!(
+            engine_config(&good()).summary_retention_ns,
+            Config::default().summary_retention_ns
+        );
+        for keep in [DAY, 7 * DAY, MAX_SUMMARY_RETENTION_NS] {
+            let c = ServiceConfig {
+                retention_ns: Some(DAY),
+                summary_retention_ns: Some(keep),
+                ..good()
+            };
+            validate(&c).unwrap();
+            assert_eq!(engine_config(&c).summary_retention_ns, Some(keep));
+        }
+    }
+
     #[test]
     fn rejects_each_bad_field() {
         type Mutator = fn(&mut ServiceConfig);
@@ -295,6 +332,16 @@ mod tests {
             }),
             ("approvals_required", |c| c.approvals_required = 0),
             ("retention_ns", |c| c.retention_ns = Some(SECOND)),
+            ("summary_retention_ns", |c| c.summary_retention_ns = Some(0)),
+            ("summary_retention_ns", |c| {
+                c.summary_retention_ns = Some(DAY - 1)
+            }),
+            ("summary_retention_ns", |c| {
+                c.summary_retention_ns = Some(MAX_SUMMARY_RETENTION_NS + 1)
+            }),
+            ("summary_retention_ns", |c| {
+                c.summary_retention_ns = Some(u64::MAX)
+            }),
             ("admins: at most", |c| {
                 c.admins = (0..=MAX_ADMINS as u8).map(|i| p(100 + i)).collect()
             }),

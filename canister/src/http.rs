@@ -824,7 +824,7 @@ pub fn render_dashboard(d: &Dashboard) -> String {
     }
     out.push_str(&format!(
         "\n<footer>flows in flight {} · attempts {} · recovery ticks {} · audit records {} · \
-         contradictions {} · stable memory {} bytes · <a href=\"/metrics\">/metrics</a> · \
+         contradictions {} · stable memory {} bytes{} · <a href=\"/metrics\">/metrics</a> · \
          <a href=\"/logs\">/logs</a> · public and uncertified: owners, amounts and lock keys \
          are shown to operators only (<code>icjournal show ID</code>)</footer>\n\
          </main></body></html>\n",
@@ -833,9 +833,28 @@ pub fn render_dashboard(d: &Dashboard) -> String {
         m.recovery_ticks,
         m.audit_records,
         m.contradictions,
-        m.stable_memory_bytes
+        m.stable_memory_bytes,
+        retention_footer(m)
     ));
     out
+}
+
+/// Retention's counters for the footer, as ` · name value` each; nothing for a figure the
+/// metrics leave out (an engine build without retention).
+fn retention_footer(m: &Metrics) -> String {
+    let compacted = m
+        .compacted_by_status
+        .as_ref()
+        .map(|v| v.iter().map(|s| s.count).sum::<u64>());
+    [
+        ("compacted", compacted, ""),
+        ("summaries", m.summaries, ""),
+        ("summaries pruned", m.summaries_pruned, ""),
+        ("audit log", m.audit_bytes, " bytes"),
+    ]
+    .into_iter()
+    .filter_map(|(name, v, unit)| v.map(|v| format!(" · {name} {v}{unit}")))
+    .collect()
 }
 
 #[cfg(test)]
@@ -1129,6 +1148,43 @@ mod tests {
         assert!(h.contains("generated 2023-11-14 22:13:20 UTC"), "{h}");
         assert!(h.contains("version 9.9.9"));
         assert!(h.contains(&Principal::from_slice(&[1, 2, 3]).to_text()));
+    }
+
+    /// Retention's counters are in the footer (compacted summed over statuses), and left out
+    /// when the metrics do not have them.
+    #[test]
+    fn dashboard_footer_shows_retention_counters() {
+        let h = html(dash());
+        let footer = &h[h.find("<footer>").expect("footer")..];
+        for absent in ["compacted", "summaries", "audit log"] {
+            assert!(
+                !footer.contains(absent),
+                "{absent} without retention metrics"
+            );
+        }
+        let mut d = dash();
+        d.metrics.compacted_by_status = Some(vec![
+            StatusCount {
+                status: Status::Succeeded,
+                count: 5,
+            },
+            StatusCount {
+                status: Status::Failed,
+                count: 2,
+            },
+        ]);
+        d.metrics.summaries = Some(4);
+        d.metrics.summaries_pruned = Some(3);
+        d.metrics.audit_bytes = Some(12_345);
+        let h = html(d);
+        let footer = &h[h.find("<footer>").expect("footer")..];
+        assert!(
+            footer.contains(
+                "stable memory 65536 bytes · compacted 7 · summaries 4 · summaries pruned 3 · \
+                 audit log 12345 bytes · "
+            ),
+            "{footer}"
+        );
     }
 
     #[test]

@@ -94,4 +94,57 @@ mod tests {
         m.write(8, &u32::MAX.to_le_bytes());
         assert!(load(&m).is_err());
     }
+
+    /// The state as a build before `summary_retention_ns` wrote it (same layout version: the
+    /// field is an `opt`, so the Candid encoding stays readable): it loads, the field is None,
+    /// and the engine gets its default summary period.
+    #[test]
+    fn loads_a_config_persisted_before_summary_retention_existed() {
+        const OLD: &str = r#"(record {
+            recovery_paused = false;
+            config = record {
+                admins = vec {};
+                ledgers = vec {};
+                recovery_interval_ns = 30_000_000_000 : nat64;
+                recovery_batch_size = 50 : nat32;
+                max_attempts = 20 : nat32;
+                max_unresolved_per_caller = 1_000 : nat32;
+                max_unresolved_bytes_per_caller = 4_194_304 : nat64;
+                max_in_flight_per_caller = 50 : nat32;
+                max_in_flight_total = 500 : nat32;
+                max_payload_bytes = 4_096 : nat32;
+                approvals_required = 1 : nat32;
+                retention_ns = opt (172_800_000_000_000 : nat64);
+                max_entries_per_caller = 100_000 : nat64;
+                max_bytes_per_caller = 67_108_864 : nat64;
+                stable_memory_limit_bytes = 4_294_967_296 : nat64;
+                new_work_headroom_bytes = 268_435_456 : nat64;
+                fees = record {
+                    record_cycles = 10_000_000 : nat64;
+                    tracked_transfer_cycles = 200_000_000 : nat64;
+                    transfer_cycles = 100_000_000 : nat64;
+                };
+                fee_exempt = vec {};
+            };
+        })"#;
+        let bytes = candid_parser::parse_idl_args(OLD)
+            .unwrap()
+            .to_bytes()
+            .unwrap();
+        let m = VectorMemory::default();
+        m.grow(1);
+        let mut header = MAGIC.to_vec();
+        header.extend_from_slice(&LAYOUT_VERSION.to_le_bytes());
+        header.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        m.write(0, &header);
+        m.write(HEADER_LEN, &bytes);
+        let p = load(&m).unwrap().expect("the old state");
+        assert_eq!(p.config.retention_ns, Some(172_800_000_000_000));
+        assert_eq!(p.config.summary_retention_ns, None);
+        crate::config::validate(&p.config).unwrap();
+        assert_eq!(
+            crate::config::engine_config(&p.config).summary_retention_ns,
+            Some(icjournal::config::DEFAULT_SUMMARY_RETENTION_NS)
+        );
+    }
 }

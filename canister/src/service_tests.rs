@@ -1129,3 +1129,110 @@ fn should_compact_resolved_entries_after_retention_and_answer_them_by_summary() 
     assert_eq!(m.entries_total, 1);
     assert_eq!(m.summaries, Some(1));
 }
+
+/// Advance the clock and run the timers that are due (the recovery tick, retention included).
+fn tick_after(w: &World, ns: u64) {
+    w.rt.advance(ns);
+    for t in w.rt.take_due_timers() {
+        w.rt.run(t, |_| Ok(candid::encode_args(()).unwrap()));
+    }
+}
+
+/// `summary_retention_ns` reaches the engine: a summary is pruned once the configured period
+/// (2 days, not the default 90) has passed since compaction, and not before.
+#[test]
+fn should_prune_summaries_after_the_configured_summary_retention() {
+    let w = world_with(ServiceConfig {
+        retention_ns: Some(DAY),
+        summary_retention_ns: Some(2 * DAY),
+        ..config()
+    });
+    let id = record(&w, &alice(), None).unwrap();
+    w.svc
+        .report_result(
+            &alice(),
+            ReportResultArgs {
+                entry_id: id,
+                result: ReportedResult::Succeeded {
+                    block_index: None,
+                    reply: vec![],
+                },
+            },
+        )
+        .unwrap();
+    w.svc.start_recovery_timer();
+    let minute = 60 * 1_000_000_000;
+    tick_after(&w, DAY + minute);
+    assert!(matches!(
+        w.svc.get_entry(&alice(), id),
+        Err(ServiceError::Journal(JournalError::Compacted { .. }))
+    ));
+    // One day after compaction: half the period, the summary is kept.
+    tick_after(&w, DAY);
+    assert!(matches!(
+        w.svc.get_entry(&alice(), id),
+        Err(ServiceError::Journal(JournalError::Compacted { .. }))
+    ));
+    assert_eq!(w.svc.metrics().summaries, Some(1));
+    // Past the period: pruned, 88 days before the default would have pruned it.
+    tick_after(&w, DAY + minute);
+    assert_eq!(
+        w.svc.get_entry(&alice(), id),
+        Err(ServiceError::Journal(JournalError::Pruned { entry_id: id }))
+    );
+    let m = w.svc.metrics();
+    assert_eq!((m.summaries, m.summaries_pruned), (Some(0), Some(1)));
+}
+
+/// A bad `summary_retention_ns` is refused by `set_config` with `InvalidConfig` naming the
+/// field, and changes nothing (service or engine); a good one is applied to the engine and
+/// persisted, and null goes back to the engine's default.
+#[test]
+fn should_validate_apply_and_persist_summary_retention_in_set_config() {
+    let w = world_with(ServiceConfig {
+        retention_ns: Some(DAY),
+        summary_retention_ns: Some(7 * DAY),
+        ..config()
+    });
+    let before = w.svc.config();
+    assert_eq!(w.svc.journal().config().summary_retention_ns, Some(7 * DAY));
+    // The error only (None: applied), so the closure does not return the large `Result`.
+    let set = |keep: Option<u64>| {
+        w.svc
+            .set_config(
+                &admin_ctx(),
+                SetConfigArgs {
+                    config: ServiceConfig {
+                        summary_retention_ns: keep,
+                        ..before.clone()
+                    },
+                    reason: "summary period".into(),
+                },
+            )
+            .err()
+    };
+    for bad in [0, DAY - 1, u64::MAX] {
+        match set(Some(bad)) {
+            Some(ServiceError::InvalidConfig { message }) => {
+                assert!(message.contains("summary_retention_ns"), "{bad}: {message}")
+            }
+            other => panic!("{bad}: expected InvalidConfig, got {other:?}"),
+        }
+        assert_eq!(w.svc.config(), before);
+        assert_eq!(w.svc.journal().config().summary_retention_ns, Some(7 * DAY));
+    }
+    assert_eq!(set(Some(3 * DAY)), None);
+    assert_eq!(w.svc.journal().config().summary_retention_ns, Some(3 * DAY));
+    w.rt.clear_timers();
+    let reopened = open(&w.rt, &w.raw, None).unwrap();
+    assert_eq!(reopened.config().summary_retention_ns, Some(3 * DAY));
+    assert_eq!(
+        reopened.journal().config().summary_retention_ns,
+        Some(3 * DAY)
+    );
+    assert_eq!(set(None), None);
+    assert_eq!(
+        w.svc.journal().config().summary_retention_ns,
+        icjournal::Config::default().summary_retention_ns
+    );
+}

@@ -514,6 +514,9 @@ impl Ctx {
                 m.stable_memory_bytes as f64 / (1024.0 * 1024.0)
             ),
         );
+        for (k, v) in views::retention_rows(m) {
+            kv(k, v);
+        }
         match controller {
             Some(c) => {
                 kv("cycles", format::cycles(&c.cycles_balance));
@@ -984,6 +987,13 @@ impl Ctx {
                     c.retention_ns.map_or("none (kept forever)".into(), |r| {
                         format!("{r} ({})", duration(r))
                     }),
+                );
+                kv(
+                    "summary_retention_ns",
+                    c.summary_retention_ns
+                        .map_or("none (the service's default, 90 days)".into(), |k| {
+                            format!("{k} ({})", duration(k))
+                        }),
                 );
                 kv(
                     "max_entries_per_caller",

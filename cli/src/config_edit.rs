@@ -11,7 +11,7 @@ use icjournal_client::{Fees, LedgerConfig, ServiceConfig};
 use serde_json::{json, Map, Value};
 
 /// Field names in the order `config get` shows them.
-pub const FIELDS: [&str; 18] = [
+pub const FIELDS: [&str; 19] = [
     "admins",
     "ledgers",
     "recovery_interval_ns",
@@ -24,6 +24,7 @@ pub const FIELDS: [&str; 18] = [
     "max_payload_bytes",
     "approvals_required",
     "retention_ns",
+    "summary_retention_ns",
     "max_entries_per_caller",
     "max_bytes_per_caller",
     "stable_memory_limit_bytes",
@@ -60,6 +61,7 @@ pub fn to_json(c: &ServiceConfig) -> Value {
         "max_payload_bytes": c.max_payload_bytes,
         "approvals_required": c.approvals_required,
         "retention_ns": c.retention_ns,
+        "summary_retention_ns": c.summary_retention_ns,
         "max_entries_per_caller": c.max_entries_per_caller,
         "max_bytes_per_caller": c.max_bytes_per_caller,
         "stable_memory_limit_bytes": c.stable_memory_limit_bytes,
@@ -205,6 +207,10 @@ pub fn from_json(v: &Value) -> Result<ServiceConfig, CliError> {
             Value::Null => None,
             v => Some(uint(v, "retention_ns")?),
         },
+        summary_retention_ns: match get(m, "summary_retention_ns")? {
+            Value::Null => None,
+            v => Some(uint(v, "summary_retention_ns")?),
+        },
         max_entries_per_caller: uint(get(m, "max_entries_per_caller")?, "max_entries_per_caller")?,
         max_bytes_per_caller: uint(get(m, "max_bytes_per_caller")?, "max_bytes_per_caller")?,
         stable_memory_limit_bytes: uint(
@@ -267,8 +273,9 @@ pub fn apply_file(current: &mut Value, file: &Value, paused: bool) -> Result<(),
 }
 
 /// Applies one `key=value`, `admins+=PRINCIPAL` or `admins-=PRINCIPAL` (`fee_exempt` alike). Values are JSON when
-/// they parse as JSON, text otherwise; `*_ns` fields also take durations (`30s`, `2d`), and
-/// `retention_ns=none` clears the retention.
+/// they parse as JSON, text otherwise; `*_ns` fields also take durations (`30s`, `2d`),
+/// `retention_ns=none` clears the retention and `summary_retention_ns=none` goes back to the
+/// service's default period.
 pub fn apply_set(current: &mut Value, assignment: &str) -> Result<(), CliError> {
     let target = current.as_object_mut().expect("config is an object");
     let (key, op, text) = if let Some((k, v)) = assignment.split_once("+=") {
@@ -362,6 +369,7 @@ mod tests {
             max_payload_bytes: 4096,
             approvals_required: 1,
             retention_ns: None,
+            summary_retention_ns: Some(30 * 86_400_000_000_000),
             max_entries_per_caller: 10_000,
             max_bytes_per_caller: 64 << 20,
             stable_memory_limit_bytes: 4 << 30,
@@ -416,6 +424,31 @@ mod tests {
             changes,
             vec![("approvals_required".into(), json!(1), json!(2))]
         );
+    }
+
+    /// The summaries' period: shown and read back, set as a duration, and `none` back to
+    /// null (the service's default, not "forever").
+    #[test]
+    fn edits_the_summary_retention() {
+        let mut v = to_json(&config());
+        assert_eq!(v["summary_retention_ns"], json!(30 * 86_400_000_000_000u64));
+        apply_set(&mut v, "summary_retention_ns=2d").unwrap();
+        assert_eq!(
+            from_json(&v).unwrap().summary_retention_ns,
+            Some(2 * 86_400_000_000_000)
+        );
+        assert_eq!(
+            diff(&to_json(&config()), &v),
+            vec![(
+                "summary_retention_ns".into(),
+                json!(30 * 86_400_000_000_000u64),
+                json!(2 * 86_400_000_000_000u64)
+            )]
+        );
+        apply_set(&mut v, "summary_retention_ns=none").unwrap();
+        assert_eq!(from_json(&v).unwrap().summary_retention_ns, None);
+        apply_set(&mut v, "summary_retention_ns=\"soon\"").unwrap();
+        assert!(from_json(&v).is_err());
     }
 
     #[test]

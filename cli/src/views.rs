@@ -514,5 +514,138 @@ pub fn metrics(m: &Metrics) -> Value {
         "audit_records": m.audit_records,
         "contradictions": m.contradictions,
         "stable_memory_bytes": m.stable_memory_bytes,
+        "compacted_by_status": m.compacted_by_status.as_ref().map(|v| {
+            v.iter()
+                .map(|s| (s.status.as_str().to_string(), json!(s.count)))
+                .collect::<Map<String, Value>>()
+        }),
+        "summaries": m.summaries,
+        "summaries_pruned": m.summaries_pruned,
+        "audit_bytes": m.audit_bytes,
     })
+}
+
+/// Status rows for retention and the audit log's size, in the order shown. A service build
+/// whose metrics leave a figure out (no retention) gets no row for it rather than a made-up 0.
+pub fn retention_rows(m: &Metrics) -> Vec<(&'static str, String)> {
+    let mut rows = Vec::new();
+    if let Some(by_status) = &m.compacted_by_status {
+        let total: u64 = by_status.iter().map(|s| s.count).sum();
+        let counts: Vec<String> = by_status
+            .iter()
+            .filter(|s| s.count > 0)
+            .map(|s| format!("{} {}", s.count, s.status.as_str()))
+            .collect();
+        rows.push((
+            "compacted",
+            if counts.is_empty() {
+                total.to_string()
+            } else {
+                format!("{total}: {}", counts.join(", "))
+            },
+        ));
+    }
+    if let Some(n) = m.summaries {
+        rows.push(("summaries", n.to_string()));
+    }
+    if let Some(n) = m.summaries_pruned {
+        rows.push(("summaries pruned", n.to_string()));
+    }
+    if let Some(b) = m.audit_bytes {
+        rows.push((
+            "audit log",
+            format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+        ));
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use icjournal_client::{Status, StatusCount};
+
+    fn bare() -> Metrics {
+        Metrics {
+            timestamp: 0,
+            entries_total: 12,
+            entries_by_status: vec![],
+            entries_by_kind: vec![],
+            recoveries_by_path: vec![],
+            attempts_total: 0,
+            oldest_unresolved_age_ns: None,
+            manual_queue_depth: 0,
+            stable_memory_bytes: 0,
+            audit_records: 30,
+            contradictions: 0,
+            recovery_ticks: 0,
+            compacted_by_status: None,
+            summaries: None,
+            summaries_pruned: None,
+            audit_bytes: None,
+        }
+    }
+
+    fn with_retention() -> Metrics {
+        Metrics {
+            compacted_by_status: Some(vec![
+                StatusCount {
+                    status: Status::Succeeded,
+                    count: 7,
+                },
+                StatusCount {
+                    status: Status::Failed,
+                    count: 2,
+                },
+                StatusCount {
+                    status: Status::Cancelled,
+                    count: 0,
+                },
+            ]),
+            summaries: Some(6),
+            summaries_pruned: Some(3),
+            audit_bytes: Some(3 << 20),
+            ..bare()
+        }
+    }
+
+    #[test]
+    fn metrics_json_has_the_retention_figures_or_null() {
+        let v = metrics(&with_retention());
+        assert_eq!(
+            v["compacted_by_status"],
+            json!({"succeeded": 7, "failed": 2, "cancelled": 0})
+        );
+        assert_eq!(v["summaries"], 6);
+        assert_eq!(v["summaries_pruned"], 3);
+        assert_eq!(v["audit_bytes"], 3 << 20);
+        let old = metrics(&bare());
+        for k in [
+            "compacted_by_status",
+            "summaries",
+            "summaries_pruned",
+            "audit_bytes",
+        ] {
+            assert!(old.get(k).is_some_and(Value::is_null), "{k}: {old}");
+        }
+    }
+
+    #[test]
+    fn status_rows_show_retention_only_when_the_service_reports_it() {
+        assert_eq!(
+            retention_rows(&with_retention()),
+            vec![
+                ("compacted", "9: 7 succeeded, 2 failed".to_string()),
+                ("summaries", "6".to_string()),
+                ("summaries pruned", "3".to_string()),
+                ("audit log", "3.0 MiB".to_string()),
+            ]
+        );
+        assert!(retention_rows(&bare()).is_empty());
+        let none_yet = Metrics {
+            compacted_by_status: Some(vec![]),
+            ..with_retention()
+        };
+        assert_eq!(retention_rows(&none_yet)[0], ("compacted", "0".to_string()));
+    }
 }

@@ -353,6 +353,22 @@ fn should_report_status_list_and_show_the_manual_queue() {
     assert_eq!(s["healthy"], false);
     assert_eq!(s["recovery_paused"], false);
     assert_eq!(s["metrics"]["entries_by_status"]["manual_review"], 2);
+    // Retention is off in this network: nothing compacted, but the figures are reported.
+    assert_eq!(s["metrics"]["summaries"], 0);
+    assert_eq!(s["metrics"]["summaries_pruned"], 0);
+    assert!(s["metrics"]["compacted_by_status"].is_object(), "{s}");
+    assert!(s["metrics"]["audit_bytes"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(
+        field(&status.out, "summaries").as_deref(),
+        Some("0"),
+        "{}",
+        status.out
+    );
+    assert!(
+        field(&status.out, "audit log").is_some_and(|v| v.ends_with(" MiB")),
+        "{}",
+        status.out
+    );
     assert!(s["controller"].is_null());
     assert!(s["oldest_unresolved_age_ns"].as_u64().unwrap() > 0);
     // Public reads work anonymously.
@@ -748,6 +764,45 @@ fn should_get_and_set_the_configuration() {
     let got = n.admin(&["config", "get", "--json"]).ok().json();
     assert_eq!(got["config"]["max_attempts"], 9);
     assert_eq!(got["config"]["recovery_interval_ns"], 10_000_000_000u64);
+
+    // The summaries' period: null (the default) until set, shown both ways, and checked by the
+    // service (below one day: refused, nothing written).
+    assert!(got["config"]["summary_retention_ns"].is_null(), "{got}");
+    assert_eq!(
+        field(
+            &n.admin(&["config", "get"]).ok().out,
+            "summary_retention_ns"
+        )
+        .as_deref(),
+        Some("none (the service's default, 90 days)")
+    );
+    let short = n
+        .admin(&[
+            "config",
+            "set",
+            "--set",
+            "summary_retention_ns=1h",
+            "--reason",
+            "x",
+            "--json",
+        ])
+        .fails(3);
+    assert!(short.err.contains("summary_retention_ns"), "{}", short.err);
+    n.admin(&[
+        "config",
+        "set",
+        "--set",
+        "summary_retention_ns=30d",
+        "--reason",
+        "keep summaries a month",
+    ])
+    .ok();
+    let keep = n.admin(&["config", "get", "--json"]).ok().json();
+    assert_eq!(
+        keep["config"]["summary_retention_ns"],
+        30 * 86_400_000_000_000u64
+    );
+    let got = keep;
 
     // Round trip through a file: what `config get --json` prints is accepted back.
     let mut edited = got.clone();

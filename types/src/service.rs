@@ -55,6 +55,11 @@ pub struct ServiceConfig {
     /// idempotency and lock keys are kept for good, so a repeated request never pays twice.
     /// The manual queue and unresolved entries are never compacted.
     pub retention_ns: Option<u64>,
+    /// How long the summary of a compacted entry is kept after compaction, nanoseconds, within
+    /// [1 day, 100 years] (None = the default, 90 days). Once pruned, reading the entry answers
+    /// `Pruned`; its idempotency and lock keys are still kept. Has no effect while
+    /// `retention_ns` is None (nothing is compacted).
+    pub summary_retention_ns: Option<u64>,
     /// Per-caller cap on entries of any status (resolved ones count until compacted).
     pub max_entries_per_caller: u64,
     /// Per-caller cap on bytes of entries of any status.

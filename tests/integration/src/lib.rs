@@ -438,6 +438,7 @@ impl Setup {
             max_payload_bytes: opts.max_payload_bytes,
             approvals_required: opts.approvals_required,
             retention_ns: None,
+            summary_retention_ns: None,
             max_entries_per_caller: 100_000,
             max_bytes_per_caller: 64 << 20,
             stable_memory_limit_bytes: opts.stable_memory_limit_bytes.unwrap_or(4 << 30),
