@@ -167,6 +167,26 @@ fn answer<T>(rt: &FakeRuntime, fut: &mut Fut<'_, T>, reply: CallResult) -> std::
     FakeRuntime::poll_once(fut)
 }
 
+/// The journal's memories by layout offset (engine/src/storage.rs).
+const MEMORY_NAMES: [&str; 16] = [
+    "meta",
+    "entries",
+    "by_owner",
+    "by_status",
+    "due",
+    "locks",
+    "unresolved",
+    "owners",
+    "counters",
+    "audit_index",
+    "audit_data",
+    "approvals",
+    "claims",
+    "keys",
+    "owner_totals",
+    "summaries",
+];
+
 fn main() {
     let sizes: Vec<u64> = std::env::var("ICJ_BENCH_SIZES")
         .ok()
@@ -192,6 +212,8 @@ fn main() {
     let mut block = 0u64;
     let mut populated = 0u64;
     let samples = 200u64;
+    // Where P2's bytes go: each memory's growth per resolved entry between two sizes.
+    let mut previous: Option<(u64, Vec<u64>)> = None;
     println!("icjournal storage benchmark (release, VectorMemory behind a counting Memory; MemoryManager bucket overhead included)");
     for &n in &sizes {
         // Populate to n resolved transfers through the real flow (intent → reply → commit).
@@ -280,6 +302,22 @@ fn main() {
             1 + 8 + value_only,
             m.stable_memory_bytes as f64 / 1048576.0
         );
+        let bytes = journal.memory_bytes();
+        if let Some((n0, b0)) = &previous {
+            let d = (populated - n0) as f64;
+            let parts: Vec<String> = MEMORY_NAMES
+                .iter()
+                .zip(bytes.iter().zip(b0))
+                .filter(|(_, (b, b0))| b > b0)
+                .map(|(name, (b, b0))| format!("{name} {:.0}", (b - b0) as f64 / d))
+                .collect();
+            let total = (bytes.iter().sum::<u64>() - b0.iter().sum::<u64>()) as f64 / d;
+            println!(
+                "bytes per resolved entry by memory ({n0} -> {populated} entries): {total:.0} B = {}",
+                parts.join(", ")
+            );
+        }
+        previous = Some((populated, bytes));
         println!("per intent            : {}", intent.per(samples));
         println!("per result            : {}", result.per(half));
         println!("per recovery claim    : {}", claim.per(half));
