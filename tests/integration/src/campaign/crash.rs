@@ -161,17 +161,19 @@ pub fn first_manual(s: &Setup) -> Option<u64> {
     .map(|e| e.id)
 }
 
-pub fn admin_act(
-    s: &Setup,
-    id: u64,
-    action: AdminAction,
-) -> Result<icjournal_client::AdminResult, icjournal_client::ClientError> {
-    run(s.admin_client().admin_act(AdminRequest {
+pub fn admin_act(s: &Setup, id: u64, action: AdminAction) {
+    let _ = run(s.admin_client().admin_act(admin_request(id, action)));
+}
+
+/// What the campaign's operator sends: it acknowledges the risk the runbook accepts (it
+/// closes a transfer only once its deduplication window has closed).
+pub fn admin_request(id: u64, action: AdminAction) -> AdminRequest {
+    AdminRequest {
         entry_id: id,
         action,
         reason: "campaign operator".into(),
         acknowledge_risk: Some(true),
-    }))
+    }
 }
 
 // ------------------------------------------------------------------ the enumeration
@@ -222,7 +224,7 @@ pub fn flows() -> Vec<Flow> {
     let verb = |name: &'static str, action: AdminAction| {
         flow(name, false, manual_entry, move |s: &Setup| {
             if let Some(id) = first_manual(s) {
-                let _ = admin_act(s, id, action.clone());
+                admin_act(s, id, action.clone());
             }
         })
     };

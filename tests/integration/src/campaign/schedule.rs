@@ -18,7 +18,8 @@
 
 use super::check::{self, Observer};
 use super::crash::{
-    admin_act, exec_icrc1, exec_icrc2, payout, record_report, report, saga, submit_icrc2, tracked,
+    admin_request, exec_icrc1, exec_icrc2, payout, record_report, report, saga, submit_icrc2,
+    tracked,
 };
 use super::{stop_upgrade_start_payout, upgrade_payout, Options, Rng, ServiceWasm};
 use crate::{acct, run, user, Setup, DAY_NS, FEE, SECOND};
@@ -475,7 +476,10 @@ impl Run<'_> {
         };
         // A typed refusal can be right (the entry changed while its evidence was read); a
         // trap or an undecodable reply never is.
-        match admin_act(s, id, action.clone()) {
+        match run(s
+            .admin_client()
+            .admin_act(admin_request(id, action.clone())))
+        {
             Ok(_) | Err(ClientError::Service(_)) => {}
             Err(e) => self.violation(format!("runbook {action:?} on manual entry {id}: {e:?}")),
         }
