@@ -162,12 +162,18 @@ pub fn first_manual(s: &Setup) -> Option<u64> {
 }
 
 pub fn admin_act(s: &Setup, id: u64, action: AdminAction) {
-    let _ = run(s.admin_client().admin_act(AdminRequest {
+    let _ = run(s.admin_client().admin_act(admin_request(id, action)));
+}
+
+/// What the campaign's operator sends: it acknowledges the risk the runbook accepts (it
+/// closes a transfer only once its deduplication window has closed).
+pub fn admin_request(id: u64, action: AdminAction) -> AdminRequest {
+    AdminRequest {
         entry_id: id,
         action,
         reason: "campaign operator".into(),
         acknowledge_risk: Some(true),
-    }));
+    }
 }
 
 // ------------------------------------------------------------------ the enumeration

@@ -4,19 +4,33 @@
 //! all six reject codes before delivery, lost responses after execution, forced ledger
 //! replies, traps in callbacks before and after the result is journaled, upgrades with and
 //! without stop at a chosen message, time jumps past the deduplication window, ledger and
-//! archive outages, fee changes, forged memos, and operator verbs at random moments. After
-//! every step the journal is observed (I3, I4); at the end recovery finishes and every
-//! invariant is checked. A failing seed is replayed by one command (`replay_command`).
+//! archive outages, fee changes, forged memos, and an operator at random moments (step kind
+//! 14, `Run::operator`): the runbook on the manual queue's head when it has one, pause or
+//! resume of recovery, a runtime tunable (recovery batch, recovery interval, attempts before
+//! the manual queue) changed and set back, an admin verb on an entry outside the manual queue
+//! (it must be refused with the typed error and change neither the entry nor the audit log),
+//! or a small read. After every step the journal is observed (I3, I4). At the end recovery is
+//! resumed and the config set back (as the fee is) and recovery finishes; the manual queue,
+//! rarely non-empty during the steps, then holds entries in about one schedule of eight, and
+//! an operator resolves each by the same runbook (what is retried gets recovery once more);
+//! every invariant is checked. The report counts each kind of verb. A failing seed is
+//! replayed by one command (`replay_command`).
 
 use super::check::{self, Observer};
 use super::crash::{
-    admin_act, exec_icrc1, exec_icrc2, payout, record_report, report, saga, submit_icrc2, tracked,
+    admin_request, exec_icrc1, exec_icrc2, payout, record_report, report, saga, submit_icrc2,
+    tracked,
 };
 use super::{stop_upgrade_start_payout, upgrade_payout, Options, Rng, ServiceWasm};
 use crate::{acct, run, user, Setup, DAY_NS, FEE, SECOND};
 use candid::{Nat, Principal};
 use ic_sim::{RejectCode, RejectWhen, SimSnapshot};
-use icjournal::{AdminAction, Executor, Intent};
+use icjournal::{
+    AdminAction, AdminRequest, Executor, Intent, JournalError, ListFilter, PageRequest, Status,
+};
+use icjournal_client::{
+    AdminListArgs, AuditArgs, ClientError, ServiceConfig, ServiceError, SetConfigArgs,
+};
 use icrc_ledger_types::icrc1::transfer::{Memo, TransferArg, TransferError};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -41,6 +55,30 @@ const REPLIES: [&str; 6] = [
 ];
 const TRAPS: [&str; 3] = ["none", "before result journaled", "after result journaled"];
 const UPGRADES: [&str; 3] = ["none", "upgrade", "stop+upgrade"];
+/// The operator verbs (step kind 14, the drain after recovery, the final settle's resume and
+/// config restore), in `Matrix::operator` order.
+const OPERATOR: [&str; 7] = [
+    "manual-queue resolutions",
+    "resolutions after recovery",
+    "pauses",
+    "resumes",
+    "config changes",
+    "refused verbs",
+    "reads",
+];
+const RESOLVE: usize = 0;
+const DRAINED: usize = 1;
+const PAUSE: usize = 2;
+const RESUME: usize = 3;
+const CONFIG: usize = 4;
+const REFUSED: usize = 5;
+const READ: usize = 6;
+/// Runtime tunables an operator changes and values they take (all valid): the batch a
+/// recovery pass examines, the timer period, and the attempts before the manual queue (a low
+/// one fills the queue the resolutions then work on).
+const BATCH_SIZES: [u32; 4] = [1, 3, 10, 200];
+const INTERVALS_S: [u64; 4] = [1, 2, 30, 120];
+const MAX_ATTEMPTS: [u32; 3] = [1, 2, 8];
 
 /// Which fault combinations the schedules injected into a transfer.
 #[derive(Default, Clone)]
@@ -50,7 +88,11 @@ pub struct Matrix {
     pub window_jumps: u64,
     pub outages: u64,
     pub fee_changes: u64,
+    /// Calls to the operator endpoints: step kind 14, plus the resume and the config restore
+    /// the final settle makes when a schedule left recovery paused or the config changed.
     pub admin_verbs: u64,
+    /// `admin_verbs` per kind (`OPERATOR`).
+    pub operator: [u64; 7],
     pub forged_memos: u64,
     /// Seconds spent restoring, running steps, settling, checking.
     pub timing: [f64; 4],
@@ -70,6 +112,9 @@ impl Matrix {
         self.outages += o.outages;
         self.fee_changes += o.fee_changes;
         self.admin_verbs += o.admin_verbs;
+        for i in 0..OPERATOR.len() {
+            self.operator[i] += o.operator[i];
+        }
         self.forged_memos += o.forged_memos;
         for i in 0..4 {
             self.timing[i] += o.timing[i];
@@ -114,6 +159,12 @@ impl Matrix {
             self.admin_verbs,
             self.forged_memos
         );
+        let kinds: Vec<String> = OPERATOR
+            .iter()
+            .zip(self.operator)
+            .map(|(n, c)| format!("{c} {n}"))
+            .collect();
+        out += &format!("\n  operator verbs: {}", kinds.join(", "));
         out += &format!(
             "\n  time: restore {:.1}s, steps {:.1}s, recovery {:.1}s, checks {:.1}s",
             self.timing[0], self.timing[1], self.timing[2], self.timing[3]
@@ -147,6 +198,21 @@ struct Run<'a> {
     records: Vec<(Principal, u64)>,
     ids: Vec<u64>,
     fee_changed: bool,
+    /// Recovery paused by an operator and not resumed yet.
+    paused: bool,
+    /// The config the service must have: the first read, then what the operators set.
+    config: Option<ServiceConfig>,
+    /// The config before an operator changed a tunable (set back by the next change or the
+    /// final settle).
+    config_before: Option<ServiceConfig>,
+    /// What the operator verbs found wrong.
+    violations: Vec<String>,
+}
+
+/// A value of `xs` other than `current` (`xs` has at least two values).
+fn other<T: Copy + PartialEq>(rng: &mut Rng, xs: &[T], current: T) -> T {
+    let rest: Vec<T> = xs.iter().copied().filter(|x| *x != current).collect();
+    *rng.pick(&rest)
 }
 
 impl Run<'_> {
@@ -349,16 +415,45 @@ impl Run<'_> {
         }
     }
 
-    /// An operator acts on the first entry in the manual queue, as the runbook says: a transfer
-    /// found on the ledger is resolved as succeeded at its block; one not found is retried, or
-    /// closed (failed / cancelled) once its deduplication window has closed (it can no longer
-    /// execute); anything else is retried.
+    /// An operator at work while flows run. A non-empty manual queue comes first (its head is
+    /// resolved by the runbook, most of the time); otherwise, or else, one of what operators
+    /// do besides: pause or resume recovery, change a runtime tunable or set it back, try a
+    /// verb on an entry outside the manual queue (which must be refused and change nothing),
+    /// or read (small pages only: a read here is a step's cost, not a check's).
     fn operator(&mut self) {
-        let s = self.s;
-        let Some(id) = super::crash::first_manual(s) else {
-            return;
-        };
+        if let Some(id) = super::crash::first_manual(self.s) {
+            if self.rng.chance(70) {
+                self.resolve(id, RESOLVE);
+                return;
+            }
+        }
+        match self.rng.below(4) {
+            0 => {
+                self.config_view();
+                self.set_paused(!self.paused);
+            }
+            1 => self.tune(),
+            2 => self.refused_verb(),
+            _ => self.read(),
+        }
+    }
+
+    fn count(&mut self, kind: usize) {
         self.matrix.admin_verbs += 1;
+        self.matrix.operator[kind] += 1;
+    }
+
+    fn violation(&mut self, v: String) {
+        self.violations.push(format!("operator: {v}"));
+    }
+
+    /// The runbook on a manual-queue entry: a transfer found on the ledger is resolved as
+    /// succeeded at its block; one not found is retried, or closed (failed / cancelled) once
+    /// its deduplication window has closed (it can no longer execute); anything else is
+    /// retried.
+    fn resolve(&mut self, id: u64, kind: usize) {
+        let s = self.s;
+        self.count(kind);
         let e = s.service_entry(id);
         let action = match &e.intent {
             Intent::Transfer(t) => {
@@ -384,7 +479,252 @@ impl Run<'_> {
             }
             _ => AdminAction::Retry,
         };
-        admin_act(s, id, action);
+        // A typed refusal can be right (the entry changed while its evidence was read); a
+        // trap or an undecodable reply never is.
+        match run(s
+            .admin_client()
+            .admin_act(admin_request(id, action.clone())))
+        {
+            Ok(_) | Err(ClientError::Service(_)) => {}
+            Err(e) => self.violation(format!("runbook {action:?} on manual entry {id}: {e:?}")),
+        }
+    }
+
+    /// Every entry recovery left in the manual queue, resolved by the runbook. Returns whether
+    /// there was any.
+    fn drain(&mut self) -> bool {
+        let queue = self.s.service_manual_queue();
+        for e in &queue {
+            self.resolve(e.id, DRAINED);
+        }
+        !queue.is_empty()
+    }
+
+    /// What the service says its operator settings are; they must be what the operators set,
+    /// upgrades in between or not (both are persisted). The first read is the baseline.
+    fn config_view(&mut self) -> Option<ServiceConfig> {
+        match run(self.s.admin_client().get_config()) {
+            Ok(v) => {
+                if v.recovery_paused != self.paused {
+                    self.violation(format!(
+                        "get_config says recovery_paused {} but the operators left it {}",
+                        v.recovery_paused, self.paused
+                    ));
+                }
+                match &self.config {
+                    Some(c) if *c != v.config => self.violation(format!(
+                        "get_config answers {:?}, not the config the operators set ({c:?})",
+                        v.config
+                    )),
+                    Some(_) => {}
+                    None => self.config = Some(v.config.clone()),
+                }
+                Some(v.config)
+            }
+            Err(e) => {
+                self.violation(format!("get_config failed: {e:?}"));
+                None
+            }
+        }
+    }
+
+    fn set_paused(&mut self, paused: bool) {
+        let c = self.s.admin_client();
+        let (kind, r) = if paused {
+            (PAUSE, run(c.pause_recovery("campaign operator".into())))
+        } else {
+            (RESUME, run(c.resume_recovery("campaign operator".into())))
+        };
+        self.count(kind);
+        match r {
+            Ok(()) => self.paused = paused,
+            Err(e) => self.violation(format!("pause/resume ({paused}) failed: {e:?}")),
+        }
+    }
+
+    /// Change one runtime tunable to another valid value, or set back the one changed before.
+    fn tune(&mut self) {
+        let Some(current) = self.config_view() else {
+            return;
+        };
+        let next = match self.config_before.take() {
+            Some(before) => before,
+            None => {
+                let mut c = current.clone();
+                match self.rng.below(3) {
+                    0 => {
+                        c.recovery_batch_size =
+                            other(&mut self.rng, &BATCH_SIZES, c.recovery_batch_size)
+                    }
+                    1 => {
+                        let s = other(&mut self.rng, &INTERVALS_S, c.recovery_interval_ns / SECOND);
+                        c.recovery_interval_ns = s * SECOND;
+                    }
+                    _ => c.max_attempts = other(&mut self.rng, &MAX_ATTEMPTS, c.max_attempts),
+                }
+                self.config_before = Some(current);
+                c
+            }
+        };
+        self.set_config(next);
+    }
+
+    fn set_config(&mut self, config: ServiceConfig) {
+        self.count(CONFIG);
+        let r = run(self.s.admin_client().set_config(SetConfigArgs {
+            config: config.clone(),
+            reason: "campaign operator".into(),
+        }));
+        match r {
+            Ok(()) => self.config = Some(config),
+            Err(e) => {
+                self.violation(format!("set_config of a valid config failed: {e:?}"));
+                // Nothing changed: nothing to set back.
+                self.config_before = None;
+            }
+        }
+    }
+
+    /// An admin verb on an entry outside the manual queue (or on no entry): the service must
+    /// answer the typed error a read of the entry predicts and change nothing, neither the
+    /// entry nor the audit log.
+    fn refused_verb(&mut self) {
+        let s = self.s;
+        // Nothing in flight may move the entry between the two reads: any change is the verb's.
+        s.tick();
+        let c = s.admin_client();
+        let m = s.service_metrics();
+        let id = self.rng.below(m.entries_total + 2);
+        let before = run(c.admin_get_entry(id));
+        if before
+            .as_ref()
+            .is_ok_and(|e| e.status == Status::ManualReview)
+        {
+            self.resolve(id, RESOLVE);
+            return;
+        }
+        let action = match self.rng.below(5) {
+            0 => AdminAction::Retry,
+            1 => AdminAction::ResolveFailed,
+            2 => AdminAction::Cancel,
+            3 => AdminAction::Compensate,
+            _ => AdminAction::ResolveSucceeded {
+                block_index: Some(self.rng.below(100)),
+            },
+        };
+        let ack = self.rng.chance(50);
+        self.count(REFUSED);
+        let reply = run(c.admin_act(AdminRequest {
+            entry_id: id,
+            action: action.clone(),
+            reason: "campaign operator".into(),
+            acknowledge_risk: Some(ack),
+        }));
+        let expected = match &before {
+            Ok(e) => ClientError::Service(ServiceError::Journal(JournalError::NotInManualReview {
+                entry_id: id,
+                status: e.status,
+            })),
+            Err(e) => e.clone(),
+        };
+        let what = match &before {
+            Ok(e) => format!("{action:?} on entry {id} ({:?})", e.status),
+            Err(_) => format!("{action:?} on entry {id} (none)"),
+        };
+        match reply {
+            Err(e) if e == expected => {}
+            other => self.violation(format!(
+                "{what}: answered {other:?}, expected Err({expected:?})"
+            )),
+        }
+        let after = run(c.admin_get_entry(id));
+        if after != before {
+            self.violation(format!(
+                "{what} was refused but the entry changed: {before:?} -> {after:?}"
+            ));
+        }
+        let audit = s.service_metrics().audit_records;
+        if audit != m.audit_records {
+            self.violation(format!(
+                "{what} was refused but the audit log grew from {} to {audit} records",
+                m.audit_records
+            ));
+        }
+    }
+
+    /// A read an operator makes while flows run, checked for the shape its request asks for.
+    fn read(&mut self) {
+        self.count(READ);
+        let c = self.s.admin_client();
+        let limit = 1 + self.rng.below(5) as u32;
+        match self.rng.below(3) {
+            0 => {
+                let status = *self.rng.pick(&[
+                    Status::ManualReview,
+                    Status::Unknown,
+                    Status::Pending,
+                    Status::Succeeded,
+                    Status::Failed,
+                ]);
+                match run(c.admin_list(AdminListArgs {
+                    filter: ListFilter {
+                        status: Some(status),
+                        ..Default::default()
+                    },
+                    page: PageRequest {
+                        start_after: None,
+                        limit,
+                    },
+                })) {
+                    Ok(p) => {
+                        let ordered = p.items.windows(2).all(|w| w[0].id < w[1].id);
+                        if p.items.len() > limit as usize
+                            || !ordered
+                            || p.items.iter().any(|e| e.status != status)
+                        {
+                            self.violation(format!(
+                                "admin_list of {limit} {status:?} entries answered {:?}",
+                                p.items.iter().map(|e| (e.id, e.status)).collect::<Vec<_>>()
+                            ));
+                        }
+                    }
+                    Err(e) => self.violation(format!("admin_list failed: {e:?}")),
+                }
+            }
+            1 => {
+                let start_seq = self.rng.below(40);
+                match run(c.admin_audit(AuditArgs { start_seq, limit })) {
+                    Ok(rs) => {
+                        let ordered = rs.windows(2).all(|w| w[0].seq < w[1].seq);
+                        if rs.len() > limit as usize
+                            || !ordered
+                            || rs.iter().any(|r| r.seq < start_seq)
+                        {
+                            self.violation(format!(
+                                "admin_audit from {start_seq} (limit {limit}) answered seqs {:?}",
+                                rs.iter().map(|r| r.seq).collect::<Vec<_>>()
+                            ));
+                        }
+                    }
+                    Err(e) => self.violation(format!("admin_audit failed: {e:?}")),
+                }
+            }
+            _ => {
+                self.config_view();
+            }
+        }
+    }
+
+    /// Before the final settle: recovery resumed and the config set back, as an operator
+    /// would once the incident is over. Without the resume, entries left unresolved by a
+    /// paused recovery would be the harness's doing, not the product's (I2).
+    fn heal(&mut self) {
+        if self.paused {
+            self.set_paused(false);
+        }
+        if let Some(before) = self.config_before.take() {
+            self.set_config(before);
+        }
     }
 
     /// Someone else sends a transfer carrying the memo of one of the service's entries: the
@@ -467,6 +807,10 @@ fn run_one_unguarded(
         records: vec![],
         ids: vec![],
         fee_changed: false,
+        paused: false,
+        config: None,
+        config_before: None,
+        violations: vec![],
     };
     let mut obs = Observer::default();
     let t1 = Instant::now();
@@ -499,11 +843,20 @@ fn run_one_unguarded(
     if r.fee_changed {
         s.set_fee(FEE);
     }
+    r.heal();
     check::settle(s, 4 * 24 * 3600);
     obs.observe(s);
+    // The manual queue is rarely non-empty while the steps run; it is after recovery ran out
+    // in about one schedule of eight. The incident over, an operator works through it by the
+    // runbook; what they retry gets recovery once more before the checks.
+    if r.drain() {
+        check::settle(s, 4 * 24 * 3600);
+        obs.observe(s);
+    }
     let t3 = Instant::now();
     let w3 = work(s);
     let mut v = check::check(s, Some(&obs));
+    v.append(&mut r.violations);
     v.extend(harness);
     let t4 = Instant::now();
     if std::env::var("CAMPAIGN_PROFILE").is_ok() {
