@@ -327,13 +327,17 @@ pub fn run_campaign(opts: &Options) -> Summary {
         sum.violations
             .extend(r.violations.iter().map(|v| format!("fuzz: {v}")));
         sum.notes.push(format!(
-            "fuzz: {} execs ({} raw, {} structured) over {} endpoints in {:.1}s; replies {}",
+            "fuzz: {} execs ({} raw, {} structured) over {} endpoints in {:.1}s; replies {}; \
+             {} errors reporting a journaled payout's outcome (state changed by design), {} \
+             failed calls not checked for state changes (a timer ran during them)",
             r.execs,
             r.raw,
             r.structured,
             r.endpoints,
             t.elapsed().as_secs_f64(),
-            r.outcomes
+            r.outcomes,
+            r.journaled_errors,
+            r.unattributed
         ));
     }
     if opts.load {
