@@ -73,17 +73,22 @@ fn should_count_a_schedule_whose_checks_panic_as_a_violation_with_its_replay_com
     );
 }
 
-/// Every seed the first long run (10,000 schedules from seed 1,000,001) failed on. All 17
-/// upgraded the service or the payout canister between two messages without stopping it: 15
-/// then trapped with "out of bounds memory access" (a callback of the old module run in the new
-/// one corrupted the heap) and 2 left entries `Unknown` / a saga `Pending` because the
-/// corrupted heap made every recovery tick trap. Now the upgrade is refused and the run's
-/// invariants hold.
+/// Every seed a long run failed on.
+/// - The first (10,000 schedules from seed 1,000,001): 17 seeds, all of which upgraded the
+///   service or the payout canister between two messages without stopping it: 15 then trapped
+///   with "out of bounds memory access" (a callback of the old module run in the new one
+///   corrupted the heap) and 2 left entries `Unknown` / a saga `Pending` because the corrupted
+///   heap made every recovery tick trap. Now the upgrade is refused.
+/// - The second (25,000 from seed 2,000,001): 2 seeds left a transfer `Unknown` for good. Two
+///   stopped upgrades fell two messages apart and the simulator ran the second one's hook
+///   between the first one's `pre_upgrade` and `post_upgrade` (trace: pre, pre, post, post),
+///   which the IC never does (`install_code` is atomic); the journal's counters then said 4
+///   statuses for 2 entries. Hooks no longer run inside `install_code`.
 #[test]
 fn should_hold_the_invariants_on_every_seed_the_long_campaign_failed() {
-    const SEEDS: [u64; 17] = [
+    const SEEDS: [u64; 19] = [
         1000748, 1000855, 1001171, 1001341, 1001994, 1002370, 1002610, 1003037, 1003980, 1004693,
-        1004901, 1005306, 1005761, 1005950, 1006301, 1009595, 1009988,
+        1004901, 1005306, 1005761, 1005950, 1006301, 1009595, 1009988, 2008645, 2015850,
     ];
     let s = campaign::base_setup(campaign::BASE_SEED);
     let base = s.sim().snapshot();

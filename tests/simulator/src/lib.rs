@@ -2339,7 +2339,17 @@ impl Simulator {
         mut msg: MsgState,
         ctx_id: Option<u64>,
     ) -> Exec {
-        self.run_hooks();
+        // `install_code` is atomic on the IC (start, init or pre_upgrade + post_upgrade in one
+        // execution): a hook due inside it runs at the next message instead.
+        if !matches!(
+            kind,
+            MessageKind::Start
+                | MessageKind::Init
+                | MessageKind::PreUpgrade
+                | MessageKind::PostUpgrade
+        ) {
+            self.run_hooks();
+        }
         let index = self.message_counter;
         self.message_counter += 1;
         let method = match (&entry, kind) {

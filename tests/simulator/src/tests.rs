@@ -2024,3 +2024,38 @@ fn should_give_the_cleanup_the_call_context_counter_without_the_trapped_callback
         mine.iter().map(|r| r.instructions).collect::<Vec<_>>()
     );
 }
+
+/// `install_code` is one atomic operation on the IC: nothing runs between `pre_upgrade` and
+/// `post_upgrade`. A hook due at the message index that falls between them (the campaign's long
+/// run scheduled two upgrades two messages apart) runs after the upgrade, not inside it.
+#[test]
+fn hooks_never_run_inside_an_upgrade() {
+    let mut sim = Simulator::new();
+    let b = cdk_canister(&mut sim);
+    upd(&mut sim, b, "inc");
+    let next = sim.message_count();
+    // Message `next` is b's pre_upgrade, `next + 1` its post_upgrade.
+    sim.before_message(next + 1, move |s| {
+        s.upgrade_canister(b, cdk_wasm(), encode_one(None::<u64>).unwrap(), None)
+            .unwrap()
+    });
+    sim.upgrade_canister(b, cdk_wasm(), encode_one(None::<u64>).unwrap(), None)
+        .unwrap();
+    let kinds: Vec<MessageKind> = sim.trace()[next as usize..]
+        .iter()
+        .filter(|t| t.canister == b)
+        .map(|t| t.kind)
+        .collect();
+    assert_eq!(
+        &kinds[..2],
+        &[MessageKind::PreUpgrade, MessageKind::PostUpgrade],
+        "{kinds:?}"
+    );
+    // The hook runs at the next message.
+    assert_eq!(upd(&mut sim, b, "inc"), 2);
+    let upgrades = sim.trace()[next as usize..]
+        .iter()
+        .filter(|t| t.kind == MessageKind::PostUpgrade)
+        .count();
+    assert_eq!(upgrades, 2);
+}
