@@ -444,6 +444,12 @@ impl Run<'_> {
     }
 
     fn violation(&mut self, v: String) {
+        // A stop+upgrade hook may be stopping the service while the operator calls it: the
+        // system rejects the call ("Canister ... is stopping"), as the IC does, and nothing
+        // reached the canister (6,000 schedules from seed 3,000,001: seed 3003657).
+        if v.contains(" is stopping\"") || v.contains(" is stopped\"") {
+            return;
+        }
         self.violations.push(format!("operator: {v}"));
     }
 
