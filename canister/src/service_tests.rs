@@ -142,6 +142,30 @@ fn ledger_ok(block: u64) -> impl FnMut(&PendingCall) -> icjournal::CallResult {
     }
 }
 
+/// Advance the clock and run the timers that are due (the recovery tick, retention included).
+fn tick_after(w: &World, ns: u64) {
+    w.rt.advance(ns);
+    for t in w.rt.take_due_timers() {
+        w.rt.run(t, |_| Ok(candid::encode_args(()).unwrap()));
+    }
+}
+
+/// Alice reports her record `id` succeeded (no block).
+fn report_succeeded(w: &World, id: u64) {
+    w.svc
+        .report_result(
+            &alice(),
+            ReportResultArgs {
+                entry_id: id,
+                result: ReportedResult::Succeeded {
+                    block_index: None,
+                    reply: vec![],
+                },
+            },
+        )
+        .unwrap();
+}
+
 fn journal_err(e: JournalError) -> Result<u64, ServiceError> {
     Err(ServiceError::Journal(e))
 }
@@ -1096,23 +1120,9 @@ fn should_compact_resolved_entries_after_retention_and_answer_them_by_summary() 
         idempotency_key: Some("once".into()),
     };
     let id = w.svc.record_intent(&alice(), args.clone()).unwrap();
-    w.svc
-        .report_result(
-            &alice(),
-            ReportResultArgs {
-                entry_id: id,
-                result: ReportedResult::Succeeded {
-                    block_index: None,
-                    reply: vec![],
-                },
-            },
-        )
-        .unwrap();
+    report_succeeded(&w, id);
     w.svc.start_recovery_timer();
-    w.rt.advance(3 * DAY);
-    for t in w.rt.take_due_timers() {
-        w.rt.run(t, |_| Ok(candid::encode_args(()).unwrap()));
-    }
+    tick_after(&w, 3 * DAY);
     let compacted = |r: ServiceResult<_>| match r {
         Err(ServiceError::Journal(JournalError::Compacted { entry })) => entry,
         other => panic!("{other:?}"),
@@ -1130,14 +1140,6 @@ fn should_compact_resolved_entries_after_retention_and_answer_them_by_summary() 
     assert_eq!(m.summaries, Some(1));
 }
 
-/// Advance the clock and run the timers that are due (the recovery tick, retention included).
-fn tick_after(w: &World, ns: u64) {
-    w.rt.advance(ns);
-    for t in w.rt.take_due_timers() {
-        w.rt.run(t, |_| Ok(candid::encode_args(()).unwrap()));
-    }
-}
-
 /// `summary_retention_ns` reaches the engine: a summary is pruned once the configured period
 /// (2 days, not the default 90) has passed since compaction, and not before.
 #[test]
@@ -1148,18 +1150,7 @@ fn should_prune_summaries_after_the_configured_summary_retention() {
         ..config()
     });
     let id = record(&w, &alice(), None).unwrap();
-    w.svc
-        .report_result(
-            &alice(),
-            ReportResultArgs {
-                entry_id: id,
-                result: ReportedResult::Succeeded {
-                    block_index: None,
-                    reply: vec![],
-                },
-            },
-        )
-        .unwrap();
+    report_succeeded(&w, id);
     w.svc.start_recovery_timer();
     let minute = 60 * 1_000_000_000;
     tick_after(&w, DAY + minute);
