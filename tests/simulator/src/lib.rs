@@ -559,6 +559,8 @@ struct Exec {
     instructions: u64,
     accepted: bool,
     cycles_left: u128,
+    /// Stable writes of a committed `PreUpgrade`, oldest first (empty for other kinds).
+    stable_undo: Vec<StableUndo>,
 }
 
 enum Entry {
@@ -1285,7 +1287,10 @@ impl Simulator {
         } else {
             None
         };
-        let old_stable = self.canisters[&canister].store.data().stable.clone();
+        // Stable memory is not copied (it holds every memory of a MemoryManager: tens of MiB):
+        // a failed upgrade undoes pre_upgrade's committed writes (post_upgrade's own are rolled
+        // back with its trap); a failed install or reinstall puts the old memory back.
+        let mut pre_upgrade_undo = Vec::new();
         // pre_upgrade and post_upgrade (or init) share one install_code budget.
         let mut install_budget = self.limits.install;
         if upgrade && !skip_pre_upgrade {
@@ -1311,6 +1316,7 @@ impl Simulator {
                     });
                 }
                 install_budget -= ex.instructions;
+                pre_upgrade_undo = ex.stable_undo;
             }
         }
         // Fresh store with the system state carried over.
@@ -1320,8 +1326,9 @@ impl Simulator {
         let old_inst = can.inst.take();
         let mut ctx = old_store.into_data();
         let saved_sys = ctx.sys.clone();
+        let mut replaced_stable = None;
         if !upgrade {
-            ctx.stable.clear();
+            replaced_stable = Some(std::mem::take(&mut ctx.stable));
             ctx.sys.certified_data.clear();
             // Stable memory starts over: no page generation or restore holds any more.
             self.gen += 1;
@@ -1339,7 +1346,7 @@ impl Simulator {
                 let can = self.canisters.get_mut(&canister).unwrap();
                 let mut ctx = store.into_data();
                 ctx.sys = saved_sys;
-                ctx.stable = old_stable;
+                restore_stable(&mut ctx.stable, replaced_stable, pre_upgrade_undo);
                 can.store = new_store(ctx);
                 can.inst = None;
                 can.heap = None;
@@ -1382,7 +1389,7 @@ impl Simulator {
                 let placeholder = new_store(blank_ctx(self.subnet));
                 let mut ctx = std::mem::replace(&mut can.store, placeholder).into_data();
                 ctx.sys = saved_sys;
-                ctx.stable = old_stable;
+                restore_stable(&mut ctx.stable, replaced_stable, pre_upgrade_undo);
                 can.store = new_store(ctx);
                 if let (Some(old), Some(snap)) = (old_inst, old_snapshot) {
                     self.reinstate(canister, old.compiled.clone(), old.module_hash, &snap, None);
@@ -2439,7 +2446,7 @@ impl Simulator {
         };
         let left = can.store.get_fuel().unwrap_or(0);
         let instructions = limit - left;
-        let msg = std::mem::replace(
+        let mut msg = std::mem::replace(
             &mut can.store.data_mut().msg,
             MsgState::new(MessageKind::Start),
         );
@@ -2462,15 +2469,10 @@ impl Simulator {
         let mut sys_cycles_left = msg.cycles_available;
         if discard {
             // Roll back heap, globals, system state and stable memory.
-            for u in msg.stable_undo.into_iter().rev() {
-                let stable = &mut can.store.data_mut().stable;
-                match u {
-                    StableUndo::Write(off, old) => {
-                        stable[off as usize..off as usize + old.len()].copy_from_slice(&old)
-                    }
-                    StableUndo::Grow(len) => stable.truncate(len),
-                }
-            }
+            undo_stable(
+                &mut can.store.data_mut().stable,
+                std::mem::take(&mut msg.stable_undo),
+            );
             let rolled_back = match (inst.memory, can.heap.as_mut()) {
                 (Some(m), Some(h)) => h.rollback(dirty::Mapping {
                     ptr: m.data_ptr(&can.store),
@@ -2561,6 +2563,7 @@ impl Simulator {
                 instructions,
                 accepted: false,
                 cycles_left: sys_cycles_left,
+                stable_undo: Vec::new(),
             };
         }
         Exec {
@@ -2570,6 +2573,13 @@ impl Simulator {
             instructions,
             accepted: msg.accepted,
             cycles_left: sys_cycles_left,
+            // Only an upgrade needs it after the message: to undo a committed pre_upgrade when
+            // the rest of install_code fails, without copying the whole stable memory first.
+            stable_undo: if matches!(kind, MessageKind::PreUpgrade) {
+                msg.stable_undo
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -2722,6 +2732,27 @@ fn mark_stable(can: &mut Canister, undo: &[StableUndo], gen: u64) {
                     *g = gen;
                 }
             }
+        }
+    }
+}
+
+/// Stable memory as it was before a failed install_code: the memory an install replaced, or
+/// the current one with pre_upgrade's writes undone.
+fn restore_stable(stable: &mut Vec<u8>, replaced: Option<Vec<u8>>, pre_upgrade: Vec<StableUndo>) {
+    match replaced {
+        Some(old) => *stable = old,
+        None => undo_stable(stable, pre_upgrade),
+    }
+}
+
+/// Undo stable writes, newest first.
+fn undo_stable(stable: &mut Vec<u8>, undo: Vec<StableUndo>) {
+    for u in undo.into_iter().rev() {
+        match u {
+            StableUndo::Write(off, old) => {
+                stable[off as usize..off as usize + old.len()].copy_from_slice(&old)
+            }
+            StableUndo::Grow(len) => stable.truncate(len),
         }
     }
 }

@@ -560,6 +560,29 @@ fn upgrade_keeps_stable_memory_and_deactivates_timer() {
 }
 
 #[test]
+fn failed_upgrade_undoes_pre_upgrades_overwrites_of_stable_memory() {
+    let mut sim = Simulator::new();
+    let c = cdk_canister(&mut sim);
+    upd(&mut sim, c, "inc");
+    // A first upgrade leaves counter 1 at offset 0; the data at offset 8 follows.
+    sim.upgrade_canister(c, cdk_wasm(), encode_one(None::<u64>).unwrap(), None)
+        .unwrap();
+    stable_put(&mut sim, c, b"kept");
+    upd(&mut sim, c, "inc");
+    upd(&mut sim, c, "inc");
+    let before = sim.stable_memory(c).unwrap().to_vec();
+    assert_eq!(before[..8], 1u64.to_le_bytes());
+    let bad = wat(
+        r#"(module (import "ic0" "trap" (func $t (param i32 i32))) (memory 1)
+        (func (export "canister_post_upgrade") (call $t (i32.const 0) (i32.const 0))))"#,
+    );
+    // pre_upgrade overwrites offset 0 with 3 and commits; post_upgrade traps.
+    sim.upgrade_canister(c, bad, vec![], None).unwrap_err();
+    assert_eq!(sim.stable_memory(c).unwrap(), &before[..], "stable memory as before");
+    assert_eq!(qry(&mut sim, c, "get"), 3);
+}
+
+#[test]
 fn failed_upgrade_rolls_back_everything() {
     let mut sim = Simulator::new();
     let c = cdk_canister(&mut sim);
