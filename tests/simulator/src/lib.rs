@@ -1826,11 +1826,14 @@ impl Simulator {
 
     /// Execute at most one message. Returns false when nothing is runnable.
     pub fn step(&mut self) -> bool {
+        let before = self.message_counter;
         self.run_hooks();
         self.expire_deadlines();
         let tasks = self.runnable();
         if tasks.is_empty() {
-            return false;
+            // A hook may have run the system itself (a stop waits for call contexts to close)
+            // and finished what the caller waits for: that was progress, not idleness.
+            return self.message_counter != before;
         }
         let pick = match &mut self.scheduler {
             None => 0,

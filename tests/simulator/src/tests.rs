@@ -793,6 +793,24 @@ fn hooks_stop_and_advance_time_between_messages() {
     assert_eq!(decode_one::<u64>(&r.unwrap()).unwrap(), 2);
 }
 
+/// A hook that runs the system itself (as a stop does, waiting for call contexts to close) may
+/// finish the very message being awaited and leave nothing queued: the wait must see the
+/// response, not report an idle system (long campaign, seed 4006354: a stop-upgrade-start
+/// inside another one restarted the canister, the outer stop ran everything to the end).
+#[test]
+fn await_call_sees_a_response_a_hook_produced() {
+    let mut sim = Simulator::new();
+    let a = cdk_canister(&mut sim);
+    let b = cdk_canister(&mut sim);
+    let next = sim.message_count();
+    sim.before_message(next + 1, |s| while s.step() {});
+    let r = decode_call(
+        sim.update_call(a, user(), "call", call_arg(b, "inc", None))
+            .unwrap(),
+    );
+    assert_eq!(decode_one::<u64>(&r.unwrap()).unwrap(), 1);
+}
+
 /// Run a scenario once to record its trap points, then re-run it with a trap injected at every
 /// point and check an invariant: the caller's view agrees with the callee's state.
 #[test]
