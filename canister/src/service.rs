@@ -446,7 +446,7 @@ impl<R: Runtime, M: Memory + Clone + 'static> Service<R, M> {
     pub async fn execute_saga(&self, ctx: &Ctx, req: SagaRequest) -> ServiceResult<FlowResult> {
         match self.start_saga(ctx, req)? {
             Journaled::New(id, slot) => {
-                let r = self.journal.run_saga(id).await;
+                let r = self.journal.run_saga_then_reply(id).await;
                 drop(slot);
                 Ok(r?)
             }
@@ -461,7 +461,7 @@ impl<R: Runtime, M: Memory + Clone + 'static> Service<R, M> {
                 let j = self.journal.clone();
                 self.journal.runtime().spawn(Box::pin(async move {
                     let _slot = slot;
-                    let _ = j.run_saga(id).await;
+                    let _ = j.run_saga_then_reply(id).await;
                 }));
                 Ok(id)
             }

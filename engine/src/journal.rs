@@ -22,7 +22,7 @@ use crate::types::*;
 use candid::Principal;
 use ic_stable_structures::Memory;
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 /// Options of a new entry.
@@ -92,6 +92,8 @@ pub(crate) struct Inner<R: Runtime, M: Memory + 'static> {
     pub(crate) owner_cache: crate::recovery::batch::OwnerCache,
     /// Where retention's next bounded step continues. Memory only.
     pub(crate) retention: crate::retention::Cursors,
+    /// Entries created in one message: (its canister version, their ids). Memory only.
+    pub(crate) created_now: RefCell<(u64, BTreeSet<EntryId>)>,
 }
 
 /// Handle to the journal. Cheap to clone (shared `Rc`).
@@ -144,7 +146,8 @@ impl<R: Runtime, M: Memory + 'static> Drop for FlowGuard<R, M> {
 pub(crate) enum After {
     /// More code runs (the next saga step, the host's code): commit the result first.
     Continue,
-    /// Only the reply: a trap is recovered exactly, so no commit.
+    /// Only the reply, or engine code that commits before any host code runs: a trap is
+    /// recovered exactly, so no commit.
     Reply,
 }
 
@@ -173,6 +176,7 @@ impl<R: Runtime, M: Memory + Clone + 'static> Journal<R, M> {
                 lookup_cache: LookupCache::default(),
                 owner_cache: Default::default(),
                 retention: Default::default(),
+                created_now: RefCell::new((u64::MAX, BTreeSet::new())),
             }),
         })
     }
@@ -184,6 +188,8 @@ impl<R: Runtime, M: Memory + Clone + 'static> Journal<R, M> {
         let store = Store::open(memories)?;
         *self.inner.store.borrow_mut() = store;
         self.inner.owner_cache.clear();
+        // Entries it names may have been rolled back, and their ids handed out again.
+        *self.inner.created_now.borrow_mut() = (u64::MAX, BTreeSet::new());
         Ok(())
     }
 }
@@ -500,7 +506,23 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             );
         }
         store.append_audit(now, id, Some(owner), AuditEvent::Created { kind });
+        drop(store);
+        let version = self.inner.rt.canister_version();
+        let mut created = self.inner.created_now.borrow_mut();
+        if created.0 != version {
+            *created = (version, BTreeSet::new());
+        }
+        created.1.insert(id);
         Ok(entry)
+    }
+
+    /// Whether `id` was created in the message now running. Then nothing of it is committed
+    /// yet: a trap anywhere in this message rolls back the entry's creation with all it did,
+    /// and no entry is left for recovery to retry. Unknown after an upgrade (`false`: the
+    /// safe answer, it only costs a commit).
+    pub(crate) fn created_in_this_message(&self, id: EntryId) -> bool {
+        let created = self.inner.created_now.borrow();
+        created.0 == self.inner.rt.canister_version() && created.1.contains(&id)
     }
 
     /// New work is refused while memory is within `new_work_headroom_bytes` of its limit: the

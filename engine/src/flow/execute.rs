@@ -17,7 +17,8 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
     /// message). A transfer's result is not committed by a self-call: a trap between the
     /// journaled result and the end of the message is recovered exactly by deduplicated resend
     /// or memo lookup (docs/design.md, "When a commit is needed"), so the commit's two messages
-    /// would prove nothing. Sagas and local steps keep their commits (their flow goes on).
+    /// would prove nothing. A saga's terminal status is not committed either; a local step
+    /// keeps its commits unless it was created in this message.
     pub async fn execute_then_reply(&self, id: EntryId) -> Result<FlowResult, JournalError> {
         self.execute_with(id, After::Reply).await
     }
@@ -48,7 +49,7 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                 self.send_first(id, after).await;
             }
             Kind::LocalStep => self.run_local(id).await,
-            Kind::Saga => return self.run_saga(id).await,
+            Kind::Saga => return self.run_saga_with(id, after).await,
             Kind::Record => {
                 return Err(JournalError::UnsupportedForKind {
                     entry_id: id,

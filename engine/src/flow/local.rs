@@ -24,13 +24,22 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             );
             return;
         }
+        // The commits below make the attempt count and the result durable before what follows
+        // can trap. Both are moot while the flow's root (the saga, or the step itself) was
+        // created in this message: a trap then rolls back the root's creation along with the
+        // handler's effect, and leaves nothing that recovery could retry, so no trap can repeat
+        // (docs/design.md, "When a commit is needed").
+        let root = e.parent.unwrap_or(id);
+        let atomic = self.created_in_this_message(root);
         let lease = self.lease_until();
         self.update(id, |e| {
             e.attempts += 1;
             e.next_attempt_at = Some(lease);
         });
         self.inner.store.borrow_mut().bump(counter::ATTEMPTS, 1);
-        self.self_commit().await;
+        if !atomic {
+            self.self_commit().await;
+        }
         let Some(e) = self.get(id) else { return };
         if !matches!(e.status, Status::Pending | Status::Unknown) {
             return;
@@ -68,6 +77,8 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                 ),
             },
         }
-        self.self_commit().await;
+        if !atomic {
+            self.self_commit().await;
+        }
     }
 }

@@ -56,7 +56,23 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
     }
 
     /// Drive a saga as far as it can go now (until done or waiting for a step's recovery).
+    /// Its terminal status is committed by a self-call before this returns (unless the saga
+    /// was created in this message), so the caller's code that follows may trap without
+    /// losing it.
     pub async fn run_saga(&self, id: EntryId) -> Result<FlowResult, JournalError> {
+        self.run_saga_with(id, After::Continue).await
+    }
+
+    /// [`Journal::run_saga`] for a caller that does nothing after it but reply (or end the
+    /// message): the terminal status is not committed by a self-call. A trap after it rolls
+    /// the saga back to its last step in flight, whose guard marks it `Unknown`; recovery
+    /// re-derives that step's result exactly and finishes the saga (docs/design.md, "When a
+    /// commit is needed").
+    pub async fn run_saga_then_reply(&self, id: EntryId) -> Result<FlowResult, JournalError> {
+        self.run_saga_with(id, After::Reply).await
+    }
+
+    pub(crate) async fn run_saga_with(&self, id: EntryId, after: After) -> Result<FlowResult, JournalError> {
         let e = self
             .get(id)
             .ok_or(JournalError::NotFound { entry_id: id })?;
@@ -66,7 +82,7 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                 message: "not a saga".into(),
             });
         }
-        self.drive_saga(id).await;
+        self.drive_saga(id, after).await;
         Ok(self.flow_result(id))
     }
 
@@ -119,15 +135,22 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
     pub(crate) async fn execute_leaf(&self, id: EntryId) {
         match self.get(id).map(|e| e.kind) {
             Some(Kind::Icrc1Transfer | Kind::Icrc2TransferFrom) => {
-                // The saga goes on in this message (next step, compensation): commit.
-                self.send_first(id, After::Continue).await
+                // No commit after the result: what follows is the saga's own code, which
+                // commits before any host code runs (a local step's attempt, the next ledger
+                // call's await, the terminal commit). A trap in between is recovered exactly
+                // from the ledger (docs/design.md, "When a commit is needed").
+                self.send_first(id, After::Reply).await
             }
             Some(Kind::LocalStep) => self.run_local(id).await,
             _ => {}
         }
     }
 
-    pub(crate) async fn drive_saga(&self, id: EntryId) {
+    /// `after`: what the caller does once this returns; `Continue` commits a terminal status.
+    pub(crate) async fn drive_saga(&self, id: EntryId, after: After) {
+        // Asked at the end, not here: an await on a step ends the message the saga began in.
+        // Created in this message, a trap anywhere rolls the whole saga back (nothing to keep).
+        let commit_end = || after == After::Continue && !self.created_in_this_message(id);
         // Bounded: each iteration either advances the cursor or returns.
         for _ in 0..(2 * self.config().max_saga_steps + 2) {
             let Some((e, mut s)) = self.saga(id) else {
@@ -162,7 +185,9 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                                 source: EvidenceSource::Host,
                             })
                         });
-                        self.self_commit().await;
+                        if commit_end() {
+                            self.self_commit().await;
+                        }
                         return;
                     }
                     let child = match s.steps[i].entry {
@@ -248,7 +273,9 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                                 source: EvidenceSource::Host,
                             })
                         });
-                        self.self_commit().await;
+                        if commit_end() {
+                            self.self_commit().await;
+                        }
                         return;
                     };
                     let action = s.steps[i]

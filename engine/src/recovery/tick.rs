@@ -2,7 +2,7 @@
 //! what happened to each (resend, lookup, re-run), the transfers of a pass concurrently, under
 //! an instruction budget.
 
-use crate::journal::{truncate, FlowGuard, Journal};
+use crate::journal::{truncate, After, FlowGuard, Journal};
 use crate::ledger::{self};
 use crate::lookup::{self};
 use crate::metrics::RecoveryPath;
@@ -301,7 +301,7 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                     .is_some_and(|e| !e.status.is_unresolved() || e.status == Status::ManualReview)
             }
             Kind::Saga => {
-                self.drive_saga(id).await;
+                self.drive_saga(id, After::Continue).await;
                 self.get(id)
                     .is_some_and(|e| !e.status.is_unresolved() || e.status == Status::ManualReview)
             }

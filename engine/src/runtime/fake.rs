@@ -57,6 +57,9 @@ struct Inner {
     accepted: Cell<u128>,
     /// `None` = running.
     run_status: Cell<Option<RunStatus>>,
+    /// `ic0.canister_version`: moves on at every call (the message making it ends at its
+    /// await) and at `new_message`.
+    version: Cell<u64>,
 }
 
 /// Cheap to clone; clones share state.
@@ -79,6 +82,11 @@ impl FakeRuntime {
 
     pub fn advance(&self, ns: u64) {
         self.inner.now.set(self.inner.now.get().saturating_add(ns));
+    }
+
+    /// The test driver starts another message: what ran before it is committed.
+    pub fn new_message(&self) {
+        self.inner.version.set(self.inner.version.get() + 1);
     }
 
     pub fn set_run_status(&self, status: RunStatus) {
@@ -105,11 +113,13 @@ impl FakeRuntime {
 
     /// New message: the per-message instruction counter restarts.
     pub fn reset_instructions(&self) {
+        self.new_message();
         self.inner.instructions.set(0);
     }
 
     /// New call context: both counters restart.
     pub fn reset_call_context(&self) {
+        self.new_message();
         self.inner.instructions.set(0);
         self.inner.context_instructions.set(0);
     }
@@ -293,6 +303,10 @@ impl Runtime for FakeRuntime {
         self.inner.run_status.get().unwrap_or(RunStatus::Running)
     }
 
+    fn canister_version(&self) -> u64 {
+        self.inner.version.get()
+    }
+
     fn call(
         &self,
         callee: Principal,
@@ -302,6 +316,9 @@ impl Runtime for FakeRuntime {
     ) -> LocalFuture<CallResult> {
         let id = self.inner.next_call.get();
         self.inner.next_call.set(id + 1);
+        // Sooner than the IC (which moves on when the message ends, after all its calls are
+        // made): never later, so "same message" is never claimed wrongly.
+        self.new_message();
         self.burn_instructions(self.inner.instructions_per_call.get());
         let slot: Slot = Rc::new(RefCell::new(None));
         let call = PendingCall {

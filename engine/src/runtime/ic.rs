@@ -60,6 +60,10 @@ impl Runtime for IcRuntime {
         ic_cdk::api::call_context_instruction_counter()
     }
 
+    fn canister_version(&self) -> u64 {
+        ic_cdk::api::canister_version()
+    }
+
     fn run_status(&self) -> RunStatus {
         match ic_cdk::api::canister_status() {
             CanisterStatusCode::Stopped => RunStatus::Stopped,

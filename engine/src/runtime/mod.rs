@@ -66,6 +66,11 @@ pub trait Runtime: 'static {
     fn call_context_instruction_counter(&self) -> u64;
     /// Whether the canister is running, stopping or stopped (`ic0.canister_status`).
     fn run_status(&self) -> RunStatus;
+    /// The canister's version (`ic0.canister_version`): the same for the whole of one message
+    /// execution and greater after every message that ended successfully (an `await` ends
+    /// one). Two reads that agree were made in one message, whose writes a trap rolls back
+    /// together.
+    fn canister_version(&self) -> u64;
     /// Inter-canister call with Candid-encoded `arg`; resolves to the raw reply.
     fn call(
         &self,

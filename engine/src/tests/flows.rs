@@ -918,6 +918,106 @@ fn saga_succeeds_step_by_step() {
     assert_eq!(h.journal.lock_holder("s"), None);
 }
 
+fn debit_then_transfer(h: &Harness) -> Vec<SagaStepSpec> {
+    vec![
+        SagaStepSpec {
+            action: local("debit"),
+            compensation: Some(local("undo_debit")),
+        },
+        SagaStepSpec {
+            action: StepAction::Transfer(h.icrc1(5)),
+            compensation: None,
+        },
+    ]
+}
+
+fn methods(h: &Harness) -> Vec<&str> {
+    h.calls.iter().map(|c| c.method.as_str()).collect()
+}
+
+#[test]
+fn should_not_commit_the_steps_of_a_saga_begun_in_this_message_before_its_ledger_call() {
+    let mut h = Harness::new(Config::default());
+    let log = counter_handlers(&h);
+    let id = h
+        .journal
+        .start_saga(user(1), debit_then_transfer(&h), Some("s".into()))
+        .unwrap();
+    let j = h.journal.clone();
+    let r = ok(h.drive(j.run_saga(id)));
+    assert_eq!(r.status, Status::Succeeded);
+    // The debit's attempt and result need no commit: a trap before the ledger call rolls back
+    // the saga's creation with them. After the call's await the saga's end is committed for
+    // the host's code that follows `run_saga`.
+    assert_eq!(methods(&h), vec!["icrc1_transfer", "icjournal_commit"]);
+    assert_eq!(*log.borrow(), vec!["debit:1"]);
+    assert_eq!(h.ledger.blocks.len(), 1);
+}
+
+#[test]
+fn should_run_a_saga_then_reply_with_the_ledger_call_as_its_only_call() {
+    let mut h = Harness::new(Config::default());
+    let log = counter_handlers(&h);
+    let id = h
+        .journal
+        .start_saga(user(1), debit_then_transfer(&h), Some("s".into()))
+        .unwrap();
+    let j = h.journal.clone();
+    let r = ok(h.drive(j.run_saga_then_reply(id)));
+    assert_eq!(r.status, Status::Succeeded);
+    assert_eq!(methods(&h), vec!["icrc1_transfer"]);
+    assert_eq!(*log.borrow(), vec!["debit:1"]);
+    assert_eq!(h.journal.lock_holder("s"), None);
+}
+
+#[test]
+fn should_commit_the_local_step_of_a_saga_begun_in_an_earlier_message() {
+    let mut h = Harness::new(Config::default());
+    let log = counter_handlers(&h);
+    let id = h
+        .journal
+        .start_saga(user(1), debit_then_transfer(&h), Some("s".into()))
+        .unwrap();
+    // The saga's creation is committed: a trapping handler must find its attempt counted.
+    h.rt.new_message();
+    let j = h.journal.clone();
+    let r = ok(h.drive(j.run_saga(id)));
+    assert_eq!(r.status, Status::Succeeded);
+    assert_eq!(
+        methods(&h),
+        vec![
+            "icjournal_commit", // the debit's attempt
+            "icjournal_commit", // the debit's result
+            "icrc1_transfer",
+            "icjournal_commit", // the saga's end
+        ]
+    );
+    assert_eq!(*log.borrow(), vec!["debit:1"]);
+}
+
+#[test]
+fn should_recover_a_saga_begun_in_this_message_when_its_last_callback_traps() {
+    let mut h = Harness::new(Config::default());
+    let log = counter_handlers(&h);
+    let id = h
+        .journal
+        .start_saga(user(1), debit_then_transfer(&h), Some("s".into()))
+        .unwrap();
+    let j = h.journal.clone();
+    // The ledger executes; the callback journals the result and the saga's end, then traps:
+    // all of it rolls back to the ledger call's await, where the debit is committed.
+    h.faults.push_back(Fault::Trap);
+    assert!(h.drive(j.run_saga_then_reply(id)).is_none());
+    assert_eq!(h.ledger.blocks.len(), 1);
+    let step = h.journal.get(id).unwrap();
+    assert_eq!(step.status, Status::Pending);
+    h.settle();
+    assert_eq!(h.journal.get(id).unwrap().status, Status::Succeeded);
+    assert_eq!(h.ledger.blocks.len(), 1, "recovered by the deduplicated resend");
+    assert_eq!(*log.borrow(), vec!["debit:1"], "debited once, never credited back");
+    assert_eq!(h.journal.lock_holder("s"), None);
+}
+
 #[test]
 fn saga_failure_compensates_completed_steps_in_reverse() {
     let mut h = Harness::new(Config::default());

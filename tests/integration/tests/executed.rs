@@ -286,14 +286,14 @@ fn should_recover_exactly_when_trapping_after_the_result_was_journaled() {
     assert_eq!(s.check_invariants().succeeded, 1);
 }
 
-/// Where the flow goes on after a result (a saga's next step), the result is committed by a
-/// self-call first: a trap after the commit keeps it.
+/// Where the flow goes on after a result (a saga's next step), the next step's ledger call
+/// commits it: a trap after that keeps it.
 #[test]
 fn should_keep_a_saga_steps_result_when_trapping_after_it_was_committed() {
     let s = Setup::new();
     s.approve_service(user(1), 10 * AMOUNT);
-    // Callback 1: the ledger's reply to step 1 (result journaled, self-call made); callback 2:
-    // the self-call's reply, after the commit.
+    // Callback 1: the ledger's reply to step 1 (result journaled, step 2's call made: the
+    // message ends at its await); callback 2: the ledger's reply to step 2.
     s.trap_nth_callback_after(s.service, "icrc2_transfer_from", 2, 1);
     let r = run(s
         .client(user(1))

@@ -44,6 +44,108 @@ fn should_pay_out_exactly_once() {
     assert_eq!(report.succeeded, 1);
 }
 
+/// The payout canister's messages of one payout, after the recovery timer's first tick.
+fn payout_messages(s: &Setup, start: usize) -> Vec<(ic_sim::MessageKind, Option<String>)> {
+    s.sim().trace()[start..]
+        .iter()
+        .filter(|m| {
+            m.canister == s.payout
+                && !matches!(
+                    m.kind,
+                    ic_sim::MessageKind::Query | ic_sim::MessageKind::InspectMessage
+                )
+        })
+        .map(|m| (m.kind, m.method.clone()))
+        .collect()
+}
+
+/// The debit is a local step of a saga begun in the same message, and nothing but the reply
+/// follows the ledger's answer: no self-call commit is needed anywhere (docs/design.md, "When
+/// a commit is needed"), so a payout costs what a bare transfer does in messages.
+#[test]
+fn should_pay_out_in_two_messages_like_a_bare_transfer() {
+    let s = payout_setup();
+    s.advance_secs(1);
+    let start = s.sim().trace().len();
+    let r = s.payout_as(user(1), acct(user(9)), AMOUNT).unwrap();
+    assert!(matches!(r.status, PayoutStatus::Completed { .. }), "{r:?}");
+    assert_eq!(
+        payout_messages(&s, start),
+        vec![
+            (ic_sim::MessageKind::Update, Some("payout".to_string())),
+            (ic_sim::MessageKind::ReplyCallback, None),
+        ],
+        "no icjournal_commit self-call"
+    );
+    assert_eq!(s.check_invariants().succeeded, 1);
+}
+
+/// Which of the payout canister's response callbacks after the ledger executed a payout's
+/// transfer is the ledger's reply (the recovery timer's self-calls may come first), and how
+/// many System API calls it makes: a dry run on a twin deployment (the simulator is
+/// deterministic, so the real run repeats it).
+fn ledger_callback_of_a_payout() -> (u32, u32) {
+    let s = payout_setup();
+    let start = s.sim().trace().len();
+    s.payout_as(user(1), acct(user(9)), AMOUNT).unwrap();
+    let sim = s.sim();
+    let after_ledger: Vec<_> = sim.trace()[start..]
+        .iter()
+        .skip_while(|m| !(m.canister == s.ledger && m.method.as_deref() == Some("icrc1_transfer")))
+        .filter(|m| m.canister == s.payout && m.kind == ic_sim::MessageKind::ReplyCallback)
+        .collect();
+    // The reply to the payout (the ingress call) is made in the ledger's callback only.
+    let last = after_ledger.last().expect("the ledger's callback");
+    (after_ledger.len() as u32, last.api_calls)
+}
+
+/// What the commits used to cover: the ledger's callback journals the transfer's result and
+/// the saga's end, then traps at its last System API call (the reply). Everything rolls back
+/// to the ledger call's await, where the debit and the transfer's intent were committed; the
+/// cleanup marks the transfer `Unknown`; recovery's resend of the identical args is answered
+/// `Duplicate`, and the saga completes with one block and one debit.
+#[test]
+fn should_recover_exactly_when_the_payouts_callback_traps_at_its_reply() {
+    let (nth, last_api_call) = ledger_callback_of_a_payout();
+    let s = payout_setup();
+    s.trap_nth_callback_after(s.payout, "icrc1_transfer", nth, last_api_call);
+    let r: Result<(Result<PayoutReceipt, PayoutError>,), _> = s.update(
+        s.payout,
+        user(1),
+        "payout",
+        (acct(user(9)), Nat::from(AMOUNT)),
+    );
+    assert!(r.is_err(), "the callback trapped before replying: {r:?}");
+    assert_eq!(
+        s.payout_balance(user(1)),
+        (USER_FUNDS - AMOUNT - FEE) as u128,
+        "the debit was committed at the ledger call"
+    );
+    let transfer = s
+        .payout_entries()
+        .into_iter()
+        .find(|e| e.kind == icjournal::Kind::Icrc1Transfer)
+        .expect("the transfer step");
+    assert_eq!(transfer.status, icjournal::Status::Unknown, "{transfer:?}");
+    let blocks = s.blocks().len();
+    s.settle(600);
+    let saga = s
+        .payout_entries()
+        .into_iter()
+        .find(|e| e.kind == icjournal::Kind::Saga)
+        .unwrap();
+    let p = receipt(&s, saga.id);
+    assert!(matches!(p.status, PayoutStatus::Completed { .. }), "{p:?}");
+    assert_eq!(s.blocks().len(), blocks, "the resend executed a second time");
+    assert_eq!(s.balance(acct(user(9))), (USER_FUNDS + AMOUNT) as u128);
+    assert_eq!(
+        s.payout_balance(user(1)),
+        (USER_FUNDS - AMOUNT - FEE) as u128,
+        "debited once, not credited back"
+    );
+    assert_eq!(s.check_invariants().succeeded, 1);
+}
+
 #[test]
 fn should_refund_the_debit_when_the_ledger_refuses() {
     let s = payout_setup();
@@ -88,8 +190,9 @@ fn should_recover_a_lost_ledger_response() {
 
 #[test]
 fn should_recover_when_the_callback_traps() {
+    let (nth, _) = ledger_callback_of_a_payout();
     let s = payout_setup();
-    s.trap_nth_callback_after(s.payout, "icrc1_transfer", 1, 1);
+    s.trap_nth_callback_after(s.payout, "icrc1_transfer", nth, 1);
     // The callback trapped without replying: the ingress call is rejected.
     let r: Result<(Result<PayoutReceipt, PayoutError>,), _> = s.update(
         s.payout,

@@ -32,7 +32,7 @@
 //!
 //! // the flow: journal (takes the lock), then drive it
 //! let id = journal.start_saga(caller, steps, Some(format!("payout:{caller}")))?;
-//! journal.run_saga(id).await?;
+//! journal.run_saga_then_reply(id).await?; // only the reply follows: no commit of the end
 //!
 //! // operators
 //! journal.admin(caller, AdminRequest { entry_id, action, reason, acknowledge_risk }, is_admin).await?;

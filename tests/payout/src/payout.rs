@@ -180,7 +180,8 @@ pub fn register_handlers<R: Runtime, M: Memory + 'static>(
     journal.register_local_handler(CREDIT_HANDLER, handler(BalanceOp::Credit, apply));
 }
 
-/// Journal the saga (takes the caller's lock) and drive it as far as it goes now.
+/// Journal the saga (takes the caller's lock) and drive it as far as it goes now; the caller
+/// only replies afterwards, so the saga's terminal status needs no commit of its own.
 /// `Ok` = completed or still in progress (poll `get_payout`); `Err` = nothing left the canister
 /// and the balance is whole again (or was never touched).
 pub async fn run<R: Runtime, M: Memory + 'static>(
@@ -188,7 +189,7 @@ pub async fn run<R: Runtime, M: Memory + 'static>(
     plan: &PayoutPlan,
 ) -> Result<PayoutReceipt, PayoutError> {
     let id = journal.start_saga(plan.owner, plan.steps(), Some(lock_key(&plan.owner)))?;
-    journal.run_saga(id).await?;
+    journal.run_saga_then_reply(id).await?;
     let receipt = load(journal, id).ok_or(PayoutError::GenericError {
         error_code: 1,
         message: format!("payout {id} vanished from the journal"),
