@@ -72,7 +72,11 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         self.run_saga_with(id, After::Reply).await
     }
 
-    pub(crate) async fn run_saga_with(&self, id: EntryId, after: After) -> Result<FlowResult, JournalError> {
+    pub(crate) async fn run_saga_with(
+        &self,
+        id: EntryId,
+        after: After,
+    ) -> Result<FlowResult, JournalError> {
         let e = self
             .get(id)
             .ok_or(JournalError::NotFound { entry_id: id })?;

@@ -1013,8 +1013,16 @@ fn should_recover_a_saga_begun_in_this_message_when_its_last_callback_traps() {
     assert_eq!(step.status, Status::Pending);
     h.settle();
     assert_eq!(h.journal.get(id).unwrap().status, Status::Succeeded);
-    assert_eq!(h.ledger.blocks.len(), 1, "recovered by the deduplicated resend");
-    assert_eq!(*log.borrow(), vec!["debit:1"], "debited once, never credited back");
+    assert_eq!(
+        h.ledger.blocks.len(),
+        1,
+        "recovered by the deduplicated resend"
+    );
+    assert_eq!(
+        *log.borrow(),
+        vec!["debit:1"],
+        "debited once, never credited back"
+    );
     assert_eq!(h.journal.lock_holder("s"), None);
 }
 

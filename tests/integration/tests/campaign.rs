@@ -112,4 +112,3 @@ fn should_hold_the_invariants_on_every_seed_the_long_campaign_failed() {
         "the seeds still upgrade"
     );
 }
-

@@ -136,7 +136,11 @@ fn should_recover_exactly_when_the_payouts_callback_traps_at_its_reply() {
         .unwrap();
     let p = receipt(&s, saga.id);
     assert!(matches!(p.status, PayoutStatus::Completed { .. }), "{p:?}");
-    assert_eq!(s.blocks().len(), blocks, "the resend executed a second time");
+    assert_eq!(
+        s.blocks().len(),
+        blocks,
+        "the resend executed a second time"
+    );
     assert_eq!(s.balance(acct(user(9))), (USER_FUNDS + AMOUNT) as u128);
     assert_eq!(
         s.payout_balance(user(1)),

@@ -578,7 +578,11 @@ fn failed_upgrade_undoes_pre_upgrades_overwrites_of_stable_memory() {
     );
     // pre_upgrade overwrites offset 0 with 3 and commits; post_upgrade traps.
     sim.upgrade_canister(c, bad, vec![], None).unwrap_err();
-    assert_eq!(sim.stable_memory(c).unwrap(), &before[..], "stable memory as before");
+    assert_eq!(
+        sim.stable_memory(c).unwrap(),
+        &before[..],
+        "stable memory as before"
+    );
     assert_eq!(qry(&mut sim, c, "get"), 3);
 }
 
