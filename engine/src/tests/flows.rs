@@ -918,8 +918,13 @@ fn saga_succeeds_step_by_step() {
     assert_eq!(h.journal.lock_holder("s"), None);
 }
 
-fn debit_then_transfer(h: &Harness) -> Vec<SagaStepSpec> {
-    vec![
+/// A harness with the counting handlers and, started in the current message, the payout's
+/// shape of saga under lock key "s": a local debit (compensated by `undo_debit`), then an
+/// ICRC-1 transfer.
+fn debit_then_transfer_saga() -> (Harness, Rc<RefCell<Vec<String>>>, EntryId) {
+    let h = Harness::new(Config::default());
+    let log = counter_handlers(&h);
+    let steps = vec![
         SagaStepSpec {
             action: local("debit"),
             compensation: Some(local("undo_debit")),
@@ -928,7 +933,12 @@ fn debit_then_transfer(h: &Harness) -> Vec<SagaStepSpec> {
             action: StepAction::Transfer(h.icrc1(5)),
             compensation: None,
         },
-    ]
+    ];
+    let id = h
+        .journal
+        .start_saga(user(1), steps, Some("s".into()))
+        .unwrap();
+    (h, log, id)
 }
 
 fn methods(h: &Harness) -> Vec<&str> {
@@ -937,12 +947,7 @@ fn methods(h: &Harness) -> Vec<&str> {
 
 #[test]
 fn should_not_commit_the_steps_of_a_saga_begun_in_this_message_before_its_ledger_call() {
-    let mut h = Harness::new(Config::default());
-    let log = counter_handlers(&h);
-    let id = h
-        .journal
-        .start_saga(user(1), debit_then_transfer(&h), Some("s".into()))
-        .unwrap();
+    let (mut h, log, id) = debit_then_transfer_saga();
     let j = h.journal.clone();
     let r = ok(h.drive(j.run_saga(id)));
     assert_eq!(r.status, Status::Succeeded);
@@ -956,12 +961,7 @@ fn should_not_commit_the_steps_of_a_saga_begun_in_this_message_before_its_ledger
 
 #[test]
 fn should_run_a_saga_then_reply_with_the_ledger_call_as_its_only_call() {
-    let mut h = Harness::new(Config::default());
-    let log = counter_handlers(&h);
-    let id = h
-        .journal
-        .start_saga(user(1), debit_then_transfer(&h), Some("s".into()))
-        .unwrap();
+    let (mut h, log, id) = debit_then_transfer_saga();
     let j = h.journal.clone();
     let r = ok(h.drive(j.run_saga_then_reply(id)));
     assert_eq!(r.status, Status::Succeeded);
@@ -972,12 +972,7 @@ fn should_run_a_saga_then_reply_with_the_ledger_call_as_its_only_call() {
 
 #[test]
 fn should_commit_the_local_step_of_a_saga_begun_in_an_earlier_message() {
-    let mut h = Harness::new(Config::default());
-    let log = counter_handlers(&h);
-    let id = h
-        .journal
-        .start_saga(user(1), debit_then_transfer(&h), Some("s".into()))
-        .unwrap();
+    let (mut h, log, id) = debit_then_transfer_saga();
     // The saga's creation is committed: a trapping handler must find its attempt counted.
     h.rt.new_message();
     let j = h.journal.clone();
@@ -997,12 +992,7 @@ fn should_commit_the_local_step_of_a_saga_begun_in_an_earlier_message() {
 
 #[test]
 fn should_recover_a_saga_begun_in_this_message_when_its_last_callback_traps() {
-    let mut h = Harness::new(Config::default());
-    let log = counter_handlers(&h);
-    let id = h
-        .journal
-        .start_saga(user(1), debit_then_transfer(&h), Some("s".into()))
-        .unwrap();
+    let (mut h, log, id) = debit_then_transfer_saga();
     let j = h.journal.clone();
     // The ledger executes; the callback journals the result and the saga's end, then traps:
     // all of it rolls back to the ledger call's await, where the debit is committed.
