@@ -812,6 +812,26 @@ impl Setup {
         );
     }
 
+    /// The messages `canister` executed from trace position `start` on that can change its
+    /// state (queries and `canister_inspect_message` left out), as (kind, method).
+    pub fn update_messages_since(
+        &self,
+        canister: Principal,
+        start: usize,
+    ) -> Vec<(ic_sim::MessageKind, Option<String>)> {
+        self.sim().trace()[start..]
+            .iter()
+            .filter(|m| {
+                m.canister == canister
+                    && !matches!(
+                        m.kind,
+                        ic_sim::MessageKind::Query | ic_sim::MessageKind::InspectMessage
+                    )
+            })
+            .map(|m| (m.kind, m.method.clone()))
+            .collect()
+    }
+
     /// The `nth` (1-based) response callback of `canister` that runs after the ledger executed
     /// a `ledger_method` call traps at its `api_call`-th System API call. For a journaled
     /// transfer, n = 1 is the ledger's reply (before the result is journaled, with

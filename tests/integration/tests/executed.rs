@@ -215,20 +215,8 @@ fn should_reply_without_a_commit_self_call() {
     let start = s.sim().trace().len();
     let r = exec(&s, user(1), AMOUNT).unwrap();
     assert_eq!(r.status, Status::Succeeded, "{r:?}");
-    let sim = s.sim();
-    let service_messages: Vec<_> = sim.trace()[start..]
-        .iter()
-        .filter(|m| {
-            m.canister == s.service
-                && !matches!(
-                    m.kind,
-                    ic_sim::MessageKind::Query | ic_sim::MessageKind::InspectMessage
-                )
-        })
-        .map(|m| (m.kind, m.method.clone()))
-        .collect();
     assert_eq!(
-        service_messages,
+        s.update_messages_since(s.service, start),
         vec![
             (
                 ic_sim::MessageKind::Update,

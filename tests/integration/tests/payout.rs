@@ -44,21 +44,6 @@ fn should_pay_out_exactly_once() {
     assert_eq!(report.succeeded, 1);
 }
 
-/// The payout canister's messages of one payout, after the recovery timer's first tick.
-fn payout_messages(s: &Setup, start: usize) -> Vec<(ic_sim::MessageKind, Option<String>)> {
-    s.sim().trace()[start..]
-        .iter()
-        .filter(|m| {
-            m.canister == s.payout
-                && !matches!(
-                    m.kind,
-                    ic_sim::MessageKind::Query | ic_sim::MessageKind::InspectMessage
-                )
-        })
-        .map(|m| (m.kind, m.method.clone()))
-        .collect()
-}
-
 /// The debit is a local step of a saga begun in the same message, and nothing but the reply
 /// follows the ledger's answer: no self-call commit is needed anywhere (docs/design.md, "When
 /// a commit is needed"), so a payout costs what a bare transfer does in messages.
@@ -70,7 +55,7 @@ fn should_pay_out_in_two_messages_like_a_bare_transfer() {
     let r = s.payout_as(user(1), acct(user(9)), AMOUNT).unwrap();
     assert!(matches!(r.status, PayoutStatus::Completed { .. }), "{r:?}");
     assert_eq!(
-        payout_messages(&s, start),
+        s.update_messages_since(s.payout, start),
         vec![
             (ic_sim::MessageKind::Update, Some("payout".to_string())),
             (ic_sim::MessageKind::ReplyCallback, None),
