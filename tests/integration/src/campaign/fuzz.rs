@@ -493,12 +493,18 @@ pub fn run(seed: u64, execs: u64) -> FuzzReport {
         };
         // A timer that came due during the call ran its own messages on the canister: a change
         // is then not the call's to answer for.
-        let timer_ran = s.sim().trace().iter().any(|t| {
-            t.index >= first_message
-                && t.canister == canister
-                && (t.kind == ic_sim::MessageKind::GlobalTimer
-                    || t.method.as_deref() == Some("<ic-cdk internal> timer_executor"))
-        });
+        // The trace is in message order: only its tail since the call is read.
+        let timer_ran = s
+            .sim()
+            .trace()
+            .iter()
+            .rev()
+            .take_while(|t| t.index >= first_message)
+            .any(|t| {
+                t.canister == canister
+                    && (t.kind == ic_sim::MessageKind::GlobalTimer
+                        || t.method.as_deref() == Some("<ic-cdk internal> timer_executor"))
+            });
         if failed && after != before && timer_ran {
             rep.unattributed += 1;
         } else if failed && after != before && journaled_outcome(&s, payout, method, &res) {
