@@ -17,7 +17,6 @@ pub mod http;
 pub mod inspect;
 pub mod logs;
 pub mod persist;
-pub mod reply;
 pub mod service;
 pub mod validate;
 
@@ -30,8 +29,8 @@ use ic_cdk::{init, inspect_message, post_upgrade, pre_upgrade, query, update};
 use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
 use ic_stable_structures::{DefaultMemoryImpl, Memory};
 use icjournal::{
-    AdminRequest, AdminResult, AuditRecord, Entry, EntryId, EntryKey, EntrySummary, FlowResult,
-    IcRuntime, Memories, Metrics, Page, PageRequest, Status,
+    reply, AdminRequest, AdminResult, AuditRecord, Entry, EntryId, EntryKey, EntrySummary,
+    FlowResult, IcRuntime, Memories, Metrics, Page, PageRequest, Status,
 };
 use icjournal_client::{
     AdminListArgs, AuditArgs, ConfigView, ControllerView, LedgerConfig, ListArgs, RecordIntentArgs,

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod planted;
 pub mod query;
 pub mod recovery;
+pub mod reply;
 pub mod retention;
 pub mod runtime;
 pub mod status;

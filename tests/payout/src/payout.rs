@@ -125,11 +125,11 @@ pub fn plan(
 }
 
 fn local(handler: &str, account: Principal, amount: u128) -> StepAction {
-    let payload = Encode!(&BalanceChange {
+    // The same bytes as `Encode!`, with the type table built once (`icjournal::reply`).
+    let payload = icjournal::reply::encode(&BalanceChange {
         account,
         amount: Nat::from(amount),
-    })
-    .expect("encode BalanceChange");
+    });
     StepAction::Local(LocalAction {
         handler: handler.to_string(),
         payload,
@@ -166,7 +166,7 @@ fn handler(op: BalanceOp, apply: BalanceApplier) -> LocalHandler {
         let change = Decode!(payload, BalanceChange).map_err(|e| format!("bad payload: {e}"))?;
         let amount = u128::try_from(change.amount.0).map_err(|_| "amount > u128".to_string())?;
         let new = apply(op, change.account, amount).map_err(|e| e.to_string())?;
-        Encode!(&Nat::from(new)).map_err(|e| e.to_string())
+        Ok(icjournal::reply::encode(&Nat::from(new)))
     })
 }
 

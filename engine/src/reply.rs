@@ -1,10 +1,13 @@
-//! Replies of the flow endpoints, Candid-encoded with their type table computed once.
+//! Replies of journaled endpoints, Candid-encoded with their type table computed once.
 //!
 //! A Candid message is a type table followed by the value. The table depends only on the
-//! static type, yet `candid::encode_one` rebuilds it for every reply, and for
-//! `Result<FlowResult, ServiceError>` (every error variant of the interface) that is most of
-//! the cost of a journaled transfer: ~1.9M instructions per reply in the benchmark
-//! (`tests/integration/src/bin/bench.rs`), more than the journal's own work. The table is
+//! static type, yet `candid::encode_one` rebuilds it for every reply, and for a reply that
+//! carries the engine's types (`FailureReason`, `LedgerError`, `Status`, ...) that is most of
+//! the cost of a journaled transfer: ~1.9M instructions per reply of the service's
+//! `Result<FlowResult, ServiceError>`, ~1.5M per reply of the payout example's
+//! `Result<PayoutReceipt, PayoutError>` (measured with performance counters in the Wasm; see
+//! docs/cost-model.md), more than the journal's own work. Both the service and an embedding
+//! canister reply through here. The table is
 //! built once per type and process (a heap cache; an upgrade rebuilds it on first use), and
 //! each reply serializes only the value. The bytes are the same as `candid::encode_one`'s
 //! (checked by a test), so the interface is unchanged: the endpoints keep their return types
@@ -58,12 +61,12 @@ pub fn encode<T: CandidType + 'static>(v: &T) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use icjournal::types::*;
-    use icjournal_client::ServiceResult;
+    use crate::types::*;
+    use crate::JournalError;
 
     #[test]
     fn should_encode_replies_exactly_as_candid_encode_one() {
-        let values: Vec<ServiceResult<FlowResult>> = vec![
+        let values: Vec<Result<FlowResult, JournalError>> = vec![
             Ok(FlowResult {
                 entry_id: 7,
                 status: Status::Succeeded,
@@ -83,7 +86,7 @@ mod tests {
                     source: EvidenceSource::Reply,
                 }),
             }),
-            Err(icjournal::JournalError::NotFound { entry_id: 9 }.into()),
+            Err(JournalError::NotFound { entry_id: 9 }),
         ];
         // The first call builds the cached header, the later ones use it.
         for _ in 0..2 {
@@ -91,7 +94,7 @@ mod tests {
                 assert_eq!(encode(v), candid::encode_one(v).unwrap());
             }
         }
-        let ids: ServiceResult<EntryId> = Ok(5);
+        let ids: Result<EntryId, JournalError> = Ok(5);
         assert_eq!(encode(&ids), candid::encode_one(ids).unwrap());
     }
 }
