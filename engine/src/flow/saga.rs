@@ -155,21 +155,38 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         // Asked at the end, not here: an await on a step ends the message the saga began in.
         // Created in this message, a trap anywhere rolls the whole saga back (nothing to keep).
         let commit_end = || after == After::Continue && !self.created_in_this_message(id);
+        // A step's success advances the cursor on the heap only: the next write of the saga
+        // in this message (the next step's start, the terminal status) carries it, and every
+        // other path writes it first (`flush`). No await lies between, so what is stored at
+        // every await and at the end is the same as with a write per advance; one entry
+        // write fewer per step.
+        let mut advanced: Option<SagaIntent> = None;
         // Bounded: each iteration either advances the cursor or returns.
         for _ in 0..(2 * self.config().max_saga_steps + 2) {
             let Some((e, mut s)) = self.saga(id) else {
                 return;
             };
+            let lease = self.lease_until();
+            let mut dirty = advanced.is_some();
+            if let Some(a) = advanced.take() {
+                s = a;
+            }
+            let flush = |s: &SagaIntent, dirty: &mut bool| {
+                if std::mem::take(dirty) {
+                    self.set_saga(id, s.clone(), Some(lease));
+                }
+            };
             if !matches!(
                 e.status,
                 Status::Pending | Status::Compensating | Status::Unknown | Status::Recovering
             ) {
+                flush(&s, &mut dirty);
                 return;
             }
-            let lease = self.lease_until();
             // An operator's retry leaves a compensating saga `Unknown`; `Compensated` is reached
             // only from `Compensating`, so take that edge first.
             if s.phase == SagaPhase::Compensating && e.status != Status::Compensating {
+                flush(&s, &mut dirty);
                 if self
                     .transition_or_park(id, Status::Compensating, "compensation resumes", |_| {})
                     .is_none()
@@ -183,6 +200,9 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                     let i = s.cursor as usize;
                     if i >= s.steps.len() {
                         self.transition_or_park(id, Status::Succeeded, "all steps done", |e| {
+                            if dirty {
+                                e.intent = Intent::Saga(s);
+                            }
                             e.outcome = Some(Outcome::Succeeded {
                                 block_index: None,
                                 reply: vec![],
@@ -200,22 +220,30 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                             Ok(c) => {
                                 s.steps[i].entry = Some(c);
                                 self.set_saga(id, s.clone(), Some(lease));
+                                dirty = false;
                                 c
                             }
                             Err(err) => {
+                                flush(&s, &mut dirty);
                                 self.to_manual(id, &format!("cannot start step {i}: {err}"));
                                 return;
                             }
                         },
                     };
-                    let Some(c) = self.get(child) else { return };
+                    let Some(c) = self.get(child) else {
+                        flush(&s, &mut dirty);
+                        return;
+                    };
+                    if c.status != Status::Succeeded {
+                        flush(&s, &mut dirty);
+                    }
                     match c.status {
                         Status::Pending if c.attempts == 0 => {
                             self.execute_leaf(child).await;
                         }
                         Status::Succeeded => {
                             s.cursor += 1;
-                            self.set_saga(id, s, Some(lease));
+                            advanced = Some(s);
                         }
                         Status::Failed | Status::Cancelled => {
                             s.phase = SagaPhase::Compensating;
@@ -338,6 +366,9 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                     }
                 }
             }
+        }
+        if let Some(s) = advanced {
+            self.set_saga(id, s, Some(self.lease_until()));
         }
     }
 }

@@ -970,6 +970,62 @@ fn should_run_a_saga_then_reply_with_the_ledger_call_as_its_only_call() {
     assert_eq!(h.journal.lock_holder("s"), None);
 }
 
+/// The stored saga (not the heap's view of it) at this moment.
+fn stored_saga(h: &Harness, id: EntryId) -> SagaIntent {
+    match h.journal.get(id).unwrap().intent {
+        Intent::Saga(s) => s,
+        other => panic!("not a saga: {other:?}"),
+    }
+}
+
+#[test]
+fn should_store_every_advance_of_a_sagas_cursor_before_its_await_and_at_its_end() {
+    // Two local steps then a transfer: the first two advances are carried by the next step's
+    // start, the last by the terminal status (one write each instead of two).
+    let h = Harness::new(Config::default());
+    let _log = counter_handlers(&h);
+    let steps = vec![
+        SagaStepSpec {
+            action: local("debit"),
+            compensation: Some(local("undo_debit")),
+        },
+        SagaStepSpec {
+            action: local("credit"),
+            compensation: None,
+        },
+        SagaStepSpec {
+            action: StepAction::Transfer(h.icrc1(5)),
+            compensation: None,
+        },
+    ];
+    let id = h.journal.start_saga(user(1), steps, None).unwrap();
+    let j = h.journal.clone();
+    let mut run: std::pin::Pin<Box<dyn std::future::Future<Output = _>>> =
+        Box::pin(j.run_saga_then_reply(id));
+    assert!(crate::FakeRuntime::poll_once(&mut run).is_pending());
+    // At the ledger call's await (where the message ends and its state is committed) the
+    // stored saga points at the transfer, both local steps done and recorded.
+    let s = stored_saga(&h, id);
+    assert_eq!(s.cursor, 2, "stored cursor at the ledger call");
+    for k in 0..2 {
+        let step = s.steps[k].entry.expect("step entry recorded");
+        assert_eq!(h.journal.get(step).unwrap().status, Status::Succeeded);
+    }
+    assert!(
+        s.steps[2].entry.is_some(),
+        "the transfer's entry is recorded"
+    );
+    let call = h.rt.pending_calls()[0].clone();
+    let reply = Ok::<Nat, icrc_ledger_types::icrc1::transfer::TransferError>(Nat::from(7u8));
+    h.rt.respond(call.id, Ok(candid::encode_one(reply).unwrap()));
+    let r = match crate::FakeRuntime::poll_once(&mut run) {
+        std::task::Poll::Ready(r) => r.expect("saga result"),
+        std::task::Poll::Pending => panic!("the saga should end after the ledger's reply"),
+    };
+    assert_eq!(r.status, Status::Succeeded);
+    assert_eq!(stored_saga(&h, id).cursor, 3, "stored cursor at the end");
+}
+
 #[test]
 fn should_commit_the_local_step_of_a_saga_begun_in_an_earlier_message() {
     let (mut h, log, id) = debit_then_transfer_saga();
