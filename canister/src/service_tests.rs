@@ -810,6 +810,11 @@ fn pause_stops_recovery_ticks_and_everything_persists_across_reopen() {
     let svc3 = open(&w.rt, &w.raw, Some(config())).unwrap();
     assert_eq!(svc3.config(), config());
     assert!(!svc3.recovery_paused());
+    // ... and is what the next upgrade without an argument finds (an upgrade that changes
+    // nothing skips the write; one that changes the config must not).
+    let svc4 = open(&w.rt, &w.raw, None).unwrap();
+    assert_eq!(svc4.config(), config());
+    assert!(!svc4.recovery_paused());
     assert!(open(
         &w.rt,
         &w.raw,
