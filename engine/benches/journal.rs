@@ -26,6 +26,34 @@ struct Counts {
     writes: Cell<u64>,
     read_bytes: Cell<u64>,
     write_bytes: Cell<u64>,
+    /// Offsets of the reads while `trace` is on (to attribute them to memories).
+    trace: Cell<bool>,
+    read_offsets: std::cell::RefCell<Vec<u64>>,
+}
+
+impl Counts {
+    fn read(&self, offset: u64, len: usize) {
+        self.reads.set(self.reads.get() + 1);
+        self.read_bytes.set(self.read_bytes.get() + len as u64);
+        if self.trace.get() {
+            self.read_offsets.borrow_mut().push(offset);
+        }
+    }
+}
+
+/// The MemoryManager's layout (ic-stable-structures 0.7 `src/memory_manager.rs`): a 2,080-byte
+/// header (magic, version, bucket count, bucket size, 32 reserved bytes, 255 memory sizes),
+/// then one byte per bucket naming its memory; bucket `i` starts at 64 KiB + i × 128 pages.
+const MM_BUCKET_TABLE: u64 = 2_080;
+const MM_BUCKETS_START: u64 = 65_536;
+const MM_BUCKET_BYTES: u64 = 128 * 65_536;
+
+/// Which memory (its `MemoryId`) a raw offset belongs to; `None` for the manager's header.
+fn memory_of(raw: &VectorMemory, offset: u64) -> Option<u8> {
+    let bucket = offset.checked_sub(MM_BUCKETS_START)? / MM_BUCKET_BYTES;
+    let mut id = [0u8; 1];
+    raw.read(MM_BUCKET_TABLE + bucket, &mut id);
+    Some(id[0])
 }
 
 /// Counts every read/write reaching the underlying memory (below the MemoryManager).
@@ -43,17 +71,11 @@ impl Memory for CountingMemory {
         self.inner.grow(pages)
     }
     fn read(&self, offset: u64, dst: &mut [u8]) {
-        self.counts.reads.set(self.counts.reads.get() + 1);
-        self.counts
-            .read_bytes
-            .set(self.counts.read_bytes.get() + dst.len() as u64);
+        self.counts.read(offset, dst.len());
         self.inner.read(offset, dst)
     }
     unsafe fn read_unsafe(&self, offset: u64, dst: *mut u8, count: usize) {
-        self.counts.reads.set(self.counts.reads.get() + 1);
-        self.counts
-            .read_bytes
-            .set(self.counts.read_bytes.get() + count as u64);
+        self.counts.read(offset, count);
         unsafe { self.inner.read_unsafe(offset, dst, count) }
     }
     fn write(&self, offset: u64, src: &[u8]) {
@@ -258,7 +280,9 @@ fn main() {
             assert!(FakeRuntime::poll_once(&mut fut).is_pending());
             // Half the samples: a direct reply (result). Half: lost response → recovery.
             if i % 2 == 0 {
+                counts.trace.set(true);
                 let (_, s) = measure(&counts, || answer(&rt, &mut fut, Ok(ok_reply(block))));
+                counts.trace.set(false);
                 result.add(s);
                 block += 1;
                 let r = answer(&rt, &mut fut, Ok(candid::encode_args(()).unwrap()));
@@ -320,6 +344,23 @@ fn main() {
         previous = Some((populated, bytes));
         println!("per intent            : {}", intent.per(samples));
         println!("per result            : {}", result.per(half));
+        // Where a result's reads go: each read attributed to its memory by its offset.
+        let mut by_memory = [0u64; 256];
+        for off in counts.read_offsets.take() {
+            let m = memory_of(&raw.inner, off).map_or(255, |m| m as usize);
+            by_memory[m] += 1;
+        }
+        let parts: Vec<String> = MEMORY_NAMES
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| by_memory[*k] > 0)
+            .map(|(k, name)| format!("{name} {:.1}", by_memory[k] as f64 / half as f64))
+            .chain(
+                (by_memory[255] > 0)
+                    .then(|| format!("memory manager {:.1}", by_memory[255] as f64 / half as f64)),
+            )
+            .collect();
+        println!("  a result's reads by memory: {}", parts.join(", "));
         println!("per recovery claim    : {}", claim.per(half));
         println!("per recovery decision : {}", decision.per(half));
     }
