@@ -198,6 +198,16 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             }
             _ => {}
         }
+        // The status table decides last, before anything is written (the approval, the audit
+        // record): an action it forbids is refused here, never half-applied in `apply_admin`.
+        let to = admin_target(&e, &req.action);
+        if !crate::status::is_legal(e.status, to, Actor::Admin) {
+            return Err(JournalError::InvalidTransition {
+                entry_id: id,
+                from: e.status,
+                to,
+            });
+        }
         Ok(e)
     }
 
@@ -375,28 +385,26 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             },
         );
         let note = format!("admin {:?}: {}", req.action, truncate(&req.reason, 200));
+        // The target `check_admin_request` checked against the status table.
+        let to = admin_target(e, &req.action);
         let new = match req.action {
             AdminAction::Retry if e.kind == Kind::Saga => {
                 let Intent::Saga(mut s) = e.intent.clone() else {
                     unreachable!("saga kind has a saga intent")
                 };
-                let to = match s.phase {
-                    SagaPhase::Forward => Status::Unknown,
-                    SagaPhase::Compensating => {
-                        // A compensation that failed definitively did not execute: a retry
-                        // starts a new one.
-                        for st in &mut s.steps {
-                            if let Some(c) = st.compensation_entry {
-                                if self.get(c).is_some_and(|c| {
-                                    matches!(c.status, Status::Failed | Status::Cancelled)
-                                }) {
-                                    st.compensation_entry = None;
-                                }
+                if s.phase == SagaPhase::Compensating {
+                    // A compensation that failed definitively did not execute: a retry starts a
+                    // new one.
+                    for st in &mut s.steps {
+                        if let Some(c) = st.compensation_entry {
+                            if self.get(c).is_some_and(|c| {
+                                matches!(c.status, Status::Failed | Status::Cancelled)
+                            }) {
+                                st.compensation_entry = None;
                             }
                         }
-                        Status::Compensating
                     }
-                };
+                }
                 self.transition(id, to, Actor::Admin, Some(actor), &note, |e| {
                     e.intent = Intent::Saga(s);
                     e.next_attempt_at = Some(now);
@@ -404,28 +412,23 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                 })?
             }
             AdminAction::Retry => {
-                self.transition(id, Status::Unknown, Actor::Admin, Some(actor), &note, |e| {
+                self.transition(id, to, Actor::Admin, Some(actor), &note, |e| {
                     e.attempts = 0;
                     e.next_attempt_at = Some(now);
                     e.blocked_on = None;
                 })?
             }
-            AdminAction::ResolveSucceeded { block_index } => self.transition(
-                id,
-                Status::Succeeded,
-                Actor::Admin,
-                Some(actor),
-                &note,
-                |e| {
+            AdminAction::ResolveSucceeded { block_index } => {
+                self.transition(id, to, Actor::Admin, Some(actor), &note, |e| {
                     e.outcome = Some(Outcome::Succeeded {
                         block_index,
                         reply: vec![],
                         source: EvidenceSource::Admin,
                     })
-                },
-            )?,
+                })?
+            }
             AdminAction::ResolveFailed => {
-                self.transition(id, Status::Failed, Actor::Admin, Some(actor), &note, |e| {
+                self.transition(id, to, Actor::Admin, Some(actor), &note, |e| {
                     e.outcome = Some(Outcome::Failed {
                         reason: FailureReason::Admin { audit_seq: seq },
                         source: EvidenceSource::Admin,
@@ -451,27 +454,15 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                     s.phase = SagaPhase::Compensating;
                     s.failure = Some(format!("operator: {}", truncate(&req.reason, 200)));
                 }
-                self.transition(
-                    id,
-                    Status::Compensating,
-                    Actor::Admin,
-                    Some(actor),
-                    &note,
-                    |e| {
-                        e.intent = Intent::Saga(s);
-                        e.next_attempt_at = Some(now);
-                        e.blocked_on = None;
-                    },
-                )?
+                self.transition(id, to, Actor::Admin, Some(actor), &note, |e| {
+                    e.intent = Intent::Saga(s);
+                    e.next_attempt_at = Some(now);
+                    e.blocked_on = None;
+                })?
             }
-            AdminAction::Cancel => self.transition(
-                id,
-                Status::Cancelled,
-                Actor::Admin,
-                Some(actor),
-                &note,
-                |_| {},
-            )?,
+            AdminAction::Cancel => {
+                self.transition(id, to, Actor::Admin, Some(actor), &note, |_| {})?
+            }
         };
         self.inner
             .store
@@ -507,5 +498,20 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         }) {
             self.contradiction(parent, &format!("could not release the saga: {err}"));
         }
+    }
+}
+
+/// The status an operator action moves `e` to (checked against the status table before the
+/// action writes anything).
+pub(crate) fn admin_target(e: &Entry, action: &AdminAction) -> Status {
+    match action {
+        AdminAction::Retry => match &e.intent {
+            Intent::Saga(s) if s.phase == SagaPhase::Compensating => Status::Compensating,
+            _ => Status::Unknown,
+        },
+        AdminAction::ResolveSucceeded { .. } => Status::Succeeded,
+        AdminAction::ResolveFailed => Status::Failed,
+        AdminAction::Compensate => Status::Compensating,
+        AdminAction::Cancel => Status::Cancelled,
     }
 }

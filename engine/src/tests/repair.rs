@@ -635,3 +635,45 @@ fn should_refuse_to_close_a_saga_whose_steps_executed_without_compensating() {
         );
     }
 }
+
+/// Every operator action's target status is checked against the status table by
+/// `check_admin_request`, before the approval or the audit record is written, and
+/// `apply_admin` moves to that same target: the two cannot disagree. Today every action the
+/// prechecks let through is a legal edge from `ManualReview`; this pins it for every kind and
+/// saga phase, so a change to the table that forbids one fails here instead of leaving an
+/// audit record for an action that was not applied.
+#[test]
+fn should_check_every_operator_actions_target_against_the_status_table() {
+    let mut h = Harness::new(cfg());
+    let transfer_id = manual_transfer(&mut h);
+    let transfer = h.journal.get(transfer_id).unwrap();
+    let steps = vec![SagaStepSpec {
+        action: local("debit"),
+        compensation: None,
+    }];
+    let saga_id = h.journal.start_saga(user(2), steps, None).unwrap();
+    let forward = h.journal.get(saga_id).unwrap();
+    let mut compensating = forward.clone();
+    if let Intent::Saga(s) = &mut compensating.intent {
+        s.phase = SagaPhase::Compensating;
+    }
+    let actions = [
+        AdminAction::Retry,
+        AdminAction::ResolveSucceeded {
+            block_index: Some(1),
+        },
+        AdminAction::ResolveFailed,
+        AdminAction::Compensate,
+        AdminAction::Cancel,
+    ];
+    for e in [&transfer, &forward, &compensating] {
+        for a in &actions {
+            let to = crate::admin::admin_target(e, a);
+            assert!(
+                crate::status::is_legal(Status::ManualReview, to, crate::status::Actor::Admin),
+                "{a:?} on a {:?} would move ManualReview -> {to:?}, which the table forbids",
+                e.kind
+            );
+        }
+    }
+}
