@@ -44,7 +44,8 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
 
     /// Keyset-paginated listing, served from an index: O(log n + scanned). `kind` and
     /// `created_before` are filters applied while scanning at most `10 × limit` index entries;
-    /// a short page with `next` set means "continue from there".
+    /// a short page with `next` set means "continue from there". A resolved status across all
+    /// owners has no index: it filters a scan of the entries by id, with the same bound.
     pub fn list(&self, filter: &ListFilter, page: &PageRequest) -> Page<EntrySummary> {
         let limit = page
             .limit
@@ -66,7 +67,12 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                 all.sort_unstable();
                 Box::new(all.into_iter())
             }
-            (None, Some(s)) => Box::new(store.ids_by_status(s, page.start_after)),
+            (None, Some(s)) if s.is_unresolved() => {
+                Box::new(store.ids_by_status(s, page.start_after))
+            }
+            // Resolved entries have no status index (storage layout 3): scan by id, filtered
+            // below, `max_scan` ids a page.
+            (None, Some(_)) => Box::new(store.ids_after(page.start_after)),
             (None, None) => Box::new(store.entries_after(page.start_after).map(|e| e.id)),
         };
         let mut items = Vec::new();
@@ -85,7 +91,9 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                     break;
                 }
             }
-            if filter.kind.is_some_and(|k| k != e.kind) {
+            if filter.kind.is_some_and(|k| k != e.kind)
+                || filter.status.is_some_and(|s| s != e.status)
+            {
                 continue;
             }
             items.push(EntrySummary::from(&e));

@@ -46,9 +46,10 @@
 //! # Bounded work (I6)
 //!
 //! A step looks at no more than `8 × retention_batch` candidates and changes at most
-//! `retention_batch` entries and `retention_batch` summaries. Candidates come from the
-//! `by_status` index of the terminal statuses in id order, from a cursor kept on the heap
-//! (lost on upgrade: the next step starts over, which is only slower). `created_at` does not
+//! `retention_batch` entries and `retention_batch` summaries. Candidates are the entries in id
+//! order (their keys: resolved entries have no status index, storage layout 3; the unresolved
+//! ones are passed over), from a cursor kept on the heap (lost on upgrade: the next step
+//! starts over, which is only slower). `created_at` does not
 //! decrease with the id and `updated_at >= created_at`, so the first candidate created after
 //! the cutoff ends the pass: nothing after it can be old enough.
 
@@ -62,13 +63,6 @@ use ic_stable_structures::storable::Bound;
 use ic_stable_structures::{Memory, Storable};
 use std::borrow::Cow;
 use std::cell::Cell;
-
-const TERMINAL: [Status; 4] = [
-    Status::Succeeded,
-    Status::Failed,
-    Status::Compensated,
-    Status::Cancelled,
-];
 
 /// Where the next retention step continues (heap only).
 #[derive(Default)]
@@ -196,17 +190,17 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
     ) {
         let cutoff = now.saturating_sub(retention);
         let cursor = self.inner.retention.compact.get();
-        let mut ids: Vec<EntryId> = {
-            let store = self.inner.store.borrow();
-            TERMINAL
-                .iter()
-                .flat_map(|s| store.ids_by_status(*s, cursor).take(scan))
-                .collect()
-        };
-        ids.sort_unstable();
-        // Every range ran dry before `scan`: this pass reaches the end.
+        // Entries by id from the cursor; `skip_reason` passes over the unresolved ones (only
+        // those have a status index, storage layout 3).
+        let ids: Vec<EntryId> = self
+            .inner
+            .store
+            .borrow()
+            .ids_after(cursor)
+            .take(scan)
+            .collect();
+        // The scan ran dry before `scan`: this pass reaches the end.
         let mut at_end = ids.len() < scan;
-        ids.truncate(scan);
         let mut last = cursor;
         for id in ids {
             if report.compacted as usize >= batch {

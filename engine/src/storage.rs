@@ -1,6 +1,6 @@
 //! Stable storage of the journal (I5: everything lives here; nothing serialized in `pre_upgrade`).
 //!
-//! # Layout (version 2)
+//! # Layout (version 3)
 //!
 //! The host reserves `RESERVED_MEMORY_IDS` (16) `MemoryId`s for the engine, `first .. first + 16`
 //! (`Memories::from_manager`); this layout uses the first `MEMORY_COUNT` (16) of them, and later
@@ -12,7 +12,7 @@
 //! | 0   | meta         | raw: magic `b"ICJR"`, u32 LE version, u64 LE next id, schema table (layout 1) | header; ids never reused |
 //! | 1   | entries      | `BTreeMap<u64, Entry>` (raw value bytes, see Encoding) | by id                          |
 //! | 2   | by_owner     | `BTreeMap<(Principal, u8 status, u64 id), ()>`   | owner's entries by status             |
-//! | 3   | by_status    | `BTreeMap<(u8 status, u64 id), ()>`              | manual queue, list by status          |
+//! | 3   | by_status    | `BTreeMap<(u8 status, u64 id), ()>`              | unresolved entries by status (layout 3) |
 //! | 4   | due          | `BTreeMap<(u64 next_attempt_at, u64 id), ()>`    | recovery work queue                   |
 //! | 5   | locks        | `BTreeMap<String, u64>`                          | lock key → unresolved entry (I3)      |
 //! | 6   | unresolved   | `BTreeMap<u64 id, ()>`                           | oldest unresolved (first key)         |
@@ -28,6 +28,8 @@
 //!
 //! Offset 15 was reserved and unused in layout 1; layout 2 gives it to the summaries (a layout-1
 //! journal has none: the memory is empty until retention first compacts an entry).
+//! Layout 3 keeps only unresolved entries in `by_status` (layouts 1 and 2 kept every entry):
+//! resolved ones are listed by scanning `entries` by id (`ids_after`).
 //! Retired offsets: none yet. All 16 reserved ids are now in use: a later layout that needs
 //! more must bump `LAYOUT_VERSION` and share a memory, never take an id outside the range.
 //! Retired status/kind tags: none yet (tags live in `types.rs`; never renumber, only append).
@@ -54,15 +56,23 @@
 //! - format 1 (`Approvals`; layout 1's rare values): `[1] ++ candid::encode_one(v)`,
 //!   self-describing.
 //!
-//! # Migration from layout 1
+//! # Migration from layouts 1 and 2
 //!
-//! Layout 1 differs only in the encoding of `Entry` and `AuditRecord` values (format 2). Opening
-//! a layout-1 journal rewrites the version in the header to 2 and nothing else: its format-2
+//! Layout 2 differs from layout 3 only in the resolved entries' `by_status` rows. Opening a
+//! layout-2 journal rewrites the version in the header to 3 and nothing else: those rows are
+//! never read again (a listing of a resolved status scans `entries`), and retention removes
+//! each with its entry (`remove_resolved`). `index_violations` accepts such a row only while
+//! its entry is there with that status.
+//!
+//! Layout 1 differs from layout 2 only in the encoding of `Entry` and `AuditRecord` values
+//! (format 2). Opening a layout-1 journal rewrites the version in the header to 3 and nothing
+//! else: its format-2
 //! values stay where they are and decode as before (the schema table is read at open, never
 //! appended to any more), and each entry is rewritten in format 3 when it is next written
 //! (lazy migration: no bulk work, so `post_upgrade` stays O(1)). Audit records are immutable;
-//! the old ones stay in format 2, new ones are format 3. A layout-1 build refuses a layout-2
-//! journal (`UnsupportedVersion`), and this build refuses any newer layout the same way.
+//! the old ones stay in format 2, new ones are format 3. A layout-1 or layout-2 build refuses
+//! a layout-3 journal (`UnsupportedVersion`), and this build refuses any newer layout the same
+//! way.
 //!
 //! Every index is maintained in one place (`Store::write`), from the old and new version of an
 //! entry, so they cannot drift apart.
@@ -79,8 +89,9 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 pub const MAGIC: &[u8; 4] = b"ICJR";
-/// Layout 2: values in format 3 (layout 1 wrote formats 1 and 2; see the module docs).
-pub const LAYOUT_VERSION: u32 = 2;
+/// Layout 3: `by_status` holds unresolved entries only (layouts 1 and 2 also held the
+/// resolved ones); values in format 3 (layout 1 wrote formats 1 and 2). See the module docs.
+pub const LAYOUT_VERSION: u32 = 3;
 /// First byte of every stored value: its format. Never reuse a format byte.
 /// Format 1: self-describing Candid (`Approvals`; `encode_value`).
 const FORMAT_VERSION: u8 = 1;
@@ -564,6 +575,8 @@ impl<M: Memory + Clone> Store<M> {
             #[cfg(test)]
             let layout = if legacy::writes_v1() {
                 1
+            } else if legacy::writes_v2() {
+                2
             } else {
                 LAYOUT_VERSION
             };
@@ -584,13 +597,17 @@ impl<M: Memory + Clone> Store<M> {
             let version = u32::from_le_bytes(hdr[4..8].try_into().expect("4 bytes"));
             match version {
                 LAYOUT_VERSION => {}
-                // Layout 1 differs only in its values' encoding (Candid, formats 1 and 2), which
-                // layout 2 still decodes; each value is rewritten in format 3 when next written
-                // (lazily: no bulk rewrite, so opening stays O(1)). Only the header changes, so
-                // a layout-1 build refuses the journal from now on instead of misreading it.
-                1 => {
+                // Layout 1 differs from layout 2 only in its values' encoding (Candid, formats 1
+                // and 2), which this build still decodes; each value is rewritten in format 3
+                // when next written. Layouts 1 and 2 differ from layout 3 only in also keeping
+                // resolved entries in `by_status`: those rows are never read again (resolved
+                // entries are listed by scanning `entries`) and retention removes each with its
+                // entry. Both lazily: no bulk rewrite, so opening stays O(1). Only the header
+                // changes, so an older build refuses the journal from now on instead of
+                // misreading it (it would list resolved entries from `by_status` alone).
+                1 | 2 => {
                     #[cfg(test)]
-                    let migrate = !legacy::writes_v1();
+                    let migrate = !legacy::writes_v1() && !legacy::writes_v2();
                     #[cfg(not(test))]
                     let migrate = true;
                     if migrate {
@@ -688,10 +705,11 @@ impl<M: Memory> Store<M> {
             debug_assert_eq!(old.id, new.id);
             if old.status != new.status {
                 self.by_owner.remove(&(old.owner, old.status.tag(), old.id));
+                // A status change leaves an unresolved status (none leaves a terminal one).
                 self.by_status.remove(&(old.status.tag(), old.id));
                 self.by_owner
                     .insert((new.owner, new.status.tag(), new.id), ());
-                self.by_status.insert((new.status.tag(), new.id), ());
+                self.index_status(new);
                 self.bump(counter::STATUS | old.status.tag() as u32, -1);
                 self.bump(counter::STATUS | new.status.tag() as u32, 1);
             }
@@ -712,7 +730,7 @@ impl<M: Memory> Store<M> {
         } else {
             self.by_owner
                 .insert((new.owner, new.status.tag(), new.id), ());
-            self.by_status.insert((new.status.tag(), new.id), ());
+            self.index_status(new);
             if let Some(at) = new.next_attempt_at {
                 self.due.insert((at, new.id), ());
             }
@@ -735,6 +753,18 @@ impl<M: Memory> Store<M> {
         }
         self.entries.insert(new.id, Encoded(encode_stored(new)));
         self.remember(new.clone());
+    }
+
+    /// Only unresolved work is indexed by status (layout 3): resolved entries are listed by an
+    /// id-ordered scan of `entries` (`ids_after`), so a resolution is a removal, not a move.
+    fn index_status(&mut self, e: &Entry) {
+        #[cfg(test)]
+        let legacy = legacy::writes_v1() || legacy::writes_v2();
+        #[cfg(not(test))]
+        let legacy = false;
+        if e.status.is_unresolved() || legacy {
+            self.by_status.insert((e.status.tag(), e.id), ());
+        }
     }
 
     fn release(&mut self, e: &Entry) {
@@ -872,18 +902,31 @@ impl<M: Memory> Store<M> {
             .map(|(_, _, id)| id)
     }
 
-    /// Ids with `status`, ascending, after `after`.
+    /// Ids with the unresolved `status`, ascending, after `after`. Resolved entries are not in
+    /// this index (layout 3; rows a layout-2 journal left are stale and never read): list them
+    /// with `ids_after`.
     pub fn ids_by_status(
         &self,
         status: Status,
         after: Option<EntryId>,
     ) -> impl Iterator<Item = EntryId> + '_ {
+        debug_assert!(
+            status.is_unresolved(),
+            "by_status holds unresolved entries only"
+        );
         let start = after.map_or(0, |a| a.saturating_add(1));
         let done = after == Some(u64::MAX);
         self.by_status
             .keys_range((status.tag(), start)..=(status.tag(), u64::MAX))
             .filter(move |_| !done)
             .map(|(_, id)| id)
+    }
+
+    /// Ids of all entries, ascending, after `after` (keys only: no value is decoded).
+    pub fn ids_after(&self, after: Option<EntryId>) -> impl Iterator<Item = EntryId> + '_ {
+        let start = after.map_or(0, |a| a.saturating_add(1));
+        let done = after == Some(u64::MAX);
+        self.entries.keys_range(start..).filter(move |_| !done)
     }
 
     /// All entries ascending by id after `after`.
@@ -933,6 +976,12 @@ impl<M: Memory> Store<M> {
                 out.push(format!("counter cache: {k:#x} differs from stable memory"));
             }
         }
+        for (tag, id) in self.by_status.keys() {
+            let resolved = Status::from_tag(tag).is_some_and(|s| s.is_terminal());
+            if resolved && !entries.iter().any(|e| e.id == id && e.status.tag() == tag) {
+                out.push(format!("by_status: stale resolved row {:?}", (tag, id)));
+            }
+        }
         let mut check = |name: &str, want: BTreeSet<String>, have: BTreeSet<String>| {
             for x in want.difference(&have) {
                 out.push(format!("{name}: missing {x}"));
@@ -949,13 +998,21 @@ impl<M: Memory> Store<M> {
                 .map(|e| format!("{:?}", (e.owner, e.status.tag(), e.id)))),
             set(&mut self.by_owner.keys().map(|k| format!("{k:?}"))),
         );
+        // Unresolved entries exactly; a resolved row only as a layout-2 journal left it (the
+        // entry still there, with that status).
         check(
             "by_status",
             set(&mut entries
                 .iter()
+                .filter(|e| e.status.is_unresolved())
                 .map(|e| format!("{:?}", (e.status.tag(), e.id)))),
-            set(&mut self.by_status.keys().map(|k| format!("{k:?}"))),
+            set(&mut self
+                .by_status
+                .keys()
+                .filter(|(tag, _)| Status::from_tag(*tag).is_none_or(|s| s.is_unresolved()))
+                .map(|k| format!("{k:?}"))),
         );
+
         check(
             "due",
             set(&mut entries
@@ -1147,6 +1204,7 @@ pub(crate) mod legacy {
 
     thread_local! {
         static WRITES_V1: Cell<bool> = const { Cell::new(false) };
+        static WRITES_V2: Cell<bool> = const { Cell::new(false) };
         /// Current header per Rust type.
         static CURRENT: RefCell<BTreeMap<TypeId, CurrentSchema>> = const { RefCell::new(BTreeMap::new()) };
     }
@@ -1155,6 +1213,16 @@ pub(crate) mod legacy {
     /// migrated on open, and values are written in format 2).
     pub fn set_writes_v1(on: bool) {
         WRITES_V1.set(on);
+    }
+
+    /// While set, `Store` writes layout 2 (a version-2 header, not migrated on open, resolved
+    /// entries kept in `by_status`; values in format 3).
+    pub fn set_writes_v2(on: bool) {
+        WRITES_V2.set(on);
+    }
+
+    pub fn writes_v2() -> bool {
+        WRITES_V2.get()
     }
 
     pub fn writes_v1() -> bool {
@@ -1380,10 +1448,9 @@ mod tests {
             assert_eq!((e.attempts, e.status), (2, Status::Succeeded));
             assert_eq!(Some(e), fresh.get(id));
         }
-        assert_eq!(
-            fresh.ids_by_status(Status::Succeeded, None).count() as u64,
-            n
-        );
+        assert_eq!(fresh.ids_by_status(Status::Unknown, None).count(), 0);
+        assert_eq!(fresh.ids_after(None).count() as u64, n);
+        assert_eq!(fresh.index_violations(), Vec::<String>::new());
     }
 
     #[test]

@@ -110,3 +110,112 @@ fn should_open_a_layout_1_journal_read_it_unchanged_and_rewrite_entries_lazily()
     );
     assert_eq!(layout_version(&h), crate::storage::LAYOUT_VERSION);
 }
+
+/// The `by_status` rows, read from its memory as raw keys.
+fn status_rows(h: &Harness) -> Vec<(u8, u64)> {
+    let mm = MemoryManager::init(h.raw.clone());
+    let raw: StableBTreeMap<(u8, u64), (), _> = StableBTreeMap::init(mm.get(MemoryId::new(3)));
+    raw.keys().collect()
+}
+
+fn by_status(h: &Harness, s: Status) -> Vec<EntryId> {
+    let page = crate::PageRequest {
+        start_after: None,
+        limit: 100,
+    };
+    let filter = crate::ListFilter {
+        status: Some(s),
+        ..Default::default()
+    };
+    h.journal
+        .list(&filter, &page)
+        .items
+        .iter()
+        .map(|e| e.id)
+        .collect()
+}
+
+/// Layout 3 indexes only unresolved work by status: a resolution removes the entry's row and
+/// adds none, and a listing of a resolved status finds the entry by scanning the entries.
+#[test]
+fn should_index_only_unresolved_entries_by_status() {
+    let mut h = Harness::new(Config::default());
+    let ok = h.transfer(user(1), h.icrc1(10), None).unwrap().unwrap();
+    assert_eq!(ok.status, Status::Succeeded);
+    h.faults.push_back(Fault::LoseResponse);
+    let lost = h.transfer(user(2), h.icrc1(20), None).unwrap().unwrap();
+    assert_eq!(lost.status, Status::Unknown);
+    assert_eq!(
+        status_rows(&h),
+        vec![(Status::Unknown.tag(), lost.entry_id)],
+        "the resolved transfer has no row"
+    );
+    assert_eq!(by_status(&h, Status::Succeeded), vec![ok.entry_id]);
+    assert_eq!(by_status(&h, Status::Unknown), vec![lost.entry_id]);
+    h.settle();
+    assert_eq!(status_rows(&h), vec![]);
+    assert_eq!(
+        by_status(&h, Status::Succeeded),
+        vec![ok.entry_id, lost.entry_id]
+    );
+    assert_eq!(by_status(&h, Status::Unknown), Vec::<EntryId>::new());
+}
+
+/// A layout-2 journal (resolved entries kept in `by_status`) opens as layout 3 with nothing
+/// rewritten: each resolved entry is listed once, its stale row is never read, new
+/// resolutions leave no row, and retention removes the old rows with their entries.
+#[test]
+fn should_open_a_layout_2_journal_and_drop_its_resolved_status_rows_with_retention() {
+    legacy::set_writes_v2(true);
+    let day = 24 * HOUR;
+    let mut h = Harness::new(Config {
+        retention_ns: Some(2 * day),
+        ..Config::default()
+    });
+    let old = h.transfer(user(1), h.icrc1(10), None).unwrap().unwrap();
+    let failed = h
+        .transfer(user(1), h.icrc1(u64::MAX), None)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (old.status, failed.status),
+        (Status::Succeeded, Status::Failed)
+    );
+    let rows = status_rows(&h);
+    assert_eq!(layout_version(&h), 2);
+    assert_eq!(
+        rows,
+        vec![
+            (Status::Succeeded.tag(), old.entry_id),
+            (Status::Failed.tag(), failed.entry_id)
+        ]
+    );
+
+    // The upgrade to this build.
+    legacy::set_writes_v2(false);
+    h.reopen();
+    assert_eq!(layout_version(&h), crate::storage::LAYOUT_VERSION);
+    assert_eq!(status_rows(&h), rows, "opening rewrites nothing");
+    let new = h.transfer(user(1), h.icrc1(30), None).unwrap().unwrap();
+    assert_eq!(new.status, Status::Succeeded);
+    assert_eq!(status_rows(&h), rows, "a new resolution leaves no row");
+    assert_eq!(
+        by_status(&h, Status::Succeeded),
+        vec![old.entry_id, new.entry_id],
+        "listed once each"
+    );
+    assert_eq!(by_status(&h, Status::Failed), vec![failed.entry_id]);
+    let violations = h.journal.inner.store.borrow().index_violations();
+    assert!(violations.is_empty(), "{violations:?}");
+
+    // Retention compacts the old entries and takes their rows with them.
+    for _ in 0..(3 * 24) {
+        h.rt.advance(HOUR);
+        h.tick().expect("a tick does not trap");
+    }
+    assert!(h.journal.get(old.entry_id).is_none());
+    assert!(h.journal.get(failed.entry_id).is_none());
+    assert_eq!(status_rows(&h), vec![]);
+    let violations = h.journal.inner.store.borrow().index_violations();
+    assert!(violations.is_empty(), "{violations:?}");
+}
