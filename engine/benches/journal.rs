@@ -225,8 +225,11 @@ fn main() {
     let ledger = Principal::from_slice(&[0x1E, 0xD6, 1]);
     let owner = Principal::from_slice(&[0x0A, 1]);
     let rt = FakeRuntime::new(me, 1_700_000_000_000_000_000);
+    // One owner holds every entry: lift the per-owner quotas (the default allows 1M entries,
+    // which the 1M size reaches).
     let cfg = Config {
         max_unresolved_per_owner: u32::MAX,
+        max_entries_per_owner: u64::MAX,
         ..Config::default()
     };
     let journal: J = Journal::open(rt.clone(), Memories::from_manager(&mm, 0), cfg).unwrap();
