@@ -45,7 +45,9 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
     /// Keyset-paginated listing, served from an index: O(log n + scanned). `kind` and
     /// `created_before` are filters applied while scanning at most `10 × limit` index entries;
     /// a short page with `next` set means "continue from there". A resolved status across all
-    /// owners has no index: it filters a scan of the entries by id, with the same bound.
+    /// owners has no index: it filters a scan of the entries by id, with the same bound; an
+    /// owner's entries of one status are a filtered scan of the owner's entries (resolved
+    /// statuses) or of the status's (unresolved ones), with the same bound.
     pub fn list(&self, filter: &ListFilter, page: &PageRequest) -> Page<EntrySummary> {
         let limit = page
             .limit
@@ -53,20 +55,16 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         let max_scan = limit.saturating_mul(10);
         let store = self.inner.store.borrow();
         let ids: Box<dyn Iterator<Item = EntryId>> = match (filter.owner, filter.status) {
-            (Some(o), Some(s)) => Box::new(store.ids_by_owner_status(o, s, page.start_after)),
-            (Some(o), None) => {
-                // Merge the owner's per-status ranges (9 small ranges, each cut at max_scan).
-                let mut all: Vec<EntryId> = Status::ALL
-                    .iter()
-                    .flat_map(|s| {
-                        store
-                            .ids_by_owner_status(o, *s, page.start_after)
-                            .take(max_scan)
-                    })
-                    .collect();
-                all.sort_unstable();
-                Box::new(all.into_iter())
+            // Unresolved work is small: its status index, filtered by owner below.
+            (Some(_), Some(s)) if s.is_unresolved() => {
+                Box::new(store.ids_by_status(s, page.start_after))
             }
+            // The owner's rows do not carry the status (storage layout 4): filtered below.
+            (Some(o), s) => Box::new(
+                store
+                    .ids_by_owner(o, s, page.start_after, max_scan + 1)
+                    .into_iter(),
+            ),
             (None, Some(s)) if s.is_unresolved() => {
                 Box::new(store.ids_by_status(s, page.start_after))
             }
@@ -93,6 +91,7 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             }
             if filter.kind.is_some_and(|k| k != e.kind)
                 || filter.status.is_some_and(|s| s != e.status)
+                || filter.owner.is_some_and(|o| o != e.owner)
             {
                 continue;
             }

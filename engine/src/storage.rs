@@ -1,6 +1,6 @@
 //! Stable storage of the journal (I5: everything lives here; nothing serialized in `pre_upgrade`).
 //!
-//! # Layout (version 3)
+//! # Layout (version 4)
 //!
 //! The host reserves `RESERVED_MEMORY_IDS` (16) `MemoryId`s for the engine, `first .. first + 16`
 //! (`Memories::from_manager`); this layout uses the first `MEMORY_COUNT` (16) of them, and later
@@ -9,9 +9,9 @@
 //!
 //! | off | name         | structure                                        | purpose                               |
 //! |-----|--------------|--------------------------------------------------|---------------------------------------|
-//! | 0   | meta         | raw: magic `b"ICJR"`, u32 LE version, u64 LE next id, schema table (layout 1) | header; ids never reused |
+//! | 0   | meta         | raw: magic `b"ICJR"`, u32 LE version, u64 LE next id, schema table (layout 1), u64 LE first fixed owner row (layout 4) | header; ids never reused |
 //! | 1   | entries      | `BTreeMap<u64, Entry>` (raw value bytes, see Encoding) | by id                          |
-//! | 2   | by_owner     | `BTreeMap<(Principal, u8 status, u64 id), ()>`   | owner's entries by status             |
+//! | 2   | by_owner     | `BTreeMap<(Principal, u8 255, u64 id), ()>`      | owner's entries, one row each (layout 4) |
 //! | 3   | by_status    | `BTreeMap<(u8 status, u64 id), ()>`              | unresolved entries by status (layout 3) |
 //! | 4   | due          | `BTreeMap<(u64 next_attempt_at, u64 id), ()>`    | recovery work queue                   |
 //! | 5   | locks        | `BTreeMap<String, u64>`                          | lock key → unresolved entry (I3)      |
@@ -30,6 +30,13 @@
 //! journal has none: the memory is empty until retention first compacts an entry).
 //! Layout 3 keeps only unresolved entries in `by_status` (layouts 1 and 2 kept every entry):
 //! resolved ones are listed by scanning `entries` by id (`ids_after`).
+//! Layout 4 writes an entry's `by_owner` row once, when the entry is created, with the status
+//! byte 255 (`OWNER_ROW_ANY`): a status change touches no owner index. Layouts 1 to 3 keyed
+//! the row by the entry's status and moved it on every change; a journal opened as layout 4
+//! keeps those rows for the entries it already had (they still move), and the header field
+//! after the schema table holds the first id with a fixed row (0 for a journal created as
+//! layout 4). Listings by owner and status filter the owner's rows (resolved statuses) or the
+//! status's rows (unresolved ones).
 //! Retired offsets: none yet. All 16 reserved ids are now in use: a later layout that needs
 //! more must bump `LAYOUT_VERSION` and share a memory, never take an id outside the range.
 //! Retired status/kind tags: none yet (tags live in `types.rs`; never renumber, only append).
@@ -56,23 +63,27 @@
 //! - format 1 (`Approvals`; layout 1's rare values): `[1] ++ candid::encode_one(v)`,
 //!   self-describing.
 //!
-//! # Migration from layouts 1 and 2
+//! # Migration from layouts 1 to 3
+//!
+//! Layout 3 differs from layout 4 only in its `by_owner` rows. Opening a layout-3 (or older)
+//! journal writes the header field (the next id: every entry it has keeps its status-keyed
+//! row) and the version, nothing else.
 //!
 //! Layout 2 differs from layout 3 only in the resolved entries' `by_status` rows. Opening a
-//! layout-2 journal rewrites the version in the header to 3 and nothing else: those rows are
+//! layout-2 journal rewrites the version in the header (and writes layout 4's field) and
+//! nothing else: those rows are
 //! never read again (a listing of a resolved status scans `entries`), and retention removes
 //! each with its entry (`remove_resolved`). `index_violations` accepts such a row only while
 //! its entry is there with that status.
 //!
 //! Layout 1 differs from layout 2 only in the encoding of `Entry` and `AuditRecord` values
-//! (format 2). Opening a layout-1 journal rewrites the version in the header to 3 and nothing
-//! else: its format-2
-//! values stay where they are and decode as before (the schema table is read at open, never
+//! (format 2). Opening a layout-1 journal rewrites the version in the header (and writes layout
+//! 4's field after its schema table) and nothing else: its format-2 values stay where they are and decode as before (the schema table is read at open, never
 //! appended to any more), and each entry is rewritten in format 3 when it is next written
 //! (lazy migration: no bulk work, so `post_upgrade` stays O(1)). Audit records are immutable;
-//! the old ones stay in format 2, new ones are format 3. A layout-1 or layout-2 build refuses
-//! a layout-3 journal (`UnsupportedVersion`), and this build refuses any newer layout the same
-//! way.
+//! the old ones stay in format 2, new ones are format 3. A build of layout 1, 2 or 3 refuses
+//! a later layout's journal (`UnsupportedVersion`), and this build refuses any newer layout
+//! the same way.
 //!
 //! Every index is maintained in one place (`Store::write`), from the old and new version of an
 //! entry, so they cannot drift apart.
@@ -89,9 +100,11 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 pub const MAGIC: &[u8; 4] = b"ICJR";
-/// Layout 3: `by_status` holds unresolved entries only (layouts 1 and 2 also held the
-/// resolved ones); values in format 3 (layout 1 wrote formats 1 and 2). See the module docs.
-pub const LAYOUT_VERSION: u32 = 3;
+/// Layout 4: an entry's `by_owner` row is written once, without its status (layouts 1 to 3
+/// moved it on every status change); `by_status` holds unresolved entries only (layouts 1 and
+/// 2 also held the resolved ones); values in format 3 (layout 1 wrote formats 1 and 2). See
+/// the module docs.
+pub const LAYOUT_VERSION: u32 = 4;
 /// First byte of every stored value: its format. Never reuse a format byte.
 /// Format 1: self-describing Candid (`Approvals`; `encode_value`).
 const FORMAT_VERSION: u8 = 1;
@@ -102,6 +115,9 @@ const FORMAT_SCHEMA: u8 = 2;
 const FORMAT_CBOR: u8 = 3;
 /// Offset of the schema table in the meta memory (after magic, version, next id).
 const SCHEMA_TABLE: u64 = 16;
+
+/// The status byte of a fixed `by_owner` row (layout 4; no status tag is 255).
+const OWNER_ROW_ANY: u8 = u8::MAX;
 
 /// Number of memories (and `MemoryId`s) this layout uses.
 pub const MEMORY_COUNT: u8 = 16;
@@ -257,7 +273,7 @@ where
 /// An `Entry` or `AuditRecord` as this build writes it (format 3).
 fn encode_stored<T: CandidType + minicbor::Encode<()> + 'static>(v: &T) -> Vec<u8> {
     #[cfg(test)]
-    if legacy::writes_v1() {
+    if legacy::layout() == 1 {
         return legacy::encode_schema_value(v);
     }
     encode_cbor_value(v)
@@ -471,7 +487,8 @@ pub fn intent_charge(intent: &Intent) -> u64 {
 /// Schema table in the meta memory at `SCHEMA_TABLE`: `u32 LE count`, then per schema
 /// `u64 LE hash, u32 LE len, header bytes`. Written by layout 1 only (format-2 values); layout 2
 /// reads it, so the format-2 values a migrated journal still holds decode, and never appends.
-fn load_schemas<M: Memory>(meta: &M) {
+/// Registers the schema table's schemas; returns the offset just past the table.
+fn load_schemas<M: Memory>(meta: &M) -> u64 {
     let read_u32 = |off: u64| {
         let mut b = [0u8; 4];
         meta.read(off, &mut b);
@@ -490,6 +507,24 @@ fn load_schemas<M: Memory>(meta: &M) {
         register_schema(hash, Rc::new(header));
         off += 12 + len as u64;
     }
+    off
+}
+
+fn read_u64<M: Memory>(meta: &M, off: u64) -> u64 {
+    let mut b = [0u8; 8];
+    meta.read(off, &mut b);
+    u64::from_le_bytes(b)
+}
+
+fn write_u64<M: Memory>(meta: &M, off: u64, v: u64) {
+    let pages = (off + 8).div_ceil(65536);
+    if meta.size() < pages {
+        assert!(
+            meta.grow(pages - meta.size()) >= 0,
+            "icjournal: out of stable memory"
+        );
+    }
+    meta.write(off, &v.to_le_bytes());
 }
 
 #[cfg(test)]
@@ -545,6 +580,9 @@ pub struct Store<M: Memory> {
     /// read and a write); consistent for the same reasons as `cache`. Bounded by the counter
     /// key space (`counter`: a namespace and a one-byte tag).
     counter_cache: RefCell<BTreeMap<u32, u64>>,
+    /// `by_owner` rows of entries with this id or greater are fixed (`OWNER_ROW_ANY`); older
+    /// ones, created before the journal was opened as layout 4, are keyed by status.
+    owner_rows_fixed_from: EntryId,
     by_owner: StableBTreeMap<(Principal, u8, u64), (), M>,
     by_status: StableBTreeMap<(u8, u64), (), M>,
     due: StableBTreeMap<(u64, u64), (), M>,
@@ -565,29 +603,23 @@ impl<M: Memory + Clone> Store<M> {
     /// Create (empty memories) or load (existing layout). Never overwrites foreign data.
     pub fn open(mem: Memories<M>) -> Result<Self, OpenError> {
         let sizes: Vec<M> = mem.all().into_iter().cloned().collect();
-        let next_id = if mem.meta.size() == 0 {
+        #[cfg(test)]
+        let writes = legacy::layout();
+        #[cfg(not(test))]
+        let writes = LAYOUT_VERSION;
+        let (next_id, found) = if mem.meta.size() == 0 {
             let non_empty = mem.all().iter().skip(1).any(|m| m.size() > 0);
             if non_empty {
                 // Data without a header: not ours, or a half-written layout. Refuse.
                 return Err(OpenError::BadMagic);
             }
             mem.meta.grow(1);
-            #[cfg(test)]
-            let layout = if legacy::writes_v1() {
-                1
-            } else if legacy::writes_v2() {
-                2
-            } else {
-                LAYOUT_VERSION
-            };
-            #[cfg(not(test))]
-            let layout = LAYOUT_VERSION;
             let mut hdr = Vec::with_capacity(16);
             hdr.extend_from_slice(MAGIC);
-            hdr.extend_from_slice(&layout.to_le_bytes());
+            hdr.extend_from_slice(&writes.to_le_bytes());
             hdr.extend_from_slice(&0u64.to_le_bytes());
             mem.meta.write(0, &hdr);
-            0
+            (0, None)
         } else {
             let mut hdr = [0u8; 16];
             mem.meta.read(0, &mut hdr);
@@ -595,42 +627,53 @@ impl<M: Memory + Clone> Store<M> {
                 return Err(OpenError::BadMagic);
             }
             let version = u32::from_le_bytes(hdr[4..8].try_into().expect("4 bytes"));
-            match version {
-                LAYOUT_VERSION => {}
-                // Layout 1 differs from layout 2 only in its values' encoding (Candid, formats 1
-                // and 2), which this build still decodes; each value is rewritten in format 3
-                // when next written. Layouts 1 and 2 differ from layout 3 only in also keeping
-                // resolved entries in `by_status`: those rows are never read again (resolved
-                // entries are listed by scanning `entries`) and retention removes each with its
-                // entry. Both lazily: no bulk rewrite, so opening stays O(1). Only the header
-                // changes, so an older build refuses the journal from now on instead of
-                // misreading it (it would list resolved entries from `by_status` alone).
-                1 | 2 => {
-                    #[cfg(test)]
-                    let migrate = !legacy::writes_v1() && !legacy::writes_v2();
-                    #[cfg(not(test))]
-                    let migrate = true;
-                    if migrate {
-                        mem.meta.write(4, &LAYOUT_VERSION.to_le_bytes());
-                    }
-                }
-                found => {
-                    return Err(OpenError::UnsupportedVersion {
-                        found,
-                        supported: LAYOUT_VERSION,
-                    })
-                }
+            if !(1..=LAYOUT_VERSION).contains(&version) {
+                return Err(OpenError::UnsupportedVersion {
+                    found: version,
+                    supported: LAYOUT_VERSION,
+                });
             }
-            u64::from_le_bytes(hdr[8..16].try_into().expect("8 bytes"))
+            let next_id = u64::from_le_bytes(hdr[8..16].try_into().expect("8 bytes"));
+            (next_id, Some(version))
         };
-        load_schemas(&mem.meta);
+        let schema_end = load_schemas(&mem.meta);
+        // Where layout 4's one header field lives: after the schema table, which no build
+        // since layout 1 appends to, so the offset never moves.
+        let owner_rows_fixed_from = match found {
+            None if writes < 4 => u64::MAX,
+            None => {
+                write_u64(&mem.meta, schema_end, 0);
+                0
+            }
+            Some(LAYOUT_VERSION) => read_u64(&mem.meta, schema_end),
+            // A build of an older layout (tests) reopening its own journal.
+            Some(_) if writes < LAYOUT_VERSION => u64::MAX,
+            // Layouts 1 to 3 differ from layout 4 in three ways, each migrated lazily (no bulk
+            // rewrite, so opening stays O(1)):
+            // - layout 1's values are Candid (formats 1 and 2), which this build still decodes;
+            //   each is rewritten in format 3 when next written;
+            // - layouts 1 and 2 keep resolved entries in `by_status`: those rows are never read
+            //   again (resolved entries are listed by scanning `entries`) and retention removes
+            //   each with its entry;
+            // - layouts 1 to 3 key `by_owner` by status: entries created before this open keep
+            //   such rows (moved on a status change, as before); later ones get a fixed row.
+            //   The first fixed id is the header field written here.
+            // The version in the header changes, so an older build refuses the journal from
+            // now on instead of misreading it.
+            Some(_) => {
+                write_u64(&mem.meta, schema_end, next_id);
+                mem.meta.write(4, &LAYOUT_VERSION.to_le_bytes());
+                next_id
+            }
+        };
         #[cfg(test)]
-        if legacy::writes_v1() {
+        if writes == 1 {
             legacy::persist_current_schemas(&mem.meta);
         }
         Ok(Store {
             meta: mem.meta,
             next_id,
+            owner_rows_fixed_from,
             entries: StableBTreeMap::init(mem.entries),
             cache: RefCell::new(BTreeMap::new()),
             counter_cache: RefCell::new(BTreeMap::new()),
@@ -704,11 +747,13 @@ impl<M: Memory> Store<M> {
         if let Some(old) = old {
             debug_assert_eq!(old.id, new.id);
             if old.status != new.status {
-                self.by_owner.remove(&(old.owner, old.status.tag(), old.id));
+                if old.id < self.owner_rows_fixed_from {
+                    self.by_owner.remove(&(old.owner, old.status.tag(), old.id));
+                    self.by_owner
+                        .insert((new.owner, new.status.tag(), new.id), ());
+                }
                 // A status change leaves an unresolved status (none leaves a terminal one).
                 self.by_status.remove(&(old.status.tag(), old.id));
-                self.by_owner
-                    .insert((new.owner, new.status.tag(), new.id), ());
                 self.index_status(new);
                 self.bump(counter::STATUS | old.status.tag() as u32, -1);
                 self.bump(counter::STATUS | new.status.tag() as u32, 1);
@@ -728,8 +773,7 @@ impl<M: Memory> Store<M> {
                 self.claim(new);
             }
         } else {
-            self.by_owner
-                .insert((new.owner, new.status.tag(), new.id), ());
+            self.by_owner.insert(self.owner_row(new), ());
             self.index_status(new);
             if let Some(at) = new.next_attempt_at {
                 self.due.insert((at, new.id), ());
@@ -759,11 +803,22 @@ impl<M: Memory> Store<M> {
     /// id-ordered scan of `entries` (`ids_after`), so a resolution is a removal, not a move.
     fn index_status(&mut self, e: &Entry) {
         #[cfg(test)]
-        let legacy = legacy::writes_v1() || legacy::writes_v2();
+        let legacy = legacy::layout() < 3;
         #[cfg(not(test))]
         let legacy = false;
         if e.status.is_unresolved() || legacy {
             self.by_status.insert((e.status.tag(), e.id), ());
+        }
+    }
+
+    /// An entry's `by_owner` row: written once when the entry is created (layout 4), so a
+    /// status change touches no owner index; rows of entries older than the layout keep their
+    /// status (`owner_rows_fixed_from`).
+    fn owner_row(&self, e: &Entry) -> (Principal, u8, u64) {
+        if e.id < self.owner_rows_fixed_from {
+            (e.owner, e.status.tag(), e.id)
+        } else {
+            (e.owner, OWNER_ROW_ANY, e.id)
         }
     }
 
@@ -887,19 +942,52 @@ impl<M: Memory> Store<M> {
         self.unresolved.first_key_value().map(|(id, _)| id)
     }
 
-    /// Ids of `owner`'s entries with `status`, ascending, after `after`.
-    pub fn ids_by_owner_status(
+    /// Up to `max` ids of `owner`'s entries after `after`, ascending: all of them (`status`
+    /// `None`), or those that may have `status` (the caller filters: an entry with a fixed row
+    /// may have any status). Fixed rows come from one range; the rows a layout-3 journal left,
+    /// keyed by status and all older than the fixed ones, from one range per status.
+    pub fn ids_by_owner(
         &self,
         owner: Principal,
-        status: Status,
+        status: Option<Status>,
         after: Option<EntryId>,
-    ) -> impl Iterator<Item = EntryId> + '_ {
-        let start = after.map_or(0, |a| a.saturating_add(1));
-        let done = after == Some(u64::MAX);
-        self.by_owner
-            .keys_range((owner, status.tag(), start)..=(owner, status.tag(), u64::MAX))
-            .filter(move |_| !done)
-            .map(|(_, _, id)| id)
+        max: usize,
+    ) -> Vec<EntryId> {
+        if after == Some(u64::MAX) {
+            return vec![];
+        }
+        let start = after.map_or(0, |a| a + 1);
+        let fixed = self.owner_rows_fixed_from;
+        let mut ids = Vec::new();
+        if start < fixed {
+            let by_status = |tag: u8| {
+                self.by_owner
+                    .keys_range((owner, tag, start)..(owner, tag, fixed))
+                    .map(|(_, _, id)| id)
+                    .take(max)
+            };
+            match status {
+                Some(s) => ids.extend(by_status(s.tag())),
+                None => {
+                    for s in Status::ALL {
+                        ids.extend(by_status(s.tag()));
+                    }
+                    ids.sort_unstable();
+                    ids.truncate(max);
+                }
+            }
+        }
+        if ids.len() < max && fixed < u64::MAX {
+            ids.extend(
+                self.by_owner
+                    .keys_range(
+                        (owner, OWNER_ROW_ANY, start.max(fixed))..=(owner, OWNER_ROW_ANY, u64::MAX),
+                    )
+                    .map(|(_, _, id)| id)
+                    .take(max - ids.len()),
+            );
+        }
+        ids
     }
 
     /// Ids with the unresolved `status`, ascending, after `after`. Resolved entries are not in
@@ -993,9 +1081,7 @@ impl<M: Memory> Store<M> {
         let set = |it: &mut dyn Iterator<Item = String>| it.collect::<BTreeSet<_>>();
         check(
             "by_owner",
-            set(&mut entries
-                .iter()
-                .map(|e| format!("{:?}", (e.owner, e.status.tag(), e.id)))),
+            set(&mut entries.iter().map(|e| format!("{:?}", self.owner_row(e)))),
             set(&mut self.by_owner.keys().map(|k| format!("{k:?}"))),
         );
         // Unresolved entries exactly; a resolved row only as a layout-2 journal left it (the
@@ -1121,7 +1207,7 @@ impl<M: Memory> Store<M> {
         debug_assert!(!self.unresolved.contains_key(&id));
         self.entries.remove(&id);
         self.cache.get_mut().remove(&id);
-        self.by_owner.remove(&(e.owner, e.status.tag(), id));
+        self.by_owner.remove(&self.owner_row(&e));
         self.by_status.remove(&(e.status.tag(), id));
         if let Some(at) = e.next_attempt_at {
             self.due.remove(&(at, id));
@@ -1203,30 +1289,24 @@ pub(crate) mod legacy {
     type CurrentSchema = (u64, Rc<Vec<u8>>);
 
     thread_local! {
-        static WRITES_V1: Cell<bool> = const { Cell::new(false) };
-        static WRITES_V2: Cell<bool> = const { Cell::new(false) };
+        /// The layout the store writes (`None`: this build's).
+        static LAYOUT: Cell<Option<u32>> = const { Cell::new(None) };
         /// Current header per Rust type.
         static CURRENT: RefCell<BTreeMap<TypeId, CurrentSchema>> = const { RefCell::new(BTreeMap::new()) };
     }
 
-    /// While set, `Store` writes layout 1 (new journals get a version-1 header, are not
-    /// migrated on open, and values are written in format 2).
-    pub fn set_writes_v1(on: bool) {
-        WRITES_V1.set(on);
+    /// While `Some(v)`, `Store` writes layout `v` as the build of that layout did: new
+    /// journals get a version-`v` header and an existing journal is not migrated on open.
+    /// Layout 1 writes values in format 2 with their schemas in the schema table; layouts 1
+    /// and 2 keep resolved entries in `by_status`; layouts 1 to 3 move an entry's `by_owner`
+    /// row with its status.
+    pub fn set_layout(v: Option<u32>) {
+        LAYOUT.set(v);
     }
 
-    /// While set, `Store` writes layout 2 (a version-2 header, not migrated on open, resolved
-    /// entries kept in `by_status`; values in format 3).
-    pub fn set_writes_v2(on: bool) {
-        WRITES_V2.set(on);
-    }
-
-    pub fn writes_v2() -> bool {
-        WRITES_V2.get()
-    }
-
-    pub fn writes_v1() -> bool {
-        WRITES_V1.get()
+    /// The layout the store writes now.
+    pub fn layout() -> u32 {
+        LAYOUT.get().unwrap_or(LAYOUT_VERSION)
     }
 
     fn value_bytes<T: CandidType>(v: &T) -> Vec<u8> {
@@ -1365,13 +1445,13 @@ mod tests {
     fn should_read_a_layout_1_journal_in_a_fresh_process_and_migrate_its_header_only() {
         let raw = VectorMemory::default();
         let mm = MemoryManager::init(raw.clone());
-        legacy::set_writes_v1(true);
+        legacy::set_layout(Some(1));
         let mut store = Store::open(Memories::from_manager(&mm, 3)).unwrap();
         let mut e = sample_entry();
         e.owner = Principal::from_slice(&[1, 2, 3]);
         store.write(None, &e);
         store.append_audit(1, 0, None, AuditEvent::Created { kind: Kind::Record });
-        legacy::set_writes_v1(false);
+        legacy::set_layout(None);
         drop(store);
         let meta = mm.get(MemoryId::new(3));
         assert_eq!((version(&meta), schema_count(&meta)), (1, 2));

@@ -25,7 +25,7 @@ fn layout_version(h: &Harness) -> u32 {
 
 #[test]
 fn should_open_a_layout_1_journal_read_it_unchanged_and_rewrite_entries_lazily() {
-    legacy::set_writes_v1(true);
+    legacy::set_layout(Some(1));
     let mut h = Harness::new(Config::default());
     let ok = h
         .transfer(user(1), h.icrc1(10), Some("a".to_string()))
@@ -53,7 +53,7 @@ fn should_open_a_layout_1_journal_read_it_unchanged_and_rewrite_entries_lazily()
     );
 
     // The upgrade to this build.
-    legacy::set_writes_v1(false);
+    legacy::set_layout(None);
     h.reopen();
     assert_eq!(layout_version(&h), crate::storage::LAYOUT_VERSION);
     assert_eq!(h.entries(), before);
@@ -166,7 +166,7 @@ fn should_index_only_unresolved_entries_by_status() {
 /// resolutions leave no row, and retention removes the old rows with their entries.
 #[test]
 fn should_open_a_layout_2_journal_and_drop_its_resolved_status_rows_with_retention() {
-    legacy::set_writes_v2(true);
+    legacy::set_layout(Some(2));
     let day = 24 * HOUR;
     let mut h = Harness::new(Config {
         retention_ns: Some(2 * day),
@@ -192,7 +192,7 @@ fn should_open_a_layout_2_journal_and_drop_its_resolved_status_rows_with_retenti
     );
 
     // The upgrade to this build.
-    legacy::set_writes_v2(false);
+    legacy::set_layout(None);
     h.reopen();
     assert_eq!(layout_version(&h), crate::storage::LAYOUT_VERSION);
     assert_eq!(status_rows(&h), rows, "opening rewrites nothing");
@@ -216,6 +216,176 @@ fn should_open_a_layout_2_journal_and_drop_its_resolved_status_rows_with_retenti
     assert!(h.journal.get(old.entry_id).is_none());
     assert!(h.journal.get(failed.entry_id).is_none());
     assert_eq!(status_rows(&h), vec![]);
+    let violations = h.journal.inner.store.borrow().index_violations();
+    assert!(violations.is_empty(), "{violations:?}");
+}
+
+/// The `by_owner` rows, read from its memory as raw keys.
+fn owner_rows(h: &Harness) -> Vec<(candid::Principal, u8, u64)> {
+    let mm = MemoryManager::init(h.raw.clone());
+    let raw: StableBTreeMap<(candid::Principal, u8, u64), (), _> =
+        StableBTreeMap::init(mm.get(MemoryId::new(2)));
+    raw.keys().collect()
+}
+
+/// Every page of `owner`'s entries with `status` (all statuses: `None`), `limit` a page.
+fn by_owner(h: &Harness, owner: u8, status: Option<Status>, limit: u32) -> Vec<EntryId> {
+    let filter = crate::ListFilter {
+        owner: Some(user(owner)),
+        status,
+        ..Default::default()
+    };
+    let mut ids = vec![];
+    let mut start_after = None;
+    for _ in 0..100 {
+        let page = h
+            .journal
+            .list(&filter, &crate::PageRequest { start_after, limit });
+        ids.extend(page.items.iter().map(|e| e.id));
+        match page.next {
+            Some(n) => start_after = Some(n),
+            None => return ids,
+        }
+    }
+    panic!("listing did not end")
+}
+
+/// Layout 4 writes an entry's owner row once, when the entry is created: a status change,
+/// however many, touches no owner index. Listings by owner and status still find each entry
+/// exactly once, and never another owner's.
+#[test]
+fn should_write_an_entrys_owner_row_once() {
+    let mut h = Harness::new(Config::default());
+    let ok = h.transfer(user(1), h.icrc1(10), None).unwrap().unwrap();
+    h.faults.push_back(Fault::LoseResponse);
+    let lost = h.transfer(user(1), h.icrc1(20), None).unwrap().unwrap();
+    h.faults.push_back(Fault::LoseResponse);
+    let other = h.transfer(user(2), h.icrc1(30), None).unwrap().unwrap();
+    assert_eq!(
+        (ok.status, lost.status, other.status),
+        (Status::Succeeded, Status::Unknown, Status::Unknown)
+    );
+    let rows = owner_rows(&h);
+    assert_eq!(
+        rows,
+        vec![
+            (user(1), u8::MAX, ok.entry_id),
+            (user(1), u8::MAX, lost.entry_id),
+            (user(2), u8::MAX, other.entry_id),
+        ],
+        "one row per entry, without its status"
+    );
+    assert_eq!(
+        by_owner(&h, 1, Some(Status::Unknown), 10),
+        vec![lost.entry_id]
+    );
+    assert_eq!(
+        by_owner(&h, 1, Some(Status::Succeeded), 10),
+        vec![ok.entry_id]
+    );
+    assert_eq!(
+        by_owner(&h, 2, Some(Status::Succeeded), 10),
+        Vec::<EntryId>::new()
+    );
+    h.settle();
+    assert_eq!(
+        owner_rows(&h),
+        rows,
+        "resolutions leave the owner rows as they were"
+    );
+    assert_eq!(
+        by_owner(&h, 1, Some(Status::Unknown), 10),
+        Vec::<EntryId>::new()
+    );
+    assert_eq!(
+        by_owner(&h, 1, Some(Status::Succeeded), 1),
+        vec![ok.entry_id, lost.entry_id]
+    );
+    assert_eq!(by_owner(&h, 1, None, 1), vec![ok.entry_id, lost.entry_id]);
+    assert_eq!(by_owner(&h, 2, None, 10), vec![other.entry_id]);
+    let violations = h.journal.inner.store.borrow().index_violations();
+    assert!(violations.is_empty(), "{violations:?}");
+}
+
+/// A layout-3 journal (owner rows keyed by status) opens as layout 4 with nothing rewritten:
+/// its entries keep their rows (moved on a status change, as before), later entries get fixed
+/// ones, listings by owner find both kinds exactly once across pages, and retention removes
+/// both.
+#[test]
+fn should_open_a_layout_3_journal_and_list_its_owner_rows_with_the_new_ones() {
+    legacy::set_layout(Some(3));
+    let day = 24 * HOUR;
+    let mut h = Harness::new(Config {
+        retention_ns: Some(2 * day),
+        ..Config::default()
+    });
+    let old_ok = h.transfer(user(1), h.icrc1(10), None).unwrap().unwrap();
+    h.faults.push_back(Fault::LoseResponse);
+    let old_lost = h.transfer(user(1), h.icrc1(20), None).unwrap().unwrap();
+    let old_other = h.transfer(user(2), h.icrc1(30), None).unwrap().unwrap();
+    assert_eq!(layout_version(&h), 3);
+    assert_eq!(
+        owner_rows(&h),
+        vec![
+            (user(1), Status::Succeeded.tag(), old_ok.entry_id),
+            (user(1), Status::Unknown.tag(), old_lost.entry_id),
+            (user(2), Status::Succeeded.tag(), old_other.entry_id),
+        ]
+    );
+
+    // The upgrade to this build.
+    legacy::set_layout(None);
+    h.reopen();
+    assert_eq!(layout_version(&h), crate::storage::LAYOUT_VERSION);
+    let new_ok = h.transfer(user(1), h.icrc1(40), None).unwrap().unwrap();
+    h.faults.push_back(Fault::LoseResponse);
+    let new_lost = h.transfer(user(1), h.icrc1(50), None).unwrap().unwrap();
+    assert_eq!(new_lost.status, Status::Unknown);
+    assert_eq!(
+        by_owner(&h, 1, Some(Status::Unknown), 1),
+        vec![old_lost.entry_id, new_lost.entry_id]
+    );
+    h.settle();
+    let all_1 = vec![
+        old_ok.entry_id,
+        old_lost.entry_id,
+        new_ok.entry_id,
+        new_lost.entry_id,
+    ];
+    assert_eq!(
+        owner_rows(&h),
+        vec![
+            (user(1), Status::Succeeded.tag(), old_ok.entry_id),
+            (user(1), Status::Succeeded.tag(), old_lost.entry_id),
+            (user(1), u8::MAX, new_ok.entry_id),
+            (user(1), u8::MAX, new_lost.entry_id),
+            (user(2), Status::Succeeded.tag(), old_other.entry_id),
+        ],
+        "an old entry's row moves with its status; a new one's stays"
+    );
+    for limit in [1, 2, 10] {
+        assert_eq!(by_owner(&h, 1, Some(Status::Succeeded), limit), all_1);
+        assert_eq!(by_owner(&h, 1, None, limit), all_1);
+    }
+    assert_eq!(
+        by_owner(&h, 1, Some(Status::Unknown), 10),
+        Vec::<EntryId>::new()
+    );
+    assert_eq!(by_owner(&h, 2, None, 10), vec![old_other.entry_id]);
+    let violations = h.journal.inner.store.borrow().index_violations();
+    assert!(violations.is_empty(), "{violations:?}");
+
+    // The first fixed id survives upgrades.
+    h.reopen();
+    assert_eq!(by_owner(&h, 1, None, 3), all_1);
+
+    // Retention compacts every entry and takes both kinds of rows with them.
+    for _ in 0..(3 * 24) {
+        h.rt.advance(HOUR);
+        h.tick().expect("a tick does not trap");
+    }
+    assert!(h.journal.get(new_lost.entry_id).is_none());
+    assert!(owner_rows(&h).is_empty());
     let violations = h.journal.inner.store.borrow().index_violations();
     assert!(violations.is_empty(), "{violations:?}");
 }

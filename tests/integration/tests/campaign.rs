@@ -29,9 +29,11 @@ fn should_catch_every_planted_bug_and_find_no_violation_in_the_ci_campaign() {
         "crash-point flows"
     );
     // The number of cases follows the flows' System API calls: 11,629 before the cheaper
-    // journal (storage layout 2) and one commit per recovery pass, 10,093 after. A floor well
-    // below that catches an enumeration that skips messages or calls.
-    assert!(sum.crash_cases >= 9_000, "{} crash cases", sum.crash_cases);
+    // journal (storage layout 2) and one commit per recovery pass, 10,093 after, 9,515 with
+    // storage layout 3, 8,831 with layout 4 (each stable-memory read or write is a trap point,
+    // and each layout made fewer). A floor well below that catches an enumeration that skips
+    // messages or calls.
+    assert!(sum.crash_cases >= 7_500, "{} crash cases", sum.crash_cases);
     assert_eq!(sum.schedule_runs, opts.schedules, "schedules run");
     assert!(
         sum.fuzz_execs >= opts.fuzz_execs,
