@@ -128,6 +128,22 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                         .into(),
                 })
             }
+            // Checked here, not only with the evidence: this check runs again after the ledger
+            // read's await, when another message may have claimed the block meanwhile.
+            AdminAction::ResolveSucceeded {
+                block_index: Some(block),
+            } => {
+                if let Intent::Transfer(t) = &e.intent {
+                    let claimant = self.inner.store.borrow().claimant(t.ledger, *block);
+                    if let Some(other) = claimant.filter(|o| *o != id) {
+                        return Err(JournalError::EvidenceMismatch {
+                            entry_id: id,
+                            block_index: *block,
+                            message: format!("block {block} already proves entry {other}"),
+                        });
+                    }
+                }
+            }
             AdminAction::Compensate if e.kind != Kind::Saga => {
                 return Err(JournalError::UnsupportedForKind {
                     entry_id: id,
@@ -332,15 +348,6 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             return Ok(());
         };
         let block = *block;
-        if let Some(other) = self.inner.store.borrow().claimant(t.ledger, block) {
-            if other != e.id {
-                return Err(JournalError::EvidenceMismatch {
-                    entry_id: e.id,
-                    block_index: block,
-                    message: format!("block {block} already proves entry {other}"),
-                });
-            }
-        }
         let sender = ledger::sender_of(t, self.inner.rt.self_id());
         let cfg = self.config();
         match lookup::check_block(

@@ -308,6 +308,62 @@ fn should_accept_resolve_succeeded_with_the_block_that_holds_the_transfer_once()
     );
 }
 
+/// The operator's evidence is read from the ledger (an await) before anything is written. If
+/// another entry claims the block while the ledger is read, the resolution is refused after
+/// the await: the block keeps proving the entry that claimed it, and no other.
+#[test]
+fn should_refuse_resolve_succeeded_when_another_entry_claims_the_block_during_the_ledger_read() {
+    let mut h = Harness::new(cfg());
+    for _ in 0..3 {
+        h.faults.push_back(Fault::LoseResponse);
+    }
+    h.ledger.unavailable = 0;
+    let r = h.transfer(user(1), h.icrc1(5), None).unwrap().unwrap();
+    let block = h.ledger.blocks_for_entry(r.entry_id)[0];
+    let mut c = cfg();
+    c.max_attempts = 1;
+    h.journal.set_config(c).unwrap();
+    h.ledger.unavailable = 100;
+    h.settle();
+    let id = r.entry_id;
+    assert_eq!(h.journal.get(id).unwrap().status, Status::ManualReview);
+    // Another transfer whose reply was lost: undecided, not yet in manual review.
+    h.ledger.unavailable = 0;
+    h.faults.push_back(Fault::LoseResponse);
+    let other = h.transfer(user(2), h.icrc1(6), None).unwrap().unwrap();
+    assert_eq!(other.status, Status::Unknown);
+    let other = other.entry_id;
+
+    let j = h.journal.clone();
+    let action = AdminAction::ResolveSucceeded {
+        block_index: Some(block),
+    };
+    let mut verb: std::pin::Pin<Box<dyn std::future::Future<Output = _>>> =
+        Box::pin(async move { j.admin(user(77), req(id, action), |_| true).await });
+    assert!(crate::runtime::FakeRuntime::poll_once(&mut verb).is_pending());
+    assert!(
+        !h.rt.pending_calls().is_empty(),
+        "the verb waits on the ledger read"
+    );
+    // Another message decides the other entry with the same block meanwhile.
+    h.journal
+        .apply_success(other, block, EvidenceSource::MemoLookup, None);
+    assert_eq!(h.journal.get(other).unwrap().status, Status::Succeeded);
+    let ledger = h.ledger.id;
+    let r = h.drive(verb).expect("an operator verb does not trap");
+    assert!(
+        matches!(&r, Err(JournalError::EvidenceMismatch { message, .. }) if message.contains(&format!("entry {other}"))),
+        "{r:?}"
+    );
+    assert_eq!(h.journal.get(id).unwrap().status, Status::ManualReview);
+    assert_eq!(
+        h.journal.inner.store.borrow().claimant(ledger, block),
+        Some(other)
+    );
+    let violations = h.journal.inner.store.borrow().index_violations();
+    assert!(violations.is_empty(), "{violations:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Approvals (B6)
 // ---------------------------------------------------------------------------------------------
