@@ -283,6 +283,15 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             new.history_dropped = new.history_dropped.saturating_add(drop as u32);
         }
         let mut store = self.inner.store.borrow_mut();
+        // The write checks the block claim (and refuses before writing anything), so it comes
+        // before the audit record: a refused change leaves no record of itself.
+        store
+            .write(Some(&old), &new)
+            .map_err(|c| JournalError::EvidenceMismatch {
+                entry_id: id,
+                block_index: c.block,
+                message: format!("block {} already proves entry {}", c.block, c.by),
+            })?;
         store.append_audit(
             now,
             id,
@@ -293,7 +302,6 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                 note: truncate(note, 256),
             },
         );
-        store.write(Some(&old), &new);
         drop(store);
         if to.is_terminal() || to == Status::ManualReview {
             if let Some(p) = new.parent {
@@ -310,7 +318,12 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         mutate(&mut new);
         new.status = old.status;
         new.updated_at = self.now().max(old.updated_at);
-        self.inner.store.borrow_mut().write(Some(&old), &new);
+        // The status does not change: no block is claimed, so the write cannot be refused.
+        self.inner
+            .store
+            .borrow_mut()
+            .write(Some(&old), &new)
+            .expect("icjournal: an update without a status change claims no block");
         Some(new)
     }
 
@@ -482,7 +495,9 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             blocked_on: None,
         };
         let mut store = self.inner.store.borrow_mut();
-        store.write(None, &entry);
+        store
+            .write(None, &entry)
+            .expect("icjournal: a new entry has no outcome, so it claims no block");
         if let Some(k) = idempotency {
             store.set_key(
                 owner,
@@ -600,43 +615,38 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             }
             return;
         }
-        if let Intent::Transfer(t) = &cur.intent {
-            let claimant = self.inner.store.borrow().claimant(t.ledger, block);
-            if let Some(other) = claimant.filter(|o| *o != id) {
-                self.to_manual(
-                    id,
-                    &format!(
-                        "block {block} ({source:?}) matches this transfer but already proves \
-                         entry {other}: one block cannot prove two entries"
-                    ),
-                );
-                return;
-            }
-        }
         let outcome = Outcome::Succeeded {
             block_index: Some(block),
             reply: vec![],
             source,
         };
-        if self
-            .transition(
-                id,
-                Status::Succeeded,
-                Actor::Engine,
-                None,
-                &format!("executed at block {block}"),
-                |e| {
-                    e.outcome = Some(outcome);
-                },
-            )
-            .is_ok()
-        {
-            if let Some(p) = path {
-                self.inner
-                    .store
-                    .borrow_mut()
-                    .bump(counter::PATH | p.tag() as u32, 1);
+        // The write claims the block and refuses one that already proves another entry.
+        match self.transition(
+            id,
+            Status::Succeeded,
+            Actor::Engine,
+            None,
+            &format!("executed at block {block}"),
+            |e| {
+                e.outcome = Some(outcome);
+            },
+        ) {
+            Ok(_) => {
+                if let Some(p) = path {
+                    self.inner
+                        .store
+                        .borrow_mut()
+                        .bump(counter::PATH | p.tag() as u32, 1);
+                }
             }
+            Err(JournalError::EvidenceMismatch { message, .. }) => self.to_manual(
+                id,
+                &format!(
+                    "{message}, yet it matches this transfer ({source:?}): one block cannot \
+                     prove two entries"
+                ),
+            ),
+            Err(_) => {}
         }
     }
 

@@ -116,6 +116,13 @@ const FORMAT_CBOR: u8 = 3;
 /// Offset of the schema table in the meta memory (after magic, version, next id).
 const SCHEMA_TABLE: u64 = 16;
 
+/// `Store::write` refused a success: `block` already proves entry `by`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockClaimed {
+    pub block: u64,
+    pub by: EntryId,
+}
+
 /// The status byte of a fixed `by_owner` row (layout 4; no status tag is 255).
 const OWNER_ROW_ANY: u8 = u8::MAX;
 
@@ -743,7 +750,13 @@ impl<M: Memory> Store<M> {
     }
 
     /// Insert a new entry or replace `old` by `new` (same id), maintaining every index.
-    pub fn write(&mut self, old: Option<&Entry>, new: &Entry) {
+    /// Refuses (and writes nothing) when `new` succeeds at a block that already proves another
+    /// entry: one block never proves two.
+    pub fn write(&mut self, old: Option<&Entry>, new: &Entry) -> Result<(), BlockClaimed> {
+        // First, so that a refusal leaves everything as it was.
+        if old.is_none_or(|o| o.status != Status::Succeeded) {
+            self.claim(new)?;
+        }
         if let Some(old) = old {
             debug_assert_eq!(old.id, new.id);
             if old.status != new.status {
@@ -768,9 +781,6 @@ impl<M: Memory> Store<M> {
             }
             if old.status.is_unresolved() && !new.status.is_unresolved() {
                 self.release(new);
-            }
-            if old.status != Status::Succeeded {
-                self.claim(new);
             }
         } else {
             self.by_owner.insert(self.owner_row(new), ());
@@ -797,6 +807,7 @@ impl<M: Memory> Store<M> {
         }
         self.entries.insert(new.id, Encoded(encode_stored(new)));
         self.remember(new.clone());
+        Ok(())
     }
 
     /// Only unresolved work is indexed by status (layout 3): resolved entries are listed by an
@@ -846,12 +857,20 @@ impl<M: Memory> Store<M> {
     }
 
     /// A succeeded transfer claims its block: the same block can never prove two entries.
-    fn claim(&mut self, e: &Entry) {
+    /// One B-tree operation where a lookup and an insertion were: the insertion returns the
+    /// row it replaced, and the rare refusal puts it back.
+    fn claim(&mut self, e: &Entry) -> Result<(), BlockClaimed> {
         if let (Status::Succeeded, Intent::Transfer(t), Some(b)) =
             (e.status, &e.intent, e.block_index())
         {
-            self.claims.insert((t.ledger, b), e.id);
+            if let Some(by) = self.claims.insert((t.ledger, b), e.id) {
+                if by != e.id {
+                    self.claims.insert((t.ledger, b), by);
+                    return Err(BlockClaimed { block: b, by });
+                }
+            }
         }
+        Ok(())
     }
 
     pub fn key(&self, owner: Principal, kind: u8, key: &str) -> Option<KeyRecord> {
@@ -1449,7 +1468,7 @@ mod tests {
         let mut store = Store::open(Memories::from_manager(&mm, 3)).unwrap();
         let mut e = sample_entry();
         e.owner = Principal::from_slice(&[1, 2, 3]);
-        store.write(None, &e);
+        store.write(None, &e).unwrap();
         store.append_audit(1, 0, None, AuditEvent::Created { kind: Kind::Record });
         legacy::set_layout(None);
         drop(store);
@@ -1474,7 +1493,7 @@ mod tests {
             assert_eq!(stored.get(&0).unwrap()[0], FORMAT_SCHEMA);
             let mut next = got.clone();
             next.attempts = 1;
-            store.write(Some(&got), &next);
+            store.write(Some(&got), &next).unwrap();
             // ... until it is next written.
             assert_eq!(stored.get(&0).unwrap()[0], FORMAT_CBOR);
             assert_eq!(store.get(0).unwrap(), next);
@@ -1507,7 +1526,7 @@ mod tests {
         for id in 0..n {
             let mut e = sample_entry();
             e.id = id;
-            store.write(None, &e);
+            store.write(None, &e).unwrap();
         }
         // Rewrite each one, in an order that cycles every entry through the cache.
         for id in (0..n).rev().chain(0..n) {
@@ -1519,7 +1538,7 @@ mod tests {
             } else {
                 Status::Unknown
             };
-            store.write(Some(&old), &new);
+            store.write(Some(&old), &new).unwrap();
         }
         assert!(store.cache.borrow().len() <= ENTRY_CACHE_CAP);
         let fresh = Store::open(Memories::from_manager(&mm, 0)).unwrap();

@@ -85,7 +85,7 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                 ),
                 ReportedResult::Unknown { .. } => return Ok(e.status),
             };
-            self.inner.store.borrow_mut().write(Some(&e), &new);
+            let _ = self.inner.store.borrow_mut().write(Some(&e), &new);
             return Ok(new.status);
         }
         if let Some(status) = Self::repeated_report(&e, &result, tracked) {
