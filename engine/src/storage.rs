@@ -1,6 +1,6 @@
 //! Stable storage of the journal (I5: everything lives here; nothing serialized in `pre_upgrade`).
 //!
-//! # Layout (version 4)
+//! # Layout (version 5)
 //!
 //! The host reserves `RESERVED_MEMORY_IDS` (16) `MemoryId`s for the engine, `first .. first + 16`
 //! (`Memories::from_manager`); this layout uses the first `MEMORY_COUNT` (16) of them, and later
@@ -9,7 +9,7 @@
 //!
 //! | off | name         | structure                                        | purpose                               |
 //! |-----|--------------|--------------------------------------------------|---------------------------------------|
-//! | 0   | meta         | raw: magic `b"ICJR"`, u32 LE version, u64 LE next id, schema table (layout 1), u64 LE first fixed owner row (layout 4) | header; ids never reused |
+//! | 0   | meta         | raw: magic `b"ICJR"`, u32 LE version, u64 LE next id, schema table (layout 1), u64 LE first fixed owner row (layout 4), counters (layout 5: 4,096 × u64 LE) | header; ids never reused; metrics counters |
 //! | 1   | entries      | `BTreeMap<u64, Entry>` (raw value bytes, see Encoding) | by id                          |
 //! | 2   | by_owner     | `BTreeMap<(Principal, u8 255, u64 id), ()>`      | owner's entries, one row each (layout 4) |
 //! | 3   | by_status    | `BTreeMap<(u8 status, u64 id), ()>`              | unresolved entries by status (layout 3) |
@@ -17,7 +17,7 @@
 //! | 5   | locks        | `BTreeMap<String, u64>`                          | lock key → unresolved entry (I3)      |
 //! | 6   | unresolved   | `BTreeMap<u64 id, ()>`                           | oldest unresolved (first key)         |
 //! | 7   | owners       | `BTreeMap<Principal, OwnerUsage>`                | per-owner quotas                      |
-//! | 8   | counters     | `BTreeMap<u32, u64>`                             | metrics counters (O(1) metrics)       |
+//! | 8   | (retired)    | layouts 1–4: `BTreeMap<u32, u64>` counters       | read once by the migration to layout 5 |
 //! | 9   | audit_index  | `StableLog` index                                | append-only audit trail               |
 //! | 10  | audit_data   | `StableLog` data                                 |                                       |
 //! | 11  | approvals    | `BTreeMap<u64 id, Approvals>`                    | pending M-of-N approvals              |
@@ -37,8 +37,16 @@
 //! after the schema table holds the first id with a fixed row (0 for a journal created as
 //! layout 4). Listings by owner and status filter the owner's rows (resolved statuses) or the
 //! status's rows (unresolved ones).
-//! Retired offsets: none yet. All 16 reserved ids are now in use: a later layout that needs
-//! more must bump `LAYOUT_VERSION` and share a memory, never take an id outside the range.
+//! Layout 5 keeps the metrics counters in a fixed record in the meta memory, right after the
+//! first-fixed-owner-row field (the schema table never moves, so neither does the record):
+//! slot `(namespace - 1) * 256 + tag` of a counter key `namespace << 16 | tag` (namespaces 1
+//! to 16, tags 0 to 255; `counter`), 32 KiB in all. A bump is one 8-byte write where the
+//! B-tree of layouts 1 to 4 took a search and a node rewrite (~26 reads and several writes,
+//! twice per status change).
+//! Retired offsets: 8 (the counters' B-tree, layouts 1 to 4; a migrated journal keeps its
+//! pages, never written again; a journal created as layout 5 never allocates it). All 16
+//! reserved ids are now in use or retired: a later layout that needs more must bump
+//! `LAYOUT_VERSION` and share a memory, never take an id outside the range or reuse 8.
 //! Retired status/kind tags: none yet (tags live in `types.rs`; never renumber, only append).
 //! Retired counter keys: none.
 //!
@@ -63,7 +71,12 @@
 //! - format 1 (`Approvals`; layout 1's rare values): `[1] ++ candid::encode_one(v)`,
 //!   self-describing.
 //!
-//! # Migration from layouts 1 to 3
+//! # Migration from layouts 1 to 4
+//!
+//! Layout 4 differs from layout 5 only in where the counters live. Opening a layout-4 (or
+//! older) journal copies every row of the counters' B-tree (memory 8; one row per counter
+//! ever bumped, at most 4,096, a few dozen in practice) into the fixed record and never reads
+//! the tree again: bounded work, done once in the `post_upgrade` that installs this build.
 //!
 //! Layout 3 differs from layout 4 only in its `by_owner` rows. Opening a layout-3 (or older)
 //! journal writes the header field (the next id: every entry it has keeps its status-keyed
@@ -100,11 +113,13 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 pub const MAGIC: &[u8; 4] = b"ICJR";
+/// Layout 5: the metrics counters in a fixed record of the meta memory (layouts 1 to 4: a
+/// B-tree in memory 8, now retired).
 /// Layout 4: an entry's `by_owner` row is written once, without its status (layouts 1 to 3
 /// moved it on every status change); `by_status` holds unresolved entries only (layouts 1 and
 /// 2 also held the resolved ones); values in format 3 (layout 1 wrote formats 1 and 2). See
 /// the module docs.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 /// First byte of every stored value: its format. Never reuse a format byte.
 /// Format 1: self-describing Candid (`Approvals`; `encode_value`).
 const FORMAT_VERSION: u8 = 1;
@@ -121,6 +136,24 @@ const SCHEMA_TABLE: u64 = 16;
 pub struct BlockClaimed {
     pub block: u64,
     pub by: EntryId,
+}
+
+/// Counter namespaces the fixed record has room for (`counter`: 8 in use).
+const COUNTER_NAMESPACES: u32 = 16;
+/// Tags per namespace (a tag is one byte).
+const COUNTER_TAGS: u32 = 256;
+/// Bytes of the fixed counter record (layout 5).
+const COUNTER_RECORD_BYTES: u64 = (COUNTER_NAMESPACES * COUNTER_TAGS) as u64 * 8;
+
+/// The record slot of a counter key. Keys are `counter` constants with a one-byte tag: any
+/// other is a bug.
+fn counter_slot(key: u32) -> u64 {
+    let (ns, tag) = (key >> 16, key & 0xffff);
+    assert!(
+        (1..=COUNTER_NAMESPACES).contains(&ns) && tag < COUNTER_TAGS,
+        "icjournal: counter key {key:#x} out of range"
+    );
+    ((ns - 1) * COUNTER_TAGS + tag) as u64
 }
 
 /// The status byte of a fixed `by_owner` row (layout 4; no status tag is 255).
@@ -524,14 +557,26 @@ fn read_u64<M: Memory>(meta: &M, off: u64) -> u64 {
 }
 
 fn write_u64<M: Memory>(meta: &M, off: u64, v: u64) {
-    let pages = (off + 8).div_ceil(65536);
+    reserve(meta, off + 8);
+    meta.write(off, &v.to_le_bytes());
+}
+
+/// Grows `meta` to hold `end` bytes.
+fn reserve<M: Memory>(meta: &M, end: u64) {
+    let pages = end.div_ceil(65536);
     if meta.size() < pages {
         assert!(
             meta.grow(pages - meta.size()) >= 0,
             "icjournal: out of stable memory"
         );
     }
-    meta.write(off, &v.to_le_bytes());
+}
+
+/// Zeroes `len` bytes of `meta` at `off`, growing it as needed. New pages are zero on the IC,
+/// but a region is cleared explicitly rather than trusted to be fresh.
+fn clear<M: Memory>(meta: &M, off: u64, len: u64) {
+    reserve(meta, off + len);
+    meta.write(off, &vec![0u8; len as usize]);
 }
 
 #[cfg(test)]
@@ -596,7 +641,12 @@ pub struct Store<M: Memory> {
     locks: StableBTreeMap<String, u64, M>,
     unresolved: StableBTreeMap<u64, (), M>,
     owners: StableBTreeMap<Principal, OwnerUsage, M>,
-    counters: StableBTreeMap<u32, u64, M>,
+    /// Offset of the fixed counter record in `meta` (layout 5).
+    counters_at: u64,
+    /// A build of layout 1 to 4 (tests: `legacy::set_layout`) keeps its counters in the
+    /// B-tree of memory 8.
+    #[cfg(test)]
+    legacy_counters: Option<StableBTreeMap<u32, u64, M>>,
     audit: StableLog<Stored<AuditRecord>, M, M>,
     approvals: StableBTreeMap<u64, Approvals, M>,
     claims: StableBTreeMap<(Principal, u64), u64, M>,
@@ -644,6 +694,8 @@ impl<M: Memory + Clone> Store<M> {
             (next_id, Some(version))
         };
         let schema_end = load_schemas(&mem.meta);
+        // A build of an older layout (tests) reopens its own journal as it is.
+        let migrate = found.is_some_and(|v| v < LAYOUT_VERSION) && writes == LAYOUT_VERSION;
         // Where layout 4's one header field lives: after the schema table, which no build
         // since layout 1 appends to, so the offset never moves.
         let owner_rows_fixed_from = match found {
@@ -652,9 +704,8 @@ impl<M: Memory + Clone> Store<M> {
                 write_u64(&mem.meta, schema_end, 0);
                 0
             }
-            Some(LAYOUT_VERSION) => read_u64(&mem.meta, schema_end),
-            // A build of an older layout (tests) reopening its own journal.
-            Some(_) if writes < LAYOUT_VERSION => u64::MAX,
+            Some(v) if v >= 4 => read_u64(&mem.meta, schema_end),
+            Some(_) if !migrate => u64::MAX,
             // Layouts 1 to 3 differ from layout 4 in three ways, each migrated lazily (no bulk
             // rewrite, so opening stays O(1)):
             // - layout 1's values are Candid (formats 1 and 2), which this build still decodes;
@@ -665,14 +716,31 @@ impl<M: Memory + Clone> Store<M> {
             // - layouts 1 to 3 key `by_owner` by status: entries created before this open keep
             //   such rows (moved on a status change, as before); later ones get a fixed row.
             //   The first fixed id is the header field written here.
-            // The version in the header changes, so an older build refuses the journal from
-            // now on instead of misreading it.
             Some(_) => {
                 write_u64(&mem.meta, schema_end, next_id);
-                mem.meta.write(4, &LAYOUT_VERSION.to_le_bytes());
                 next_id
             }
         };
+        // Layout 5's counter record, after layout 4's field.
+        let counters_at = schema_end + 8;
+        if (found.is_none() && writes >= 5) || migrate {
+            clear(&mem.meta, counters_at, COUNTER_RECORD_BYTES);
+        }
+        if migrate && mem.counters.size() > 0 {
+            // Layouts 1 to 4 kept the counters in a B-tree: each of its rows (one per counter
+            // ever bumped, at most 4,096) goes to its slot, and the tree is never read again.
+            let old: StableBTreeMap<u32, u64, M> = StableBTreeMap::init(mem.counters.clone());
+            for row in old.iter() {
+                let (key, value) = (*row.key(), row.value());
+                mem.meta
+                    .write(counters_at + 8 * counter_slot(key), &value.to_le_bytes());
+            }
+        }
+        if migrate {
+            // The version in the header changes last, so an older build refuses the journal
+            // from now on instead of misreading it.
+            mem.meta.write(4, &LAYOUT_VERSION.to_le_bytes());
+        }
         #[cfg(test)]
         if writes == 1 {
             legacy::persist_current_schemas(&mem.meta);
@@ -690,7 +758,9 @@ impl<M: Memory + Clone> Store<M> {
             locks: StableBTreeMap::init(mem.locks),
             unresolved: StableBTreeMap::init(mem.unresolved),
             owners: StableBTreeMap::init(mem.owners),
-            counters: StableBTreeMap::init(mem.counters),
+            counters_at,
+            #[cfg(test)]
+            legacy_counters: (writes < 5).then(|| StableBTreeMap::init(mem.counters)),
             audit: StableLog::init(mem.audit_index, mem.audit_data),
             approvals: StableBTreeMap::init(mem.approvals),
             claims: StableBTreeMap::init(mem.claims),
@@ -897,15 +967,33 @@ impl<M: Memory> Store<M> {
         } else {
             cur.saturating_sub(delta.unsigned_abs())
         };
-        self.counters.insert(key, next);
+        #[cfg(test)]
+        if let Some(old) = &mut self.legacy_counters {
+            old.insert(key, next);
+            self.counter_cache.get_mut().insert(key, next);
+            return;
+        }
+        self.meta.write(
+            self.counters_at + 8 * counter_slot(key),
+            &next.to_le_bytes(),
+        );
         self.counter_cache.get_mut().insert(key, next);
+    }
+
+    /// A counter as stable memory holds it (the cache aside).
+    fn stored_counter(&self, key: u32) -> u64 {
+        #[cfg(test)]
+        if let Some(old) = &self.legacy_counters {
+            return old.get(&key).unwrap_or(0);
+        }
+        read_u64(&self.meta, self.counters_at + 8 * counter_slot(key))
     }
 
     pub fn counter(&self, key: u32) -> u64 {
         if let Some(v) = self.counter_cache.borrow().get(&key) {
             return *v;
         }
-        let v = self.counters.get(&key).unwrap_or(0);
+        let v = self.stored_counter(key);
         self.counter_cache.borrow_mut().insert(key, v);
         v
     }
@@ -1079,7 +1167,7 @@ impl<M: Memory> Store<M> {
             }
         }
         for (k, v) in self.counter_cache.borrow().iter() {
-            if self.counters.get(k).unwrap_or(0) != *v {
+            if self.stored_counter(*k) != *v {
                 out.push(format!("counter cache: {k:#x} differs from stable memory"));
             }
         }
@@ -1318,7 +1406,7 @@ pub(crate) mod legacy {
     /// journals get a version-`v` header and an existing journal is not migrated on open.
     /// Layout 1 writes values in format 2 with their schemas in the schema table; layouts 1
     /// and 2 keep resolved entries in `by_status`; layouts 1 to 3 move an entry's `by_owner`
-    /// row with its status.
+    /// row with its status; layouts 1 to 4 keep the counters in a B-tree (memory 8).
     pub fn set_layout(v: Option<u32>) {
         LAYOUT.set(v);
     }

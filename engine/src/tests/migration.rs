@@ -389,3 +389,103 @@ fn should_open_a_layout_3_journal_and_list_its_owner_rows_with_the_new_ones() {
     let violations = h.journal.inner.store.borrow().index_violations();
     assert!(violations.is_empty(), "{violations:?}");
 }
+
+/// What the metrics read from the counters (everything but sizes and the clock).
+fn counted(h: &Harness) -> String {
+    let m = h.journal.metrics();
+    format!(
+        "{:?} {:?} {:?} {} {} {} {} {:?} {:?}",
+        m.entries_by_status,
+        m.entries_by_kind,
+        m.recoveries_by_path,
+        m.attempts_total,
+        m.manual_queue_depth,
+        m.contradictions,
+        m.recovery_ticks,
+        m.compacted_by_status,
+        m.summaries_pruned,
+    )
+}
+
+/// Pages of the retired counters memory (offset 8).
+fn retired_counter_pages(h: &Harness) -> u64 {
+    MemoryManager::init(h.raw.clone())
+        .get(MemoryId::new(8))
+        .size()
+}
+
+/// Layout 5 keeps the counters in a fixed record of the header memory: they survive an
+/// upgrade (they are in stable memory, not only in the heap's cache), and the memory the
+/// counters' B-tree had is never allocated.
+#[test]
+fn should_keep_counters_in_the_header_record_across_upgrades() {
+    let mut h = Harness::new(Config::default());
+    let ok = h.transfer(user(1), h.icrc1(10), None).unwrap().unwrap();
+    h.faults.push_back(Fault::LoseResponse);
+    let lost = h.transfer(user(1), h.icrc2(20), None).unwrap().unwrap();
+    h.journal
+        .record_intent(user(2), "r".into(), vec![1], None)
+        .unwrap();
+    assert_eq!(
+        (ok.status, lost.status),
+        (Status::Succeeded, Status::Unknown)
+    );
+    h.settle();
+    let before = counted(&h);
+    assert!(before.contains("status: Succeeded, count: 2"), "{before}");
+    h.reopen();
+    assert_eq!(
+        counted(&h),
+        before,
+        "the counters read back after an upgrade"
+    );
+    assert_eq!(retired_counter_pages(&h), 0);
+    let violations = h.journal.inner.store.borrow().index_violations();
+    assert!(violations.is_empty(), "{violations:?}");
+}
+
+/// A layout-4 journal (counters in a B-tree) opens as layout 5 with every counter where the
+/// metrics find it, and counts on from there; the retired tree is never written again.
+#[test]
+fn should_open_a_layout_4_journal_with_its_counters() {
+    legacy::set_layout(Some(4));
+    let mut h = Harness::new(Config::default());
+    let ok = h.transfer(user(1), h.icrc1(10), None).unwrap().unwrap();
+    h.faults.push_back(Fault::LoseResponse);
+    let lost = h.transfer(user(1), h.icrc2(20), None).unwrap().unwrap();
+    h.journal
+        .record_intent(user(2), "r".into(), vec![1], None)
+        .unwrap();
+    assert_eq!(
+        (ok.status, lost.status),
+        (Status::Succeeded, Status::Unknown)
+    );
+    assert_eq!(layout_version(&h), 4);
+    let before = counted(&h);
+    assert!(before.contains("status: Unknown, count: 1"), "{before}");
+    let pages = retired_counter_pages(&h);
+    assert!(pages > 0, "layout 4 keeps its counters in memory 8");
+    let snapshot = |h: &Harness| {
+        let mm = MemoryManager::init(h.raw.clone());
+        let m = mm.get(MemoryId::new(8));
+        let mut bytes = vec![0u8; (m.size() * 65536) as usize];
+        m.read(0, &mut bytes);
+        bytes
+    };
+    let old_tree = snapshot(&h);
+
+    // The upgrade to this build.
+    legacy::set_layout(None);
+    h.reopen();
+    assert_eq!(layout_version(&h), crate::storage::LAYOUT_VERSION);
+    assert_eq!(counted(&h), before, "every counter migrated");
+    h.settle();
+    let after = counted(&h);
+    assert!(after.contains("status: Succeeded, count: 2"), "{after}");
+    assert!(after.contains("status: Unknown, count: 0"), "{after}");
+    h.reopen();
+    assert_eq!(counted(&h), after);
+    assert_eq!(snapshot(&h), old_tree, "the retired tree is left as it was");
+    let violations = h.journal.inner.store.borrow().index_violations();
+    assert!(violations.is_empty(), "{violations:?}");
+}
