@@ -286,6 +286,10 @@ pub struct CrashReport {
     pub cases: u64,
     pub trap_cases: u64,
     pub upgrade_cases: u64,
+    /// Messages of the flows' reference runs, and their System API calls: every call is a
+    /// trap case, and an upgrade case comes before each message and after the last.
+    pub messages: u64,
+    pub api_calls: u64,
     /// Cases whose recovery and checks ran (the others repeat one of them exactly).
     pub full_checks: u64,
     pub violations: Vec<String>,
@@ -360,6 +364,8 @@ pub fn enumerate(opts: &Options) -> CrashReport {
         cases: 0,
         trap_cases: 0,
         upgrade_cases: 0,
+        messages: 0,
+        api_calls: 0,
         full_checks: 0,
         violations: vec![],
         per_flow: vec![],
@@ -381,6 +387,20 @@ pub fn enumerate(opts: &Options) -> CrashReport {
             .into_iter()
             .filter(|p| p.message < last)
             .collect();
+        // Counted from the trace, apart from the trap points, so that a test can check the
+        // cases cover them all.
+        r.messages += last - first;
+        r.api_calls += s
+            .sim()
+            .trace()
+            .iter()
+            .filter(|t| t.index >= first && t.index < last)
+            .map(|t| t.api_calls as u64)
+            .sum::<u64>();
+        if last == first {
+            r.violations
+                .push(format!("crash {}: the flow ran no message", f.name));
+        }
         let describe = |s: &Setup, m: u64| {
             let sim = s.sim();
             sim.trace()

@@ -101,6 +101,12 @@ pub struct Summary {
     pub crash_cases: u64,
     /// Flows whose crash points were enumerated.
     pub crash_flows: u64,
+    /// Trap and upgrade cases, and what they must cover: the System API calls of the flows'
+    /// messages, one upgrade before each message and after each flow's last, stopped or not.
+    pub crash_trap_cases: u64,
+    pub crash_upgrade_cases: u64,
+    pub crash_messages: u64,
+    pub crash_api_calls: u64,
     pub crash_violations: u64,
     pub schedule_runs: u64,
     pub schedule_violations: u64,
@@ -269,6 +275,10 @@ pub fn run_campaign(opts: &Options) -> Summary {
         let r = crash::enumerate(opts);
         sum.crash_cases = r.cases;
         sum.crash_flows = r.flows as u64;
+        sum.crash_trap_cases = r.trap_cases;
+        sum.crash_upgrade_cases = r.upgrade_cases;
+        sum.crash_messages = r.messages;
+        sum.crash_api_calls = r.api_calls;
         sum.crash_violations = r.violations.len() as u64;
         sum.violations.extend(r.violations);
         sum.notes.push(format!(
