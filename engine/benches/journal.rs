@@ -199,7 +199,7 @@ const MEMORY_NAMES: [&str; 16] = [
     "locks",
     "unresolved",
     "owners",
-    "counters",
+    "retired (counters)",
     "audit_index",
     "audit_data",
     "approvals",
@@ -270,13 +270,17 @@ fn main() {
             Sample::default(),
             Sample::default(),
         );
+        let (mut intent_reads, mut result_reads) = (vec![], vec![]);
         for i in 0..samples {
             // Intent: journal the transfer (message 1 up to the ledger call).
+            counts.trace.set(true);
             let (id, s) = measure(&counts, || {
                 journal
                     .journal_transfer(owner, spec(ledger, n + i), None)
                     .unwrap()
             });
+            counts.trace.set(false);
+            intent_reads.extend(counts.read_offsets.take());
             intent.add(s);
             let j = journal.clone();
             let mut fut: Fut<'_, _> = Box::pin(async move { j.execute(id).await });
@@ -286,6 +290,7 @@ fn main() {
                 counts.trace.set(true);
                 let (_, s) = measure(&counts, || answer(&rt, &mut fut, Ok(ok_reply(block))));
                 counts.trace.set(false);
+                result_reads.extend(counts.read_offsets.take());
                 result.add(s);
                 block += 1;
                 let r = answer(&rt, &mut fut, Ok(candid::encode_args(()).unwrap()));
@@ -345,25 +350,33 @@ fn main() {
             );
         }
         previous = Some((populated, bytes));
+        // Where a step's reads go: each read attributed to its memory by its offset.
+        let by_memory = |offsets: Vec<u64>, steps: u64| {
+            let mut by_memory = [0u64; 256];
+            for off in offsets {
+                let m = memory_of(&raw.inner, off).map_or(255, |m| m as usize);
+                by_memory[m] += 1;
+            }
+            let per = |k: usize| by_memory[k] as f64 / steps as f64;
+            MEMORY_NAMES
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| by_memory[*k] > 0)
+                .map(|(k, name)| format!("{name} {:.1}", per(k)))
+                .chain((by_memory[255] > 0).then(|| format!("memory manager {:.1}", per(255))))
+                .collect::<Vec<String>>()
+                .join(", ")
+        };
         println!("per intent            : {}", intent.per(samples));
+        println!(
+            "  an intent's reads by memory: {}",
+            by_memory(intent_reads, samples)
+        );
         println!("per result            : {}", result.per(half));
-        // Where a result's reads go: each read attributed to its memory by its offset.
-        let mut by_memory = [0u64; 256];
-        for off in counts.read_offsets.take() {
-            let m = memory_of(&raw.inner, off).map_or(255, |m| m as usize);
-            by_memory[m] += 1;
-        }
-        let parts: Vec<String> = MEMORY_NAMES
-            .iter()
-            .enumerate()
-            .filter(|(k, _)| by_memory[*k] > 0)
-            .map(|(k, name)| format!("{name} {:.1}", by_memory[k] as f64 / half as f64))
-            .chain(
-                (by_memory[255] > 0)
-                    .then(|| format!("memory manager {:.1}", by_memory[255] as f64 / half as f64)),
-            )
-            .collect();
-        println!("  a result's reads by memory: {}", parts.join(", "));
+        println!(
+            "  a result's reads by memory: {}",
+            by_memory(result_reads, half)
+        );
         println!("per recovery claim    : {}", claim.per(half));
         println!("per recovery decision : {}", decision.per(half));
     }
