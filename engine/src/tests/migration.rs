@@ -407,19 +407,9 @@ fn counted(h: &Harness) -> String {
     )
 }
 
-/// Pages of the retired counters memory (offset 8).
-fn retired_counter_pages(h: &Harness) -> u64 {
-    MemoryManager::init(h.raw.clone())
-        .get(MemoryId::new(8))
-        .size()
-}
-
-/// Layout 5 keeps the counters in a fixed record of the header memory: they survive an
-/// upgrade (they are in stable memory, not only in the heap's cache), and the memory the
-/// counters' B-tree had is never allocated.
-#[test]
-fn should_keep_counters_in_the_header_record_across_upgrades() {
-    let mut h = Harness::new(Config::default());
+/// A few entries for the counters to count: a transfer that succeeds, one left unknown (its
+/// reply lost), a record.
+fn count_a_few_entries(h: &mut Harness) {
     let ok = h.transfer(user(1), h.icrc1(10), None).unwrap().unwrap();
     h.faults.push_back(Fault::LoseResponse);
     let lost = h.transfer(user(1), h.icrc2(20), None).unwrap().unwrap();
@@ -430,6 +420,20 @@ fn should_keep_counters_in_the_header_record_across_upgrades() {
         (ok.status, lost.status),
         (Status::Succeeded, Status::Unknown)
     );
+}
+
+/// The retired counters memory (offset 8).
+fn retired_counters(h: &Harness) -> impl Memory {
+    MemoryManager::init(h.raw.clone()).get(MemoryId::new(8))
+}
+
+/// Layout 5 keeps the counters in a fixed record of the header memory: they survive an
+/// upgrade (they are in stable memory, not only in the heap's cache), and the memory the
+/// counters' B-tree had is never allocated.
+#[test]
+fn should_keep_counters_in_the_header_record_across_upgrades() {
+    let mut h = Harness::new(Config::default());
+    count_a_few_entries(&mut h);
     h.settle();
     let before = counted(&h);
     assert!(before.contains("status: Succeeded, count: 2"), "{before}");
@@ -439,7 +443,7 @@ fn should_keep_counters_in_the_header_record_across_upgrades() {
         before,
         "the counters read back after an upgrade"
     );
-    assert_eq!(retired_counter_pages(&h), 0);
+    assert_eq!(retired_counters(&h).size(), 0);
     let violations = h.journal.inner.store.borrow().index_violations();
     assert!(violations.is_empty(), "{violations:?}");
 }
@@ -450,24 +454,14 @@ fn should_keep_counters_in_the_header_record_across_upgrades() {
 fn should_open_a_layout_4_journal_with_its_counters() {
     legacy::set_layout(Some(4));
     let mut h = Harness::new(Config::default());
-    let ok = h.transfer(user(1), h.icrc1(10), None).unwrap().unwrap();
-    h.faults.push_back(Fault::LoseResponse);
-    let lost = h.transfer(user(1), h.icrc2(20), None).unwrap().unwrap();
-    h.journal
-        .record_intent(user(2), "r".into(), vec![1], None)
-        .unwrap();
-    assert_eq!(
-        (ok.status, lost.status),
-        (Status::Succeeded, Status::Unknown)
-    );
+    count_a_few_entries(&mut h);
     assert_eq!(layout_version(&h), 4);
     let before = counted(&h);
     assert!(before.contains("status: Unknown, count: 1"), "{before}");
-    let pages = retired_counter_pages(&h);
+    let pages = retired_counters(&h).size();
     assert!(pages > 0, "layout 4 keeps its counters in memory 8");
     let snapshot = |h: &Harness| {
-        let mm = MemoryManager::init(h.raw.clone());
-        let m = mm.get(MemoryId::new(8));
+        let m = retired_counters(h);
         let mut bytes = vec![0u8; (m.size() * 65536) as usize];
         m.read(0, &mut bytes);
         bytes

@@ -36,6 +36,25 @@ fn manual_transfer(h: &mut Harness) -> EntryId {
     r.entry_id
 }
 
+/// A transfer the ledger executed at the returned block while the engine never learned it
+/// (every reply lost, then the ledger unavailable until attempts ran out): in manual review.
+fn executed_in_manual_review(h: &mut Harness) -> (EntryId, u64) {
+    for _ in 0..3 {
+        h.faults.push_back(Fault::LoseResponse);
+    }
+    h.ledger.unavailable = 0;
+    let r = h.transfer(user(1), h.icrc1(5), None).unwrap().unwrap();
+    let block = h.ledger.blocks_for_entry(r.entry_id)[0];
+    let mut c = cfg();
+    c.max_attempts = 1;
+    h.journal.set_config(c).unwrap();
+    h.ledger.unavailable = 100;
+    h.settle();
+    let id = r.entry_id;
+    assert_eq!(h.journal.get(id).unwrap().status, Status::ManualReview);
+    (id, block)
+}
+
 fn cfg() -> Config {
     Config {
         max_attempts: 2,
@@ -259,19 +278,7 @@ fn should_refuse_resolve_succeeded_while_the_ledger_cannot_be_read() {
 fn should_accept_resolve_succeeded_with_the_block_that_holds_the_transfer_once() {
     let mut h = Harness::new(cfg());
     // Executed, but the engine never learned it (every reply lost).
-    for _ in 0..3 {
-        h.faults.push_back(Fault::LoseResponse);
-    }
-    h.ledger.unavailable = 0;
-    let r = h.transfer(user(1), h.icrc1(5), None).unwrap().unwrap();
-    let block = h.ledger.blocks_for_entry(r.entry_id)[0];
-    let mut c = cfg();
-    c.max_attempts = 1;
-    h.journal.set_config(c).unwrap();
-    h.ledger.unavailable = 100;
-    h.settle();
-    let id = r.entry_id;
-    assert_eq!(h.journal.get(id).unwrap().status, Status::ManualReview);
+    let (id, block) = executed_in_manual_review(&mut h);
     let a = h
         .admin(
             user(77),
@@ -314,19 +321,7 @@ fn should_accept_resolve_succeeded_with_the_block_that_holds_the_transfer_once()
 #[test]
 fn should_refuse_resolve_succeeded_when_another_entry_claims_the_block_during_the_ledger_read() {
     let mut h = Harness::new(cfg());
-    for _ in 0..3 {
-        h.faults.push_back(Fault::LoseResponse);
-    }
-    h.ledger.unavailable = 0;
-    let r = h.transfer(user(1), h.icrc1(5), None).unwrap().unwrap();
-    let block = h.ledger.blocks_for_entry(r.entry_id)[0];
-    let mut c = cfg();
-    c.max_attempts = 1;
-    h.journal.set_config(c).unwrap();
-    h.ledger.unavailable = 100;
-    h.settle();
-    let id = r.entry_id;
-    assert_eq!(h.journal.get(id).unwrap().status, Status::ManualReview);
+    let (id, block) = executed_in_manual_review(&mut h);
     // Another transfer whose reply was lost: undecided, not yet in manual review.
     h.ledger.unavailable = 0;
     h.faults.push_back(Fault::LoseResponse);
