@@ -55,19 +55,14 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         let max_scan = limit.saturating_mul(10);
         let store = self.inner.store.borrow();
         let ids: Box<dyn Iterator<Item = EntryId>> = match (filter.owner, filter.status) {
-            // Unresolved work is small: its status index, filtered by owner below.
-            (Some(_), Some(s)) if s.is_unresolved() => {
-                Box::new(store.ids_by_status(s, page.start_after))
-            }
+            // Unresolved work is small: its status index, filtered by owner below (if any).
+            (_, Some(s)) if s.is_unresolved() => Box::new(store.ids_by_status(s, page.start_after)),
             // The owner's rows do not carry the status (storage layout 4): filtered below.
             (Some(o), s) => Box::new(
                 store
                     .ids_by_owner(o, s, page.start_after, max_scan + 1)
                     .into_iter(),
             ),
-            (None, Some(s)) if s.is_unresolved() => {
-                Box::new(store.ids_by_status(s, page.start_after))
-            }
             // Resolved entries have no status index (storage layout 3): scan by id, filtered
             // below, `max_scan` ids a page.
             (None, Some(_)) => Box::new(store.ids_after(page.start_after)),

@@ -145,15 +145,16 @@ const COUNTER_TAGS: u32 = 256;
 /// Bytes of the fixed counter record (layout 5).
 const COUNTER_RECORD_BYTES: u64 = (COUNTER_NAMESPACES * COUNTER_TAGS) as u64 * 8;
 
-/// The record slot of a counter key. Keys are `counter` constants with a one-byte tag: any
-/// other is a bug.
-fn counter_slot(key: u32) -> u64 {
+/// Where counter `key` lives in the meta memory, the record starting at `record`: slot
+/// `(namespace - 1) * 256 + tag`. Keys are `counter` constants with a one-byte tag: any other
+/// is a bug.
+fn counter_offset(record: u64, key: u32) -> u64 {
     let (ns, tag) = (key >> 16, key & 0xffff);
     assert!(
         (1..=COUNTER_NAMESPACES).contains(&ns) && tag < COUNTER_TAGS,
         "icjournal: counter key {key:#x} out of range"
     );
-    ((ns - 1) * COUNTER_TAGS + tag) as u64
+    record + 8 * ((ns - 1) * COUNTER_TAGS + tag) as u64
 }
 
 /// The status byte of a fixed `by_owner` row (layout 4; no status tag is 255).
@@ -733,7 +734,7 @@ impl<M: Memory + Clone> Store<M> {
             for row in old.iter() {
                 let (key, value) = (*row.key(), row.value());
                 mem.meta
-                    .write(counters_at + 8 * counter_slot(key), &value.to_le_bytes());
+                    .write(counter_offset(counters_at, key), &value.to_le_bytes());
             }
         }
         if migrate {
@@ -967,16 +968,7 @@ impl<M: Memory> Store<M> {
         } else {
             cur.saturating_sub(delta.unsigned_abs())
         };
-        #[cfg(test)]
-        if let Some(old) = &mut self.legacy_counters {
-            old.insert(key, next);
-            self.counter_cache.get_mut().insert(key, next);
-            return;
-        }
-        self.meta.write(
-            self.counters_at + 8 * counter_slot(key),
-            &next.to_le_bytes(),
-        );
+        self.store_counter(key, next);
         self.counter_cache.get_mut().insert(key, next);
     }
 
@@ -986,7 +978,17 @@ impl<M: Memory> Store<M> {
         if let Some(old) = &self.legacy_counters {
             return old.get(&key).unwrap_or(0);
         }
-        read_u64(&self.meta, self.counters_at + 8 * counter_slot(key))
+        read_u64(&self.meta, counter_offset(self.counters_at, key))
+    }
+
+    fn store_counter(&mut self, key: u32, value: u64) {
+        #[cfg(test)]
+        if let Some(old) = &mut self.legacy_counters {
+            old.insert(key, value);
+            return;
+        }
+        self.meta
+            .write(counter_offset(self.counters_at, key), &value.to_le_bytes());
     }
 
     pub fn counter(&self, key: u32) -> u64 {
