@@ -1,6 +1,6 @@
 //! Stable storage of the journal (I5: everything lives here; nothing serialized in `pre_upgrade`).
 //!
-//! # Layout (version 5)
+//! # Layout (version 6)
 //!
 //! The host reserves `RESERVED_MEMORY_IDS` (16) `MemoryId`s for the engine, `first .. first + 16`
 //! (`Memories::from_manager`); this layout uses the first `MEMORY_COUNT` (16) of them, and later
@@ -9,7 +9,7 @@
 //!
 //! | off | name         | structure                                        | purpose                               |
 //! |-----|--------------|--------------------------------------------------|---------------------------------------|
-//! | 0   | meta         | raw: magic `b"ICJR"`, u32 LE version, u64 LE next id, schema table (layout 1), u64 LE first fixed owner row (layout 4), counters (layout 5: 4,096 × u64 LE) | header; ids never reused; metrics counters |
+//! | 0   | meta         | raw: magic `b"ICJR"`, u32 LE version, u64 LE next id, schema table (layout 1), u64 LE first fixed owner row (layout 4), counters (layout 5: 4,096 × u64 LE); from the next 64 KiB boundary, the claims table (layout 6, `storage/claims.rs`) | header; ids never reused; metrics counters; block claims |
 //! | 1   | entries      | `BTreeMap<u64, Entry>` (raw value bytes, see Encoding) | by id                          |
 //! | 2   | by_owner     | `BTreeMap<(Principal, u8 255, u64 id), ()>`      | owner's entries, one row each (layout 4) |
 //! | 3   | by_status    | `BTreeMap<(u8 status, u64 id), ()>`              | unresolved entries by status (layout 3) |
@@ -21,7 +21,7 @@
 //! | 9   | audit_index  | `StableLog` index                                | append-only audit trail               |
 //! | 10  | audit_data   | `StableLog` data                                 |                                       |
 //! | 11  | approvals    | `BTreeMap<u64 id, Approvals>`                    | pending M-of-N approvals              |
-//! | 12  | claims       | `BTreeMap<(Principal ledger, u64 block), u64 id>` | block → the transfer entry it proves  |
+//! | 12  | claims       | `BTreeMap<(Principal ledger, u64 block), u64 id>` | layouts 1–5: block → the transfer entry it proves; layout 6: the spill tree (older claims, full buckets) |
 //! | 13  | keys         | `BTreeMap<(Principal, u8 kind, String key), KeyRecord>` | idempotency key / lock key → entry |
 //! | 14  | owner_totals | `BTreeMap<Principal, OwnerTotals>`               | per-owner entries and bytes, all statuses |
 //! | 15  | summaries    | `BTreeMap<u64 id, CompactedEntry>`               | compacted entries (`retention`)        |
@@ -43,6 +43,12 @@
 //! to 16, tags 0 to 255; `counter`), 32 KiB in all. A bump is one 8-byte write where the
 //! B-tree of layouts 1 to 4 took a search and a node rewrite (~26 reads and several writes,
 //! twice per status change).
+//! Layout 6 claims blocks in a linear-hashing table in the meta memory (`claims.rs`, which
+//! documents its region): one bucket read and three small writes, where the B-tree took
+//! ~180 reads at 1M entries. The B-tree of memory 12 stays as the spill tree: the claims of a
+//! journal migrated from layouts 1 to 5 stay there (asked while it holds any: the region's
+//! legacy byte), and so do the rare claims of a full bucket (marked in the bucket) and those
+//! of ledgers past the 1,024th.
 //! Retired offsets: 8 (the counters' B-tree, layouts 1 to 4; a migrated journal keeps its
 //! pages, never written again; a journal created as layout 5 never allocates it). All 16
 //! reserved ids are now in use or retired: a later layout that needs more must bump
@@ -71,7 +77,13 @@
 //! - format 1 (`Approvals`; layout 1's rare values): `[1] ++ candid::encode_one(v)`,
 //!   self-describing.
 //!
-//! # Migration from layouts 1 to 4
+//! # Migration from layouts 1 to 5
+//!
+//! Layout 5 differs from layout 6 only in where new block claims go. Opening a layout-5 (or
+//! older) journal writes an empty claims table (one bucket, its legacy byte set when the
+//! B-tree holds claims) and the version: the B-tree's claims stay where they are, so opening
+//! stays O(1). Retention's pruning removes them with their summaries; when the tree is empty
+//! the legacy byte is cleared and lookups stop asking it.
 //!
 //! Layout 4 differs from layout 5 only in where the counters live. Opening a layout-4 (or
 //! older) journal copies every row of the counters' B-tree (memory 8; one row per counter
@@ -112,14 +124,19 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+mod claims;
+use claims::ClaimTable;
+
 pub const MAGIC: &[u8; 4] = b"ICJR";
+/// Layout 6: new block claims in a linear-hashing table in the meta memory (`claims`); the
+/// claims B-tree (memory 12) keeps the older ones and the rare spills.
 /// Layout 5: the metrics counters in a fixed record of the meta memory (layouts 1 to 4: a
 /// B-tree in memory 8, now retired).
 /// Layout 4: an entry's `by_owner` row is written once, without its status (layouts 1 to 3
 /// moved it on every status change); `by_status` holds unresolved entries only (layouts 1 and
 /// 2 also held the resolved ones); values in format 3 (layout 1 wrote formats 1 and 2). See
 /// the module docs.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 /// First byte of every stored value: its format. Never reuse a format byte.
 /// Format 1: self-describing Candid (`Approvals`; `encode_value`).
 const FORMAT_VERSION: u8 = 1;
@@ -650,7 +667,10 @@ pub struct Store<M: Memory> {
     legacy_counters: Option<StableBTreeMap<u32, u64, M>>,
     audit: StableLog<Stored<AuditRecord>, M, M>,
     approvals: StableBTreeMap<u64, Approvals, M>,
+    /// Layouts 1 to 5: every claim. Layout 6: the spill tree (`claims.rs`).
     claims: StableBTreeMap<(Principal, u64), u64, M>,
+    /// The claims table of layout 6 (`None` only for a build of an older layout: tests).
+    claim_table: Option<ClaimTable>,
     keys: StableBTreeMap<(Principal, u8, String), KeyRecord, M>,
     owner_totals: StableBTreeMap<Principal, OwnerTotals, M>,
     summaries: StableBTreeMap<u64, Stored<CompactedEntry>, M>,
@@ -724,10 +744,12 @@ impl<M: Memory + Clone> Store<M> {
         };
         // Layout 5's counter record, after layout 4's field.
         let counters_at = schema_end + 8;
-        if (found.is_none() && writes >= 5) || migrate {
+        // Only a journal older than layout 5 moves its counters: a later one has them here.
+        let migrate_counters = migrate && found.is_some_and(|v| v < 5);
+        if (found.is_none() && writes >= 5) || migrate_counters {
             clear(&mem.meta, counters_at, COUNTER_RECORD_BYTES);
         }
-        if migrate && mem.counters.size() > 0 {
+        if migrate_counters && mem.counters.size() > 0 {
             // Layouts 1 to 4 kept the counters in a B-tree: each of its rows (one per counter
             // ever bumped, at most 4,096) goes to its slot, and the tree is never read again.
             let old: StableBTreeMap<u32, u64, M> = StableBTreeMap::init(mem.counters.clone());
@@ -737,6 +759,23 @@ impl<M: Memory + Clone> Store<M> {
                     .write(counter_offset(counters_at, key), &value.to_le_bytes());
             }
         }
+        // Layout 6's claims table, in the meta memory from the first 64 KiB boundary after the
+        // counter record (which never moves, so neither does the table).
+        let claims_at = (counters_at + COUNTER_RECORD_BYTES).next_multiple_of(65_536);
+        let claim_table = match found {
+            Some(v) if v >= 6 => {
+                Some(ClaimTable::load(&mem.meta, claims_at).map_err(|_| OpenError::BadMagic)?)
+            }
+            // A journal of layouts 1 to 5 keeps its claims in the B-tree, which stays as the
+            // spill tree: new claims go to the table, lookups ask the tree while it has rows.
+            Some(_) if migrate => {
+                let older: StableBTreeMap<(Principal, u64), u64, M> =
+                    StableBTreeMap::init(mem.claims.clone());
+                Some(ClaimTable::create(&mem.meta, claims_at, !older.is_empty()))
+            }
+            None if writes >= 6 => Some(ClaimTable::create(&mem.meta, claims_at, false)),
+            _ => None,
+        };
         if migrate {
             // The version in the header changes last, so an older build refuses the journal
             // from now on instead of misreading it.
@@ -765,6 +804,7 @@ impl<M: Memory + Clone> Store<M> {
             audit: StableLog::init(mem.audit_index, mem.audit_data),
             approvals: StableBTreeMap::init(mem.approvals),
             claims: StableBTreeMap::init(mem.claims),
+            claim_table,
             keys: StableBTreeMap::init(mem.keys),
             owner_totals: StableBTreeMap::init(mem.owner_totals),
             summaries: StableBTreeMap::init(mem.summaries),
@@ -934,11 +974,18 @@ impl<M: Memory> Store<M> {
         if let (Status::Succeeded, Intent::Transfer(t), Some(b)) =
             (e.status, &e.intent, e.block_index())
         {
-            if let Some(by) = self.claims.insert((t.ledger, b), e.id) {
-                if by != e.id {
-                    self.claims.insert((t.ledger, b), by);
-                    return Err(BlockClaimed { block: b, by });
-                }
+            let by = match &mut self.claim_table {
+                Some(table) => table.claim(&self.meta, &mut self.claims, t.ledger, b, e.id),
+                None => match self.claims.insert((t.ledger, b), e.id) {
+                    Some(by) if by != e.id => {
+                        self.claims.insert((t.ledger, b), by);
+                        Some(by)
+                    }
+                    other => other,
+                },
+            };
+            if let Some(by) = by.filter(|by| *by != e.id) {
+                return Err(BlockClaimed { block: b, by });
             }
         }
         Ok(())
@@ -958,7 +1005,10 @@ impl<M: Memory> Store<M> {
 
     /// The entry whose success block `block` of `ledger` is, if any.
     pub fn claimant(&self, ledger: Principal, block: u64) -> Option<EntryId> {
-        self.claims.get(&(ledger, block))
+        match &self.claim_table {
+            Some(table) => table.get(&self.meta, &self.claims, ledger, block),
+            None => self.claims.get(&(ledger, block)),
+        }
     }
 
     pub fn bump(&mut self, key: u32, delta: i64) {
@@ -1287,8 +1337,18 @@ impl<M: Memory> Store<M> {
             set(&mut self
                 .claims
                 .iter()
-                .map(|r| format!("{:?}", (r.key(), r.value())))),
+                .map(|r| (*r.key(), r.value()))
+                .chain(self.claim_table.iter().flat_map(|t| t.rows_iter(&self.meta)))
+                .map(|r| format!("{r:?}"))),
         );
+        if let Some(table) = &self.claim_table {
+            out.extend(table.violations(&self.meta, &self.claims));
+            for (key, id) in table.rows_iter(&self.meta) {
+                if let Some(other) = self.claims.get(&key) {
+                    out.push(format!("claims: {key:?} in the table ({id}) and the tree ({other})"));
+                }
+            }
+        }
         let keys = Status::ALL.iter().map(|s| counter::STATUS | s.tag() as u32);
         // Pruned summaries take their kinds with them: the kind counters then count more.
         let kinds = Kind::ALL.iter().map(|k| counter::KIND | k.tag() as u32);
@@ -1346,8 +1406,14 @@ impl<M: Memory> Store<M> {
     pub fn remove_summary(&mut self, id: EntryId) -> Option<CompactedEntry> {
         let s = self.summaries.remove(&id)?.0;
         if let (Some(ledger), Some(block)) = (s.ledger, s.block_index) {
-            if self.claims.get(&(ledger, block)) == Some(id) {
-                self.claims.remove(&(ledger, block));
+            match &mut self.claim_table {
+                Some(table) => {
+                    table.release(&self.meta, &mut self.claims, ledger, block, id);
+                }
+                None if self.claims.get(&(ledger, block)) == Some(id) => {
+                    self.claims.remove(&(ledger, block));
+                }
+                None => {}
             }
         }
         Some(s)
@@ -1408,7 +1474,8 @@ pub(crate) mod legacy {
     /// journals get a version-`v` header and an existing journal is not migrated on open.
     /// Layout 1 writes values in format 2 with their schemas in the schema table; layouts 1
     /// and 2 keep resolved entries in `by_status`; layouts 1 to 3 move an entry's `by_owner`
-    /// row with its status; layouts 1 to 4 keep the counters in a B-tree (memory 8).
+    /// row with its status; layouts 1 to 4 keep the counters in a B-tree (memory 8); layouts
+    /// 1 to 5 keep every block claim in a B-tree (memory 12).
     pub fn set_layout(v: Option<u32>) {
         LAYOUT.set(v);
     }

@@ -483,3 +483,92 @@ fn should_open_a_layout_4_journal_with_its_counters() {
     let violations = h.journal.inner.store.borrow().index_violations();
     assert!(violations.is_empty(), "{violations:?}");
 }
+
+/// The rows of the claims B-tree (memory 12): every claim of layouts 1 to 5, the spill tree of
+/// layout 6.
+fn claims_tree(h: &Harness) -> Vec<((candid::Principal, u64), u64)> {
+    let mm = MemoryManager::init(h.raw.clone());
+    let tree: StableBTreeMap<(candid::Principal, u64), u64, _> =
+        StableBTreeMap::init(mm.get(MemoryId::new(12)));
+    tree.iter().map(|r| (*r.key(), r.value())).collect()
+}
+
+/// Layout 6 keeps new claims in a table; a migrated journal's older claims stay in the B-tree
+/// and still refuse their blocks to any other entry.
+#[test]
+fn should_open_a_layout_5_journal_and_refuse_its_claimed_blocks_to_other_entries() {
+    legacy::set_layout(Some(5));
+    let mut h = Harness::new(Config::default());
+    let a = h.transfer(user(1), h.icrc1(5), None).unwrap().unwrap();
+    assert_eq!(a.status, Status::Succeeded);
+    let block = h.ledger.blocks_for_entry(a.entry_id)[0];
+    h.faults.push_back(Fault::LoseResponse);
+    let b = h.transfer(user(2), h.icrc1(5), None).unwrap().unwrap();
+    assert_eq!(b.status, Status::Unknown);
+    let ledger = h.ledger.id;
+    assert_eq!(claims_tree(&h), vec![((ledger, block), a.entry_id)]);
+
+    // The upgrade to this build.
+    legacy::set_layout(None);
+    h.reopen();
+    assert_eq!(layout_version(&h), crate::storage::LAYOUT_VERSION);
+    // A new claim goes to the table (and numbers the ledger there), not the tree.
+    let c = h.transfer(user(3), h.icrc1(5), None).unwrap().unwrap();
+    assert_eq!(c.status, Status::Succeeded);
+    let c_block = h.ledger.blocks_for_entry(c.entry_id)[0];
+    h.reopen();
+    assert_eq!(
+        h.journal.inner.store.borrow().claimant(ledger, block),
+        Some(a.entry_id)
+    );
+    let old = h.journal.get(b.entry_id).unwrap();
+    let mut new = old.clone();
+    new.status = Status::Succeeded;
+    new.outcome = Some(Outcome::Succeeded {
+        block_index: Some(block),
+        reply: vec![],
+        source: EvidenceSource::MemoLookup,
+    });
+    let before = h.raw.borrow().clone();
+    let r = h.journal.inner.store.borrow_mut().write(Some(&old), &new);
+    assert_eq!(
+        r,
+        Err(crate::storage::BlockClaimed {
+            block,
+            by: a.entry_id
+        })
+    );
+    assert!(*h.raw.borrow() == before, "a refused write changes nothing");
+
+    assert_eq!(
+        h.journal.inner.store.borrow().claimant(ledger, c_block),
+        Some(c.entry_id)
+    );
+    assert_eq!(claims_tree(&h), vec![((ledger, block), a.entry_id)]);
+    h.settle();
+    let violations = h.journal.inner.store.borrow().index_violations();
+    assert!(violations.is_empty(), "{violations:?}");
+}
+
+/// A journal created as layout 6 claims its blocks in the table, not in the B-tree, and the
+/// claims survive an upgrade.
+#[test]
+fn should_claim_blocks_in_the_table_and_leave_the_tree_empty() {
+    let mut h = Harness::new(Config::default());
+    let mut claimed = vec![];
+    for i in 0..40u8 {
+        let r = h.transfer(user(i % 3), h.icrc1(5), None).unwrap().unwrap();
+        assert_eq!(r.status, Status::Succeeded);
+        claimed.push((h.ledger.blocks_for_entry(r.entry_id)[0], r.entry_id));
+    }
+    h.reopen();
+    for (block, id) in claimed {
+        assert_eq!(
+            h.journal.inner.store.borrow().claimant(h.ledger.id, block),
+            Some(id)
+        );
+    }
+    assert_eq!(claims_tree(&h), vec![], "no claim in the tree");
+    let violations = h.journal.inner.store.borrow().index_violations();
+    assert!(violations.is_empty(), "{violations:?}");
+}
