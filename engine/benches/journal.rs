@@ -191,7 +191,7 @@ fn answer<T>(rt: &FakeRuntime, fut: &mut Fut<'_, T>, reply: CallResult) -> std::
 
 /// The journal's memories by layout offset (engine/src/storage.rs).
 const MEMORY_NAMES: [&str; 16] = [
-    "meta",
+    "meta (header, counters, claims table)",
     "entries",
     "by_owner",
     "by_status",
@@ -203,7 +203,7 @@ const MEMORY_NAMES: [&str; 16] = [
     "audit_index",
     "audit_data",
     "approvals",
-    "claims",
+    "claims spill tree",
     "keys",
     "owner_totals",
     "summaries",

@@ -46,8 +46,8 @@
 //! Layout 6 claims blocks in a linear-hashing table in the meta memory (`claims.rs`, which
 //! documents its region): one bucket read and three small writes, where the B-tree took
 //! ~180 reads at 1M entries. The B-tree of memory 12 stays as the spill tree: the claims of a
-//! journal migrated from layouts 1 to 5 stay there (asked while it holds any: the region's
-//! legacy byte), and so do the rare claims of a full bucket (marked in the bucket) and those
+//! journal migrated from layouts 1 to 5 stay there until the recovery tick has moved them
+//! (asked meanwhile: the region's legacy byte), and so do the rare claims of a full bucket (marked in the bucket) and those
 //! of ledgers past the 1,024th.
 //! Retired offsets: 8 (the counters' B-tree, layouts 1 to 4; a migrated journal keeps its
 //! pages, never written again; a journal created as layout 5 never allocates it). All 16
@@ -82,8 +82,10 @@
 //! Layout 5 differs from layout 6 only in where new block claims go. Opening a layout-5 (or
 //! older) journal writes an empty claims table (one bucket, its legacy byte set when the
 //! B-tree holds claims) and the version: the B-tree's claims stay where they are, so opening
-//! stays O(1). Retention's pruning removes them with their summaries; when the tree is empty
-//! the legacy byte is cleared and lookups stop asking it.
+//! stays O(1), and lookups ask the tree while the legacy byte is set. The recovery tick then
+//! moves them into the table, 500 a tick (`move_older_claims`), from a cursor in the region's
+//! header; when the move has passed the last key the byte is cleared, and the claims that could
+//! not move (a full bucket) stay in the tree with their bucket marked.
 //!
 //! Layout 4 differs from layout 5 only in where the counters live. Opening a layout-4 (or
 //! older) journal copies every row of the counters' B-tree (memory 8; one row per counter
@@ -1009,6 +1011,22 @@ impl<M: Memory> Store<M> {
             Some(table) => table.get(&self.meta, &self.claims, ledger, block),
             None => self.claims.get(&(ledger, block)),
         }
+    }
+
+    /// Moves up to `max` block claims of a journal migrated from layouts 1 to 5 from the
+    /// B-tree into the claims table (layout 6; `claims.rs`): bounded, resumable, and a no-op
+    /// once they are all moved or for a journal created as layout 6. Returns the claims
+    /// looked at.
+    pub fn move_older_claims(&mut self, max: usize) -> usize {
+        match &mut self.claim_table {
+            Some(table) => table.move_older(&self.meta, &mut self.claims, max),
+            None => 0,
+        }
+    }
+
+    /// Whether block claims of a journal migrated from layouts 1 to 5 are still to be moved.
+    pub fn older_claims_left(&self) -> bool {
+        self.claim_table.as_ref().is_some_and(|t| t.legacy())
     }
 
     pub fn bump(&mut self, key: u32, delta: i64) {

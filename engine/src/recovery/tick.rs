@@ -12,6 +12,12 @@ use crate::status::Actor;
 use crate::storage::counter;
 use crate::types::*;
 use ic_stable_structures::Memory;
+
+/// Block claims of a journal migrated from storage layouts 1 to 5 that one tick moves from
+/// their B-tree into the claims table (storage layout 6): each is a removal from a tree as
+/// large as the journal was (~200 stable reads at 1M claims), so a tick spends a small part
+/// of its budget on them and a million take 2,000 ticks.
+const OLDER_CLAIMS_PER_TICK: usize = 500;
 use std::task::Poll;
 
 /// A tick stops starting transfers in one message once the message has used this many
@@ -167,6 +173,10 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         // Work added at the end of a tick goes here, after the commit: a trap in it must not
         // roll back the last results.
         self.retention_step();
+        self.inner
+            .store
+            .borrow_mut()
+            .move_older_claims(OLDER_CLAIMS_PER_TICK);
         report.instructions = self
             .inner
             .rt

@@ -16,7 +16,9 @@
 //! | 16     | 8           | u64 rows in the table                                       |
 //! | 24     | 4           | u32 ledgers numbered                                        |
 //! | 28     | 1           | 1: the spill tree holds claims of an older layout, else 0   |
-//! | 64     | 1,024 × 32  | ledger `i`: u8 length, then the principal's bytes (≤ 29)     |
+//! | 32     | 39          | the older claims' move: u8 started, then the last key it      |
+//! |        |             | passed (u8 length, 29 bytes of principal, u64 block)          |
+//! | 128    | 1,024 × 32  | ledger `i`: u8 length, then the principal's bytes (≤ 29)     |
 //! | 65,536 | n × 1,160   | bucket `i`: u8 rows, u8 spilled (1: one of its claims went to  |
 //! |        |             | the tree), 6 reserved, then 64 rows of 18 bytes:             |
 //! |        |             | u16 ledger number, u64 block, u64 entry id                   |
@@ -36,14 +38,17 @@
 //! # What the table does not hold: the spill tree
 //!
 //! The B-tree of layouts 1 to 5 (memory 12) stays, as the spill tree, and holds what the table
-//! cannot: the claims a journal made before layout 6 (a migrated journal keeps them there:
-//! moving up to millions of rows would not fit in `post_upgrade`), a claim whose bucket is full
+//! cannot: the claims a journal made before layout 6 until they are moved (a migrated journal
+//! keeps them there at the upgrade, since moving up to millions of rows would not fit in
+//! `post_upgrade`; the recovery tick then moves them in bounded batches, `move_older`, from a
+//! cursor kept in the header), a claim whose bucket is full
 //! (64 rows: about 3 claims in 100,000 with the hashes of honest ledgers; more if a ledger
 //! chooses its block indices to collide, which costs speed, never correctness), and the
 //! claims of ledgers past the 1,024th. A lookup the table cannot answer asks the spill tree
 //! only when the answer may be there: the bucket is marked spilled (a mark its two halves
 //! keep when it splits), the journal was migrated and the tree still holds older claims (the
-//! header's legacy byte, cleared when the tree empties), or the ledger has no number and the
+//! header's legacy byte, cleared when the move has passed every key or the tree empties), or
+//! the ledger has no number and the
 //! tree is not empty (its length is in the heap). A journal created as layout 6 reads the
 //! tree only for the few buckets that ever filled.
 
@@ -57,7 +62,10 @@ const HEADER_BUCKETS: u64 = 8;
 const HEADER_ROWS: u64 = 16;
 const HEADER_LEDGERS: u64 = 24;
 const HEADER_LEGACY: u64 = 28;
-const LEDGER_TABLE: u64 = 64;
+/// Where the move of the older claims stands: u8 0 (none yet) or 1, then the last key moved
+/// or kept (u8 length, 29 bytes of principal, u64 block).
+const HEADER_CURSOR: u64 = 32;
+const LEDGER_TABLE: u64 = 128;
 const LEDGER_BYTES: u64 = 32;
 /// Ledgers the table numbers; the claims of any further ledger go to the spill tree.
 pub const MAX_LEDGERS: usize = 1024;
@@ -178,7 +186,7 @@ impl ClaimTable {
         if mem.size() * 65_536 < base + BUCKETS_AT + BUCKET_BYTES {
             return Err(NotAClaimTable);
         }
-        let mut header = [0u8; 29];
+        let mut header = [0u8; HEADER_CURSOR as usize];
         mem.read(base, &mut header);
         let format = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
         let buckets = u64_at(&header, 8);
@@ -456,6 +464,74 @@ impl ClaimTable {
         true
     }
 
+    /// Whether the spill tree still holds claims of the layout this journal was migrated from.
+    pub fn legacy(&self) -> bool {
+        self.legacy
+    }
+
+    /// Moves up to `max` claims of the older layout from the spill tree into the table, in key
+    /// order from where the last call stopped (the header's cursor: resumable across messages
+    /// and upgrades). A claim whose bucket is full, or whose ledger gets no number, stays in
+    /// the tree (its bucket marked). When the tree has no further key, the legacy byte is
+    /// cleared: lookups then ask the tree only for marked buckets. Returns the claims looked at.
+    pub fn move_older<M: Memory>(&mut self, mem: &M, spill: &mut SpillTree<M>, max: usize) -> usize {
+        if !self.legacy || max == 0 {
+            return 0;
+        }
+        let mut cursor = [0u8; 39];
+        mem.read(self.base + HEADER_CURSOR, &mut cursor);
+        let from = (cursor[0] == 1).then(|| {
+            let len = (cursor[1] as usize).min(29);
+            (Principal::from_slice(&cursor[2..2 + len]), u64_at(&cursor, 31))
+        });
+        let rows: Vec<((Principal, u64), u64)> = match from {
+            Some(k) => spill
+                .range((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded))
+                .take(max)
+                .map(|r| (*r.key(), r.value()))
+                .collect(),
+            None => spill.iter().take(max).map(|r| (*r.key(), r.value())).collect(),
+        };
+        for &((ledger, block), id) in &rows {
+            let Some(n) = self.number(mem, ledger) else {
+                continue;
+            };
+            let (b, bucket) = self.locate(mem, n, block);
+            if bucket.find(n, block).is_some() {
+                // The table cannot hold a block the tree holds (a claim asks the tree first):
+                // leave both for the checks to report.
+                continue;
+            }
+            if bucket.rows.len() >= BUCKET_ROWS {
+                if !bucket.spilled {
+                    mem.write(self.bucket_at(b) + 1, &[1]);
+                }
+                continue;
+            }
+            let count = bucket.rows.len();
+            self.write_row(mem, b, count, &Row { ledger: n, block, id });
+            mem.write(self.bucket_at(b), &[count as u8 + 1]);
+            self.set_rows(mem, self.rows + 1);
+            spill.remove(&(ledger, block));
+            if self.rows > SPLIT_AT * self.buckets {
+                self.split(mem);
+            }
+        }
+        if rows.len() < max {
+            self.legacy = false;
+            mem.write(self.base + HEADER_LEGACY, &[0]);
+        } else if let Some(&((ledger, block), _)) = rows.last() {
+            let bytes = ledger.as_slice();
+            let mut cursor = [0u8; 39];
+            cursor[0] = 1;
+            cursor[1] = bytes.len() as u8;
+            cursor[2..2 + bytes.len()].copy_from_slice(bytes);
+            cursor[31..39].copy_from_slice(&block.to_le_bytes());
+            mem.write(self.base + HEADER_CURSOR, &cursor);
+        }
+        rows.len()
+    }
+
     /// Every row of the table: `((ledger, block), id)` (checks and tests; reads every bucket).
     #[cfg(test)]
     pub fn rows_iter<'a, M: Memory>(
@@ -655,6 +731,47 @@ mod tests {
         assert!(!ClaimTable::load(&meta, 3 * 65_536).expect("reload").legacy);
         assert_eq!(t.claim(&meta, &mut spill, ledger(1), 5, 3), None);
         assert_eq!(t.violations(&meta, &spill), Vec::<String>::new());
+    }
+
+    #[test]
+    fn should_move_older_claims_into_the_table_in_bounded_resumable_steps() {
+        let (meta, mut spill, _) = fresh();
+        // A migrated journal's tree: blocks of ledger(0) (number 0, first in key order) that
+        // all fall in one bucket, and sequential blocks of two more ledgers.
+        let mut want = BTreeMap::new();
+        for (i, b) in colliding(100).into_iter().enumerate() {
+            want.insert((ledger(0), b), i as u64);
+        }
+        for b in 0..600u64 {
+            want.insert((ledger(1 + (b % 2) as u32), b), 1_000 + b);
+        }
+        for (k, id) in &want {
+            spill.insert(*k, *id);
+        }
+        let mut t = ClaimTable::create(&meta, 3 * 65_536, true);
+        let mut steps = 0;
+        while t.legacy() {
+            steps += 1;
+            assert!(steps <= 30, "the move does not end");
+            assert!(t.move_older(&meta, &mut spill, 32) <= 32);
+            for (k, id) in &want {
+                assert_eq!(t.get(&meta, &spill, k.0, k.1), Some(*id), "{k:?} mid-move");
+            }
+            // Each step may be the last of its message: the next starts from stable memory.
+            t = ClaimTable::load(&meta, 3 * 65_536).expect("reload");
+        }
+        assert_eq!(steps, 700 / 32 + 1);
+        assert_eq!(all(&meta, &spill, &t), want);
+        // What stays in the tree is what landed in the bucket the colliding blocks filled (36
+        // of them and, while the table had few buckets, 74 of the other ledgers' claims);
+        // that bucket is marked (`violations` checks every row left), so lookups find them.
+        assert!(spill.len() >= 100 - BUCKET_ROWS as u64);
+        assert_eq!(t.violations(&meta, &spill), Vec::<String>::new());
+        for (k, id) in &want {
+            assert_eq!(t.get(&meta, &spill, k.0, k.1), Some(*id));
+            assert_eq!(t.claim(&meta, &mut spill, k.0, k.1, 5_000), Some(*id));
+        }
+        assert_eq!(t.move_older(&meta, &mut spill, 32), 0, "nothing left to move");
     }
 
     #[test]

@@ -494,7 +494,8 @@ fn claims_tree(h: &Harness) -> Vec<((candid::Principal, u64), u64)> {
 }
 
 /// Layout 6 keeps new claims in a table; a migrated journal's older claims stay in the B-tree
-/// and still refuse their blocks to any other entry.
+/// and still refuse their blocks to any other entry, until the recovery tick moves them into
+/// the table, where they go on refusing them.
 #[test]
 fn should_open_a_layout_5_journal_and_refuse_its_claimed_blocks_to_other_entries() {
     legacy::set_layout(Some(5));
@@ -545,6 +546,27 @@ fn should_open_a_layout_5_journal_and_refuse_its_claimed_blocks_to_other_entries
         Some(c.entry_id)
     );
     assert_eq!(claims_tree(&h), vec![((ledger, block), a.entry_id)]);
+    assert!(h.journal.inner.store.borrow().older_claims_left());
+
+    // The recovery tick moves the older claims into the table.
+    h.tick();
+    assert_eq!(claims_tree(&h), vec![], "moved by the tick");
+    assert!(!h.journal.inner.store.borrow().older_claims_left());
+    h.reopen();
+    assert_eq!(
+        h.journal.inner.store.borrow().claimant(ledger, block),
+        Some(a.entry_id)
+    );
+    let before = h.raw.borrow().clone();
+    let r = h.journal.inner.store.borrow_mut().write(Some(&old), &new);
+    assert_eq!(
+        r,
+        Err(crate::storage::BlockClaimed {
+            block,
+            by: a.entry_id
+        })
+    );
+    assert!(*h.raw.borrow() == before, "a refused write changes nothing");
     h.settle();
     let violations = h.journal.inner.store.borrow().index_violations();
     assert!(violations.is_empty(), "{violations:?}");
