@@ -9,7 +9,7 @@
 //!
 //! | off | name         | structure                                        | purpose                               |
 //! |-----|--------------|--------------------------------------------------|---------------------------------------|
-//! | 0   | meta         | raw: magic `b"ICJR"`, u32 LE version, u64 LE next id, schema table (layout 1), u64 LE first fixed owner row (layout 4), counters (layout 5: 4,096 × u64 LE); from the next 64 KiB boundary, the claims table (layout 6, `storage/claims.rs`) | header; ids never reused; metrics counters; block claims |
+//! | 0   | meta         | raw: magic `b"ICJR"`, u32 LE version, u64 LE next id, schema table (layout 1), u64 LE first fixed owner row (layout 4), counters (layout 5: 4,096 × u64 LE); from the next 64 KiB boundary, the streams region (layout 6, `storage/segments.rs`: 1 MiB segments for up to 16 growable streams; stream 0 the claims table, `storage/claims.rs`) | header; ids never reused; metrics counters; block claims |
 //! | 1   | entries      | `BTreeMap<u64, Entry>` (raw value bytes, see Encoding) | by id                          |
 //! | 2   | by_owner     | `BTreeMap<(Principal, u8 255, u64 id), ()>`      | owner's entries, one row each (layout 4) |
 //! | 3   | by_status    | `BTreeMap<(u8 status, u64 id), ()>`              | unresolved entries by status (layout 3) |
@@ -43,16 +43,18 @@
 //! to 16, tags 0 to 255; `counter`), 32 KiB in all. A bump is one 8-byte write where the
 //! B-tree of layouts 1 to 4 took a search and a node rewrite (~26 reads and several writes,
 //! twice per status change).
-//! Layout 6 claims blocks in a linear-hashing table in the meta memory (`claims.rs`, which
-//! documents its region): one bucket read and three small writes, where the B-tree took
+//! Layout 6 cuts the meta memory's tail into a region of growable streams (`segments.rs`: all
+//! 16 `MemoryId`s are taken, so new structures get a stream instead) and claims blocks in a
+//! linear-hashing table in stream 0 (`claims.rs`, which documents it): one bucket read and three small writes, where the B-tree took
 //! ~180 reads at 1M entries. The B-tree of memory 12 stays as the spill tree: the claims of a
 //! journal migrated from layouts 1 to 5 stay there until the recovery tick has moved them
 //! (asked meanwhile: the region's legacy byte), and so do the rare claims of a full bucket (marked in the bucket) and those
 //! of ledgers past the 1,024th.
 //! Retired offsets: 8 (the counters' B-tree, layouts 1 to 4; a migrated journal keeps its
 //! pages, never written again; a journal created as layout 5 never allocates it). All 16
-//! reserved ids are now in use or retired: a later layout that needs more must bump
-//! `LAYOUT_VERSION` and share a memory, never take an id outside the range or reuse 8.
+//! reserved ids are now in use or retired: a later layout that needs more growable memory
+//! takes the next stream of the region (`segments.rs`; streams are never reused either),
+//! never an id outside the range or 8.
 //! Retired status/kind tags: none yet (tags live in `types.rs`; never renumber, only append).
 //! Retired counter keys: none.
 //!
@@ -127,7 +129,9 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 mod claims;
+mod segments;
 use claims::ClaimTable;
+use segments::{Segments, Stream, CLAIMS_STREAM};
 
 pub const MAGIC: &[u8; 4] = b"ICJR";
 /// Layout 6: new block claims in a linear-hashing table in the meta memory (`claims`); the
@@ -671,8 +675,9 @@ pub struct Store<M: Memory> {
     approvals: StableBTreeMap<u64, Approvals, M>,
     /// Layouts 1 to 5: every claim. Layout 6: the spill tree (`claims.rs`).
     claims: StableBTreeMap<(Principal, u64), u64, M>,
-    /// The claims table of layout 6 (`None` only for a build of an older layout: tests).
-    claim_table: Option<ClaimTable>,
+    /// The claims table of layout 6 and the stream of the meta memory's tail it lives in
+    /// (`None` only for a build of an older layout: tests).
+    claim_table: Option<(Stream<M>, ClaimTable)>,
     keys: StableBTreeMap<(Principal, u8, String), KeyRecord, M>,
     owner_totals: StableBTreeMap<Principal, OwnerTotals, M>,
     summaries: StableBTreeMap<u64, Stored<CompactedEntry>, M>,
@@ -761,21 +766,31 @@ impl<M: Memory + Clone> Store<M> {
                     .write(counter_offset(counters_at, key), &value.to_le_bytes());
             }
         }
-        // Layout 6's claims table, in the meta memory from the first 64 KiB boundary after the
-        // counter record (which never moves, so neither does the table).
-        let claims_at = (counters_at + COUNTER_RECORD_BYTES).next_multiple_of(65_536);
+        // Layout 6's streams, in the meta memory from the first 64 KiB boundary after the
+        // counter record (which never moves, so neither does the region); the claims table
+        // is stream 0.
+        let region_at = (counters_at + COUNTER_RECORD_BYTES).next_multiple_of(65_536);
         let claim_table = match found {
             Some(v) if v >= 6 => {
-                Some(ClaimTable::load(&mem.meta, claims_at).map_err(|_| OpenError::BadMagic)?)
+                let region = Segments::load(&mem.meta, region_at).map_err(|_| OpenError::BadMagic)?;
+                let stream = region.stream(CLAIMS_STREAM);
+                let table = ClaimTable::load(&stream, 0).map_err(|_| OpenError::BadMagic)?;
+                Some((stream, table))
             }
             // A journal of layouts 1 to 5 keeps its claims in the B-tree, which stays as the
             // spill tree: new claims go to the table, lookups ask the tree while it has rows.
             Some(_) if migrate => {
                 let older: StableBTreeMap<(Principal, u64), u64, M> =
                     StableBTreeMap::init(mem.claims.clone());
-                Some(ClaimTable::create(&mem.meta, claims_at, !older.is_empty()))
+                let stream = Segments::create(&mem.meta, region_at).stream(CLAIMS_STREAM);
+                let table = ClaimTable::create(&stream, 0, !older.is_empty());
+                Some((stream, table))
             }
-            None if writes >= 6 => Some(ClaimTable::create(&mem.meta, claims_at, false)),
+            None if writes >= 6 => {
+                let stream = Segments::create(&mem.meta, region_at).stream(CLAIMS_STREAM);
+                let table = ClaimTable::create(&stream, 0, false);
+                Some((stream, table))
+            }
             _ => None,
         };
         if migrate {
@@ -977,7 +992,7 @@ impl<M: Memory> Store<M> {
             (e.status, &e.intent, e.block_index())
         {
             let by = match &mut self.claim_table {
-                Some(table) => table.claim(&self.meta, &mut self.claims, t.ledger, b, e.id),
+                Some((mem, table)) => table.claim(&*mem, &mut self.claims, t.ledger, b, e.id),
                 None => match self.claims.insert((t.ledger, b), e.id) {
                     Some(by) if by != e.id => {
                         self.claims.insert((t.ledger, b), by);
@@ -1008,7 +1023,7 @@ impl<M: Memory> Store<M> {
     /// The entry whose success block `block` of `ledger` is, if any.
     pub fn claimant(&self, ledger: Principal, block: u64) -> Option<EntryId> {
         match &self.claim_table {
-            Some(table) => table.get(&self.meta, &self.claims, ledger, block),
+            Some((mem, table)) => table.get(mem, &self.claims, ledger, block),
             None => self.claims.get(&(ledger, block)),
         }
     }
@@ -1019,14 +1034,14 @@ impl<M: Memory> Store<M> {
     /// looked at.
     pub fn move_older_claims(&mut self, max: usize) -> usize {
         match &mut self.claim_table {
-            Some(table) => table.move_older(&self.meta, &mut self.claims, max),
+            Some((mem, table)) => table.move_older(&*mem, &mut self.claims, max),
             None => 0,
         }
     }
 
     /// Whether block claims of a journal migrated from layouts 1 to 5 are still to be moved.
     pub fn older_claims_left(&self) -> bool {
-        self.claim_table.as_ref().is_some_and(|t| t.legacy())
+        self.claim_table.as_ref().is_some_and(|(_, t)| t.legacy())
     }
 
     pub fn bump(&mut self, key: u32, delta: i64) {
@@ -1356,12 +1371,12 @@ impl<M: Memory> Store<M> {
                 .claims
                 .iter()
                 .map(|r| (*r.key(), r.value()))
-                .chain(self.claim_table.iter().flat_map(|t| t.rows_iter(&self.meta)))
+                .chain(self.claim_table.iter().flat_map(|(mem, t)| t.rows_iter(mem)))
                 .map(|r| format!("{r:?}"))),
         );
-        if let Some(table) = &self.claim_table {
-            out.extend(table.violations(&self.meta, &self.claims));
-            for (key, id) in table.rows_iter(&self.meta) {
+        if let Some((mem, table)) = &self.claim_table {
+            out.extend(table.violations(mem, &self.claims));
+            for (key, id) in table.rows_iter(mem) {
                 if let Some(other) = self.claims.get(&key) {
                     out.push(format!("claims: {key:?} in the table ({id}) and the tree ({other})"));
                 }
@@ -1425,8 +1440,8 @@ impl<M: Memory> Store<M> {
         let s = self.summaries.remove(&id)?.0;
         if let (Some(ledger), Some(block)) = (s.ledger, s.block_index) {
             match &mut self.claim_table {
-                Some(table) => {
-                    table.release(&self.meta, &mut self.claims, ledger, block, id);
+                Some((mem, table)) => {
+                    table.release(&*mem, &mut self.claims, ledger, block, id);
                 }
                 None if self.claims.get(&(ledger, block)) == Some(id) => {
                     self.claims.remove(&(ledger, block));

@@ -1,4 +1,5 @@
-//! The block claims of layout 6: a linear-hashing table in a region of the meta memory.
+//! The block claims of layout 6: a linear-hashing table in stream 0 of the meta memory's tail
+//! (`segments.rs`).
 //!
 //! A succeeded transfer claims `(ledger, block)` so that one block never proves two entries
 //! (`Store::claim`). Layouts 1 to 5 kept the claims in a B-tree (memory 12) as large as the
@@ -6,7 +7,7 @@
 //! nodes load their keys lazily, one read per key compared at every level. Here a claim is
 //! one bucket read plus three small writes, at any size.
 //!
-//! # Region (offsets from its start; all integers little-endian)
+//! # Stream 0 (offsets from its start; all integers little-endian)
 //!
 //! | off    | bytes       | what                                                        |
 //! |--------|-------------|-------------------------------------------------------------|
@@ -329,9 +330,9 @@ impl ClaimTable {
     }
 
     /// The entry that block `block` of `ledger` proves, if any.
-    pub fn get<M: Memory>(
+    pub fn get<S: Memory, M: Memory>(
         &self,
-        mem: &M,
+        mem: &S,
         spill: &SpillTree<M>,
         ledger: Principal,
         block: u64,
@@ -353,9 +354,9 @@ impl ClaimTable {
 
     /// Claims block `block` of `ledger` for entry `id` unless it is claimed already: then
     /// nothing is written and the claimant (possibly `id` itself) is returned.
-    pub fn claim<M: Memory>(
+    pub fn claim<S: Memory, M: Memory>(
         &mut self,
-        mem: &M,
+        mem: &S,
         spill: &mut SpillTree<M>,
         ledger: Principal,
         block: u64,
@@ -426,9 +427,9 @@ impl ClaimTable {
 
     /// Removes the claim of block `block` of `ledger` if entry `id` holds it; returns whether
     /// it did.
-    pub fn release<M: Memory>(
+    pub fn release<S: Memory, M: Memory>(
         &mut self,
-        mem: &M,
+        mem: &S,
         spill: &mut SpillTree<M>,
         ledger: Principal,
         block: u64,
@@ -474,7 +475,7 @@ impl ClaimTable {
     /// and upgrades). A claim whose bucket is full, or whose ledger gets no number, stays in
     /// the tree (its bucket marked). When the tree has no further key, the legacy byte is
     /// cleared: lookups then ask the tree only for marked buckets. Returns the claims looked at.
-    pub fn move_older<M: Memory>(&mut self, mem: &M, spill: &mut SpillTree<M>, max: usize) -> usize {
+    pub fn move_older<S: Memory, M: Memory>(&mut self, mem: &S, spill: &mut SpillTree<M>, max: usize) -> usize {
         if !self.legacy || max == 0 {
             return 0;
         }
@@ -549,7 +550,7 @@ impl ClaimTable {
     /// What is wrong with the table: rows in a bucket other than their hash's, a header that
     /// miscounts, spilled claims of a bucket not marked (checks).
     #[cfg(test)]
-    pub fn violations<M: Memory>(&self, mem: &M, spill: &SpillTree<M>) -> Vec<String> {
+    pub fn violations<S: Memory, M: Memory>(&self, mem: &S, spill: &SpillTree<M>) -> Vec<String> {
         let mut out = vec![];
         let mut total = 0;
         for b in 0..self.buckets {

@@ -407,8 +407,11 @@ fn should_stop_growing_stable_memory_under_steady_load_with_retention() {
         settled.iter().all(|b| *b == settled[0]),
         "memory kept growing with retention on: {journal_on:?}"
     );
+    // At least 100 bytes for each entry added after day 7 (a resolved entry takes several
+    // hundred): the flat line above is retention's doing, not a journal too small to grow.
+    let added = (days - 7) * per_day;
     assert!(
-        journal_off[days as usize - 1] > journal_off[6] + 1_000_000,
+        journal_off[days as usize - 1] > journal_off[6] + 100 * added,
         "without retention memory should grow: {journal_off:?}"
     );
     // The audit log is append-only: it grows with every entry either way.
