@@ -9,9 +9,9 @@
 //!
 //! | off | name         | structure                                        | purpose                               |
 //! |-----|--------------|--------------------------------------------------|---------------------------------------|
-//! | 0   | meta         | raw: magic `b"ICJR"`, u32 LE version, u64 LE next id, schema table (layout 1), u64 LE first fixed owner row (layout 4), counters (layout 5: 4,096 × u64 LE); from the next 64 KiB boundary, the streams region (layout 6, `storage/segments.rs`: 1 MiB segments for up to 16 growable streams; stream 0 the claims table, `storage/claims.rs`) | header; ids never reused; metrics counters; block claims |
+//! | 0   | meta         | raw: magic `b"ICJR"`, u32 LE version, u64 LE next id, schema table (layout 1), u64 LE first fixed owner row (layout 4), counters (layout 5: 4,096 × u64 LE); from the next 64 KiB boundary, the streams region (layout 6, `storage/segments.rs`: 1 MiB segments for up to 16 growable streams; stream 0 the claims table, `storage/claims.rs`; stream 1 the owner rows, `BTreeMap<(u64 owner key, u64 id), ()>`) | header; ids never reused; metrics counters; block claims |
 //! | 1   | entries      | `BTreeMap<u64, Entry>` (raw value bytes, see Encoding) | by id                          |
-//! | 2   | by_owner     | `BTreeMap<(Principal, u8 255, u64 id), ()>`      | owner's entries, one row each (layout 4) |
+//! | 2   | by_owner     | `BTreeMap<(Principal, u8 255, u64 id), ()>`      | owner's entries, one row each (layouts 4 and 5; layout 6 keeps the rows of entries made before it, new rows go to stream 1) |
 //! | 3   | by_status    | `BTreeMap<(u8 status, u64 id), ()>`              | unresolved entries by status (layout 3) |
 //! | 4   | due          | `BTreeMap<(u64 next_attempt_at, u64 id), ()>`    | recovery work queue                   |
 //! | 5   | locks        | `BTreeMap<String, u64>`                          | lock key → unresolved entry (I3)      |
@@ -49,7 +49,12 @@
 //! ~180 reads at 1M entries. The B-tree of memory 12 stays as the spill tree: the claims of a
 //! journal migrated from layouts 1 to 5 stay there until the recovery tick has moved them
 //! (asked meanwhile: the region's legacy byte), and so do the rare claims of a full bucket (marked in the bucket) and those
-//! of ledgers past the 1,024th.
+//! of ledgers past the 1,024th. New owner rows go to a B-tree in stream 1 keyed (owner key, id),
+//! the owner key a 64-bit hash of the principal (`owner_key`): a fixed-size key compares with
+//! one stable read where a principal took two, and takes 16 bytes. Owners whose principals
+//! hash alike share a range; listings filter by owner. The rows of entries made before layout
+//! 6 stay in `by_owner` (all older than the new ones, so a listing reads that tree's range
+//! first, then stream 1's), and retention removes each where it is.
 //! Retired offsets: 8 (the counters' B-tree, layouts 1 to 4; a migrated journal keeps its
 //! pages, never written again; a journal created as layout 5 never allocates it). All 16
 //! reserved ids are now in use or retired: a later layout that needs more growable memory
@@ -81,8 +86,9 @@
 //!
 //! # Migration from layouts 1 to 5
 //!
-//! Layout 5 differs from layout 6 only in where new block claims go. Opening a layout-5 (or
-//! older) journal writes an empty claims table (one bucket, its legacy byte set when the
+//! Layout 5 differs from layout 6 in where new block claims and new owner rows go. Opening a
+//! layout-5 (or older) journal writes the streams region, an empty owner-rows tree (the older
+//! rows stay in `by_owner`), an empty claims table (one bucket, its legacy byte set when the
 //! B-tree holds claims) and the version: the B-tree's claims stay where they are, so opening
 //! stays O(1), and lookups ask the tree while the legacy byte is set. The recovery tick then
 //! moves them into the table, 500 a tick (`move_older_claims`), from a cursor in the region's
@@ -131,7 +137,7 @@ use std::rc::Rc;
 mod claims;
 mod segments;
 use claims::ClaimTable;
-use segments::{Segments, Stream, CLAIMS_STREAM};
+use segments::{Segments, Stream, CLAIMS_STREAM, OWNER_ROWS_STREAM};
 
 pub const MAGIC: &[u8; 4] = b"ICJR";
 /// Layout 6: new block claims in a linear-hashing table in the meta memory (`claims`); the
@@ -178,6 +184,18 @@ fn counter_offset(record: u64, key: u32) -> u64 {
         "icjournal: counter key {key:#x} out of range"
     );
     record + 8 * ((ns - 1) * COUNTER_TAGS + tag) as u64
+}
+
+/// An owner's key in the owner rows of layout 6: a 64-bit FNV-1a hash of the principal. A
+/// fixed-size key compares with one read where a principal took two (its length, then its
+/// bytes) and takes 16 bytes a row with the id. Two owners with the same hash share a range:
+/// every listing filters by the entry's owner, so that costs scanning, never a wrong answer.
+fn owner_key(owner: &Principal) -> u64 {
+    #[cfg(test)]
+    if legacy::OWNER_KEYS_COLLIDE.get() {
+        return 0;
+    }
+    fnv1a(owner.as_slice())
 }
 
 /// The status byte of a fixed `by_owner` row (layout 4; no status tag is 255).
@@ -660,6 +678,10 @@ pub struct Store<M: Memory> {
     /// ones, created before the journal was opened as layout 4, are keyed by status.
     owner_rows_fixed_from: EntryId,
     by_owner: StableBTreeMap<(Principal, u8, u64), (), M>,
+    /// Layout 6: an owner's entries as (`owner_key(owner)`, id), in stream 1; `by_owner`
+    /// keeps the rows of entries made before (`None` only for a build of an older layout:
+    /// tests).
+    owner_rows: Option<StableBTreeMap<(u64, u64), (), Stream<M>>>,
     by_status: StableBTreeMap<(u8, u64), (), M>,
     due: StableBTreeMap<(u64, u64), (), M>,
     locks: StableBTreeMap<String, u64, M>,
@@ -770,29 +792,36 @@ impl<M: Memory + Clone> Store<M> {
         // counter record (which never moves, so neither does the region); the claims table
         // is stream 0.
         let region_at = (counters_at + COUNTER_RECORD_BYTES).next_multiple_of(65_536);
-        let claim_table = match found {
+        let region = match found {
             Some(v) if v >= 6 => {
-                let region = Segments::load(&mem.meta, region_at).map_err(|_| OpenError::BadMagic)?;
-                let stream = region.stream(CLAIMS_STREAM);
-                let table = ClaimTable::load(&stream, 0).map_err(|_| OpenError::BadMagic)?;
-                Some((stream, table))
+                Some(Segments::load(&mem.meta, region_at).map_err(|_| OpenError::BadMagic)?)
             }
-            // A journal of layouts 1 to 5 keeps its claims in the B-tree, which stays as the
-            // spill tree: new claims go to the table, lookups ask the tree while it has rows.
-            Some(_) if migrate => {
-                let older: StableBTreeMap<(Principal, u64), u64, M> =
-                    StableBTreeMap::init(mem.claims.clone());
-                let stream = Segments::create(&mem.meta, region_at).stream(CLAIMS_STREAM);
-                let table = ClaimTable::create(&stream, 0, !older.is_empty());
-                Some((stream, table))
-            }
-            None if writes >= 6 => {
-                let stream = Segments::create(&mem.meta, region_at).stream(CLAIMS_STREAM);
-                let table = ClaimTable::create(&stream, 0, false);
-                Some((stream, table))
-            }
+            Some(_) if migrate => Some(Segments::create(&mem.meta, region_at)),
+            None if writes >= 6 => Some(Segments::create(&mem.meta, region_at)),
             _ => None,
         };
+        let claim_table = match &region {
+            Some(region) => {
+                let stream = region.stream(CLAIMS_STREAM);
+                let table = if found.is_some_and(|v| v >= 6) {
+                    ClaimTable::load(&stream, 0).map_err(|_| OpenError::BadMagic)?
+                } else {
+                    // A journal of layouts 1 to 5 keeps its claims in the B-tree, which stays
+                    // as the spill tree: new claims go to the table, lookups ask the tree
+                    // while it holds older claims (until the recovery tick has moved them).
+                    let older: StableBTreeMap<(Principal, u64), u64, M> =
+                        StableBTreeMap::init(mem.claims.clone());
+                    ClaimTable::create(&stream, 0, !older.is_empty())
+                };
+                Some((stream, table))
+            }
+            None => None,
+        };
+        // Entries made before layout 6 keep their rows in `by_owner`; later ones get theirs
+        // here.
+        let owner_rows = region
+            .as_ref()
+            .map(|r| StableBTreeMap::init(r.stream(OWNER_ROWS_STREAM)));
         if migrate {
             // The version in the header changes last, so an older build refuses the journal
             // from now on instead of misreading it.
@@ -810,6 +839,7 @@ impl<M: Memory + Clone> Store<M> {
             cache: RefCell::new(BTreeMap::new()),
             counter_cache: RefCell::new(BTreeMap::new()),
             by_owner: StableBTreeMap::init(mem.by_owner),
+            owner_rows,
             by_status: StableBTreeMap::init(mem.by_status),
             due: StableBTreeMap::init(mem.due),
             locks: StableBTreeMap::init(mem.locks),
@@ -911,7 +941,14 @@ impl<M: Memory> Store<M> {
                 self.release(new);
             }
         } else {
-            self.by_owner.insert(self.owner_row(new), ());
+            match &mut self.owner_rows {
+                Some(rows) => {
+                    rows.insert((owner_key(&new.owner), new.id), ());
+                }
+                None => {
+                    self.by_owner.insert(self.owner_row(new), ());
+                }
+            }
             self.index_status(new);
             if let Some(at) = new.next_attempt_at {
                 self.due.insert((at, new.id), ());
@@ -1136,7 +1173,7 @@ impl<M: Memory> Store<M> {
 
     /// Up to `max` ids of `owner`'s entries after `after`, ascending: all of them (`status`
     /// `None`), or those that may have `status` (the caller filters: an entry with a fixed row
-    /// may have any status). Fixed rows come from one range; the rows a layout-3 journal left,
+    /// may have any status, and a row of layout 6 may name another owner's entry). Fixed rows come from one range; the rows a layout-3 journal left,
     /// keyed by status and all older than the fixed ones, from one range per status.
     pub fn ids_by_owner(
         &self,
@@ -1169,13 +1206,24 @@ impl<M: Memory> Store<M> {
                 }
             }
         }
-        if ids.len() < max && fixed < u64::MAX {
+        if ids.len() < max && fixed < u64::MAX && !self.by_owner.is_empty() {
             ids.extend(
                 self.by_owner
                     .keys_range(
                         (owner, OWNER_ROW_ANY, start.max(fixed))..=(owner, OWNER_ROW_ANY, u64::MAX),
                     )
                     .map(|(_, _, id)| id)
+                    .take(max - ids.len()),
+            );
+        }
+        // Rows of layout 6 (stream 1) name entries made after every row above: in id order
+        // after them. An owner that shares its hash with another gets that owner's ids too
+        // (filtered by the caller, as statuses are).
+        if let Some(rows) = self.owner_rows.as_ref().filter(|_| ids.len() < max) {
+            let key = owner_key(&owner);
+            ids.extend(
+                rows.keys_range((key, start)..=(key, u64::MAX))
+                    .map(|(_, id)| id)
                     .take(max - ids.len()),
             );
         }
@@ -1273,8 +1321,18 @@ impl<M: Memory> Store<M> {
         let set = |it: &mut dyn Iterator<Item = String>| it.collect::<BTreeSet<_>>();
         check(
             "by_owner",
-            set(&mut entries.iter().map(|e| format!("{:?}", self.owner_row(e)))),
-            set(&mut self.by_owner.keys().map(|k| format!("{k:?}"))),
+            set(&mut entries.iter().map(|e| match &self.owner_rows {
+                // An entry's row is in stream 1, or in `by_owner` if it was made before.
+                Some(rows) if rows.contains_key(&(owner_key(&e.owner), e.id)) => {
+                    format!("{:?}", (owner_key(&e.owner), e.id))
+                }
+                _ => format!("{:?}", self.owner_row(e)),
+            })),
+            set(&mut self
+                .by_owner
+                .keys()
+                .map(|k| format!("{k:?}"))
+                .chain(self.owner_rows.iter().flat_map(|r| r.keys().map(|k| format!("{k:?}"))))),
         );
         // Unresolved entries exactly; a resolved row only as a layout-2 journal left it (the
         // entry still there, with that status).
@@ -1409,7 +1467,14 @@ impl<M: Memory> Store<M> {
         debug_assert!(!self.unresolved.contains_key(&id));
         self.entries.remove(&id);
         self.cache.get_mut().remove(&id);
-        self.by_owner.remove(&self.owner_row(&e));
+        // The row is in stream 1 unless the entry was made before layout 6.
+        let in_stream = self
+            .owner_rows
+            .as_mut()
+            .is_some_and(|rows| rows.remove(&(owner_key(&e.owner), id)).is_some());
+        if !in_stream {
+            self.by_owner.remove(&self.owner_row(&e));
+        }
         self.by_status.remove(&(e.status.tag(), id));
         if let Some(at) = e.next_attempt_at {
             self.due.remove(&(at, id));
@@ -1469,6 +1534,15 @@ impl<M: Memory> Store<M> {
         self.summaries.len()
     }
 
+    /// The owner rows of layout 6 (stream 1), in key order (tests).
+    #[cfg(test)]
+    pub fn stream_owner_rows(&self) -> Vec<(u64, u64)> {
+        self.owner_rows
+            .iter()
+            .flat_map(|rows| rows.keys())
+            .collect()
+    }
+
     /// Bytes held by each memory, by offset (see the layout table).
     pub fn memory_bytes(&self) -> Vec<u64> {
         self.sizes
@@ -1499,6 +1573,9 @@ pub(crate) mod legacy {
     thread_local! {
         /// The layout the store writes (`None`: this build's).
         static LAYOUT: Cell<Option<u32>> = const { Cell::new(None) };
+        /// Every owner gets the same owner key (layout 6's owner rows), as two owners whose
+        /// principals hash alike would.
+        pub static OWNER_KEYS_COLLIDE: Cell<bool> = const { Cell::new(false) };
         /// Current header per Rust type.
         static CURRENT: RefCell<BTreeMap<TypeId, CurrentSchema>> = const { RefCell::new(BTreeMap::new()) };
     }

@@ -22,8 +22,9 @@
 //! | 131,072 | 65,536 × 1 MiB | segment `i`                                              |
 //!
 //! Stream `s`'s byte `off` lives in its `off / 1 MiB`-th segment (in allocation order) at
-//! `off % 1 MiB`. Streams in use: 0, the block claims table (`claims.rs`). A stream id is never
-//! reused for another structure, like a `MemoryId`.
+//! `off % 1 MiB`. Streams in use: 0, the block claims table (`claims.rs`); 1, the owner rows (a
+//! B-tree, `storage.rs`). A stream id is never reused for another structure, like a
+//! `MemoryId`.
 
 use ic_stable_structures::Memory;
 use std::cell::RefCell;
@@ -45,6 +46,8 @@ const SEGMENT: u64 = SEGMENT_PAGES * PAGE;
 
 /// Stream 0: the block claims table (layout 6).
 pub const CLAIMS_STREAM: u8 = 0;
+/// Stream 1: the owner rows of layout 6, a `BTreeMap<(u64 owner key, u64 id), ()>`.
+pub const OWNER_ROWS_STREAM: u8 = 1;
 
 /// Why a region cannot be opened.
 #[derive(Debug, PartialEq, Eq)]

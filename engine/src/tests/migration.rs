@@ -228,6 +228,18 @@ fn owner_rows(h: &Harness) -> Vec<(candid::Principal, u8, u64)> {
     raw.keys().collect()
 }
 
+/// The owner rows of layout 6 (stream 1 of the meta memory's tail), as (owner, id) of the
+/// entries they name, sorted.
+fn stream_owner_rows(h: &Harness) -> Vec<(candid::Principal, EntryId)> {
+    let rows = h.journal.inner.store.borrow().stream_owner_rows();
+    let mut named: Vec<_> = rows
+        .into_iter()
+        .map(|(_, id)| (h.journal.get(id).expect("a row names an entry").owner, id))
+        .collect();
+    named.sort();
+    named
+}
+
 /// Every page of `owner`'s entries with `status` (all statuses: `None`), `limit` a page.
 fn by_owner(h: &Harness, owner: u8, status: Option<Status>, limit: u32) -> Vec<EntryId> {
     let filter = crate::ListFilter {
@@ -252,9 +264,21 @@ fn by_owner(h: &Harness, owner: u8, status: Option<Status>, limit: u32) -> Vec<E
 
 /// Layout 4 writes an entry's owner row once, when the entry is created: a status change,
 /// however many, touches no owner index. Listings by owner and status still find each entry
-/// exactly once, and never another owner's.
+/// exactly once, and never another owner's — also when every owner has the same owner key
+/// (layout 6 keys the rows by a hash of the owner).
 #[test]
 fn should_write_an_entrys_owner_row_once() {
+    write_each_owner_row_once();
+}
+
+#[test]
+fn should_list_each_owners_entries_alone_when_owner_keys_collide() {
+    legacy::OWNER_KEYS_COLLIDE.set(true);
+    write_each_owner_row_once();
+    legacy::OWNER_KEYS_COLLIDE.set(false);
+}
+
+fn write_each_owner_row_once() {
     let mut h = Harness::new(Config::default());
     let ok = h.transfer(user(1), h.icrc1(10), None).unwrap().unwrap();
     h.faults.push_back(Fault::LoseResponse);
@@ -265,16 +289,17 @@ fn should_write_an_entrys_owner_row_once() {
         (ok.status, lost.status, other.status),
         (Status::Succeeded, Status::Unknown, Status::Unknown)
     );
-    let rows = owner_rows(&h);
+    let rows = stream_owner_rows(&h);
     assert_eq!(
         rows,
         vec![
-            (user(1), u8::MAX, ok.entry_id),
-            (user(1), u8::MAX, lost.entry_id),
-            (user(2), u8::MAX, other.entry_id),
+            (user(1), ok.entry_id),
+            (user(1), lost.entry_id),
+            (user(2), other.entry_id),
         ],
         "one row per entry, without its status"
     );
+    assert_eq!(owner_rows(&h), vec![], "none in the B-tree of layouts 1 to 5");
     assert_eq!(
         by_owner(&h, 1, Some(Status::Unknown), 10),
         vec![lost.entry_id]
@@ -289,7 +314,7 @@ fn should_write_an_entrys_owner_row_once() {
     );
     h.settle();
     assert_eq!(
-        owner_rows(&h),
+        stream_owner_rows(&h),
         rows,
         "resolutions leave the owner rows as they were"
     );
@@ -357,11 +382,14 @@ fn should_open_a_layout_3_journal_and_list_its_owner_rows_with_the_new_ones() {
         vec![
             (user(1), Status::Succeeded.tag(), old_ok.entry_id),
             (user(1), Status::Succeeded.tag(), old_lost.entry_id),
-            (user(1), u8::MAX, new_ok.entry_id),
-            (user(1), u8::MAX, new_lost.entry_id),
             (user(2), Status::Succeeded.tag(), old_other.entry_id),
         ],
-        "an old entry's row moves with its status; a new one's stays"
+        "an old entry's row moves with its status"
+    );
+    assert_eq!(
+        stream_owner_rows(&h),
+        vec![(user(1), new_ok.entry_id), (user(1), new_lost.entry_id)],
+        "a new one's is in layout 6's owner rows"
     );
     for limit in [1, 2, 10] {
         assert_eq!(by_owner(&h, 1, Some(Status::Succeeded), limit), all_1);
@@ -386,6 +414,7 @@ fn should_open_a_layout_3_journal_and_list_its_owner_rows_with_the_new_ones() {
     }
     assert!(h.journal.get(new_lost.entry_id).is_none());
     assert!(owner_rows(&h).is_empty());
+    assert!(h.journal.inner.store.borrow().stream_owner_rows().is_empty());
     let violations = h.journal.inner.store.borrow().index_violations();
     assert!(violations.is_empty(), "{violations:?}");
 }
@@ -513,6 +542,20 @@ fn should_open_a_layout_5_journal_and_refuse_its_claimed_blocks_to_other_entries
     legacy::set_layout(None);
     h.reopen();
     assert_eq!(layout_version(&h), crate::storage::LAYOUT_VERSION);
+    // The owner's entries are listed from both owner indexes: layout 5's fixed rows first.
+    let d = h.transfer(user(1), h.icrc1(5), None).unwrap().unwrap();
+    assert_eq!(owner_rows(&h), vec![
+        (user(1), u8::MAX, a.entry_id),
+        (user(2), u8::MAX, b.entry_id),
+    ]);
+    for limit in [1, 2, 10] {
+        assert_eq!(by_owner(&h, 1, None, limit), vec![a.entry_id, d.entry_id]);
+        assert_eq!(
+            by_owner(&h, 1, Some(Status::Succeeded), limit),
+            vec![a.entry_id, d.entry_id]
+        );
+    }
+    assert_eq!(by_owner(&h, 2, None, 1), vec![b.entry_id]);
     // A new claim goes to the table (and numbers the ledger there), not the tree.
     let c = h.transfer(user(3), h.icrc1(5), None).unwrap().unwrap();
     assert_eq!(c.status, Status::Succeeded);
