@@ -1173,8 +1173,10 @@ impl<M: Memory> Store<M> {
 
     /// Up to `max` ids of `owner`'s entries after `after`, ascending: all of them (`status`
     /// `None`), or those that may have `status` (the caller filters: an entry with a fixed row
-    /// may have any status, and a row of layout 6 may name another owner's entry). Fixed rows come from one range; the rows a layout-3 journal left,
-    /// keyed by status and all older than the fixed ones, from one range per status.
+    /// may have any status, and a row of layout 6 may name another owner's entry). Fixed rows
+    /// come from one range; the rows a layout-3 journal left, keyed by status and all older
+    /// than the fixed ones, from one range per status; the rows of layout 6, all newer, from
+    /// one range of stream 1.
     pub fn ids_by_owner(
         &self,
         owner: Principal,
@@ -1328,11 +1330,11 @@ impl<M: Memory> Store<M> {
                 }
                 _ => format!("{:?}", self.owner_row(e)),
             })),
-            set(&mut self
-                .by_owner
-                .keys()
-                .map(|k| format!("{k:?}"))
-                .chain(self.owner_rows.iter().flat_map(|r| r.keys().map(|k| format!("{k:?}"))))),
+            set(&mut self.by_owner.keys().map(|k| format!("{k:?}")).chain(
+                self.owner_rows
+                    .iter()
+                    .flat_map(|r| r.keys().map(|k| format!("{k:?}"))),
+            )),
         );
         // Unresolved entries exactly; a resolved row only as a layout-2 journal left it (the
         // entry still there, with that status).
@@ -1429,14 +1431,20 @@ impl<M: Memory> Store<M> {
                 .claims
                 .iter()
                 .map(|r| (*r.key(), r.value()))
-                .chain(self.claim_table.iter().flat_map(|(mem, t)| t.rows_iter(mem)))
+                .chain(
+                    self.claim_table
+                        .iter()
+                        .flat_map(|(mem, t)| t.rows_iter(mem)),
+                )
                 .map(|r| format!("{r:?}"))),
         );
         if let Some((mem, table)) = &self.claim_table {
             out.extend(table.violations(mem, &self.claims));
             for (key, id) in table.rows_iter(mem) {
                 if let Some(other) = self.claims.get(&key) {
-                    out.push(format!("claims: {key:?} in the table ({id}) and the tree ({other})"));
+                    out.push(format!(
+                        "claims: {key:?} in the table ({id}) and the tree ({other})"
+                    ));
                 }
             }
         }

@@ -310,7 +310,10 @@ impl ClaimTable {
         let mut slot = [0u8; LEDGER_BYTES as usize];
         slot[0] = bytes.len() as u8;
         slot[1..1 + bytes.len()].copy_from_slice(bytes);
-        mem.write(self.base + LEDGER_TABLE + u64::from(n) * LEDGER_BYTES, &slot);
+        mem.write(
+            self.base + LEDGER_TABLE + u64::from(n) * LEDGER_BYTES,
+            &slot,
+        );
         self.ledgers.push(ledger);
         self.numbers.insert(ledger, n);
         mem.write(
@@ -419,8 +422,22 @@ impl ClaimTable {
             .into_iter()
             .partition(|r| bucket_of(hash(r.ledger, r.block), n + 1) == from);
         let spilled = old.spilled;
-        self.write_bucket(mem, from, &Bucket { spilled, rows: stay });
-        self.write_bucket(mem, n, &Bucket { spilled, rows: moved });
+        self.write_bucket(
+            mem,
+            from,
+            &Bucket {
+                spilled,
+                rows: stay,
+            },
+        );
+        self.write_bucket(
+            mem,
+            n,
+            &Bucket {
+                spilled,
+                rows: moved,
+            },
+        );
         self.buckets = n + 1;
         mem.write(self.base + HEADER_BUCKETS, &self.buckets.to_le_bytes());
     }
@@ -475,7 +492,12 @@ impl ClaimTable {
     /// and upgrades). A claim whose bucket is full, or whose ledger gets no number, stays in
     /// the tree (its bucket marked). When the tree has no further key, the legacy byte is
     /// cleared: lookups then ask the tree only for marked buckets. Returns the claims looked at.
-    pub fn move_older<S: Memory, M: Memory>(&mut self, mem: &S, spill: &mut SpillTree<M>, max: usize) -> usize {
+    pub fn move_older<S: Memory, M: Memory>(
+        &mut self,
+        mem: &S,
+        spill: &mut SpillTree<M>,
+        max: usize,
+    ) -> usize {
         if !self.legacy || max == 0 {
             return 0;
         }
@@ -483,7 +505,10 @@ impl ClaimTable {
         mem.read(self.base + HEADER_CURSOR, &mut cursor);
         let from = (cursor[0] == 1).then(|| {
             let len = (cursor[1] as usize).min(29);
-            (Principal::from_slice(&cursor[2..2 + len]), u64_at(&cursor, 31))
+            (
+                Principal::from_slice(&cursor[2..2 + len]),
+                u64_at(&cursor, 31),
+            )
         });
         let rows: Vec<((Principal, u64), u64)> = match from {
             Some(k) => spill
@@ -491,7 +516,11 @@ impl ClaimTable {
                 .take(max)
                 .map(|r| (*r.key(), r.value()))
                 .collect(),
-            None => spill.iter().take(max).map(|r| (*r.key(), r.value())).collect(),
+            None => spill
+                .iter()
+                .take(max)
+                .map(|r| (*r.key(), r.value()))
+                .collect(),
         };
         for &((ledger, block), id) in &rows {
             let Some(n) = self.number(mem, ledger) else {
@@ -510,7 +539,16 @@ impl ClaimTable {
                 continue;
             }
             let count = bucket.rows.len();
-            self.write_row(mem, b, count, &Row { ledger: n, block, id });
+            self.write_row(
+                mem,
+                b,
+                count,
+                &Row {
+                    ledger: n,
+                    block,
+                    id,
+                },
+            );
             mem.write(self.bucket_at(b), &[count as u8 + 1]);
             self.set_rows(mem, self.rows + 1);
             spill.remove(&(ledger, block));
@@ -558,7 +596,10 @@ impl ClaimTable {
             total += bucket.rows.len() as u64;
             for r in bucket.rows {
                 if r.ledger as usize >= self.ledgers.len() {
-                    out.push(format!("claims table: bucket {b} names ledger {}", r.ledger));
+                    out.push(format!(
+                        "claims table: bucket {b} names ledger {}",
+                        r.ledger
+                    ));
                 } else if bucket_of(hash(r.ledger, r.block), self.buckets) != b {
                     out.push(format!("claims table: block {} in bucket {b}", r.block));
                 }
@@ -578,7 +619,9 @@ impl ClaimTable {
                 };
                 let (b, bucket) = self.locate(mem, n, block);
                 if !bucket.spilled {
-                    out.push(format!("claims tree: block {block} of bucket {b}, not marked"));
+                    out.push(format!(
+                        "claims tree: block {block} of bucket {b}, not marked"
+                    ));
                 }
             }
         }
@@ -618,7 +661,11 @@ mod tests {
     fn all(meta: &Mem, spill: &SpillTree<Mem>, t: &ClaimTable) -> BTreeMap<(Principal, u64), u64> {
         let mut out: BTreeMap<_, _> = t.rows_iter(meta).collect();
         for r in spill.iter() {
-            assert!(out.insert(*r.key(), r.value()).is_none(), "{:?} twice", r.key());
+            assert!(
+                out.insert(*r.key(), r.value()).is_none(),
+                "{:?} twice",
+                r.key()
+            );
         }
         out
     }
@@ -627,7 +674,10 @@ mod tests {
     /// the table has at most 4,096 buckets, as a ledger choosing its block indices could make.
     fn colliding(count: usize) -> Vec<u64> {
         let want = hash(0, 0) & 0xfff;
-        (0u64..).filter(|b| hash(0, *b) & 0xfff == want).take(count).collect()
+        (0u64..)
+            .filter(|b| hash(0, *b) & 0xfff == want)
+            .take(count)
+            .collect()
     }
 
     #[test]
@@ -646,19 +696,30 @@ mod tests {
             match next(10) {
                 0..=6 => {
                     let want = model.get(&(l, block)).copied();
-                    assert_eq!(t.claim(&meta, &mut spill, l, block, id), want, "claim {step}");
+                    assert_eq!(
+                        t.claim(&meta, &mut spill, l, block, id),
+                        want,
+                        "claim {step}"
+                    );
                     model.entry((l, block)).or_insert(id);
                 }
                 7 | 8 => {
                     let holds = model.get(&(l, block)) == Some(&id);
-                    assert_eq!(t.release(&meta, &mut spill, l, block, id), holds, "release {step}");
+                    assert_eq!(
+                        t.release(&meta, &mut spill, l, block, id),
+                        holds,
+                        "release {step}"
+                    );
                     if holds {
                         model.remove(&(l, block));
                     }
                 }
                 _ => t = ClaimTable::load(&meta, 3 * 65_536).expect("reload"),
             }
-            assert_eq!(t.get(&meta, &spill, l, block), model.get(&(l, block)).copied());
+            assert_eq!(
+                t.get(&meta, &spill, l, block),
+                model.get(&(l, block)).copied()
+            );
         }
         assert_eq!(all(&meta, &spill, &t), model);
         assert_eq!(t.violations(&meta, &spill), Vec::<String>::new());
@@ -772,7 +833,11 @@ mod tests {
             assert_eq!(t.get(&meta, &spill, k.0, k.1), Some(*id));
             assert_eq!(t.claim(&meta, &mut spill, k.0, k.1, 5_000), Some(*id));
         }
-        assert_eq!(t.move_older(&meta, &mut spill, 32), 0, "nothing left to move");
+        assert_eq!(
+            t.move_older(&meta, &mut spill, 32),
+            0,
+            "nothing left to move"
+        );
     }
 
     #[test]

@@ -77,7 +77,10 @@ fn reserve<M: Memory>(mem: &M, end: u64) -> bool {
 impl<M: Memory + Clone> Segments<M> {
     /// Writes an empty region at `base` (no segment allocated).
     pub fn create(mem: &M, base: u64) -> Self {
-        assert!(reserve(mem, base + SEGMENTS_AT), "icjournal: out of stable memory");
+        assert!(
+            reserve(mem, base + SEGMENTS_AT),
+            "icjournal: out of stable memory"
+        );
         let mut header = vec![0u8; OWNERS as usize];
         header[0..4].copy_from_slice(MAGIC);
         header[4..8].copy_from_slice(&FORMAT.to_le_bytes());
@@ -101,7 +104,9 @@ impl<M: Memory + Clone> Segments<M> {
         let mut header = [0u8; OWNERS as usize];
         mem.read(base, &mut header);
         let format = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-        let allocated = u64::from(u32::from_le_bytes(header[8..12].try_into().expect("4 bytes")));
+        let allocated = u64::from(u32::from_le_bytes(
+            header[8..12].try_into().expect("4 bytes"),
+        ));
         if &header[0..4] != MAGIC || format != FORMAT || allocated > MAX_SEGMENTS {
             return Err(NotARegion);
         }
@@ -156,7 +161,9 @@ impl<M: Memory> Stream<M> {
     /// `[off, off + len)` that lies in one segment.
     fn pieces(&self, off: u64, len: u64, mut f: impl FnMut(u64, std::ops::Range<usize>)) {
         let dir = self.region.dir.borrow();
-        let end = off.checked_add(len).expect("icjournal: stream offset overflow");
+        let end = off
+            .checked_add(len)
+            .expect("icjournal: stream offset overflow");
         assert!(
             end <= dir.pages[self.id] * PAGE,
             "icjournal: stream {} access out of bounds",
@@ -201,9 +208,10 @@ impl<M: Memory> Memory for Stream<M> {
                 region.base + OWNERS + first,
                 &vec![self.id as u8; more as usize],
             );
-            region
-                .mem
-                .write(region.base + HEADER_COUNT, &(allocated as u32).to_le_bytes());
+            region.mem.write(
+                region.base + HEADER_COUNT,
+                &(allocated as u32).to_le_bytes(),
+            );
             dir.segments[self.id].extend(first..allocated);
             dir.allocated = allocated;
         }

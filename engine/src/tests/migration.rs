@@ -299,7 +299,11 @@ fn write_each_owner_row_once() {
         ],
         "one row per entry, without its status"
     );
-    assert_eq!(owner_rows(&h), vec![], "none in the B-tree of layouts 1 to 5");
+    assert_eq!(
+        owner_rows(&h),
+        vec![],
+        "none in the B-tree of layouts 1 to 5"
+    );
     assert_eq!(
         by_owner(&h, 1, Some(Status::Unknown), 10),
         vec![lost.entry_id]
@@ -414,7 +418,13 @@ fn should_open_a_layout_3_journal_and_list_its_owner_rows_with_the_new_ones() {
     }
     assert!(h.journal.get(new_lost.entry_id).is_none());
     assert!(owner_rows(&h).is_empty());
-    assert!(h.journal.inner.store.borrow().stream_owner_rows().is_empty());
+    assert!(h
+        .journal
+        .inner
+        .store
+        .borrow()
+        .stream_owner_rows()
+        .is_empty());
     let violations = h.journal.inner.store.borrow().index_violations();
     assert!(violations.is_empty(), "{violations:?}");
 }
@@ -544,10 +554,13 @@ fn should_open_a_layout_5_journal_and_refuse_its_claimed_blocks_to_other_entries
     assert_eq!(layout_version(&h), crate::storage::LAYOUT_VERSION);
     // The owner's entries are listed from both owner indexes: layout 5's fixed rows first.
     let d = h.transfer(user(1), h.icrc1(5), None).unwrap().unwrap();
-    assert_eq!(owner_rows(&h), vec![
-        (user(1), u8::MAX, a.entry_id),
-        (user(2), u8::MAX, b.entry_id),
-    ]);
+    assert_eq!(
+        owner_rows(&h),
+        vec![
+            (user(1), u8::MAX, a.entry_id),
+            (user(2), u8::MAX, b.entry_id),
+        ]
+    );
     for limit in [1, 2, 10] {
         assert_eq!(by_owner(&h, 1, None, limit), vec![a.entry_id, d.entry_id]);
         assert_eq!(
