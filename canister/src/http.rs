@@ -929,6 +929,7 @@ mod tests {
             summaries: None,
             summaries_pruned: None,
             audit_bytes: None,
+            claims_in_tree: None,
         }
     }
 

@@ -522,6 +522,7 @@ pub fn metrics(m: &Metrics) -> Value {
         "summaries": m.summaries,
         "summaries_pruned": m.summaries_pruned,
         "audit_bytes": m.audit_bytes,
+        "claims_in_tree": m.claims_in_tree,
     })
 }
 
@@ -583,6 +584,7 @@ mod tests {
             summaries: None,
             summaries_pruned: None,
             audit_bytes: None,
+            claims_in_tree: None,
         }
     }
 
@@ -605,6 +607,7 @@ mod tests {
             summaries: Some(6),
             summaries_pruned: Some(3),
             audit_bytes: Some(3 << 20),
+            claims_in_tree: Some(0),
             ..bare()
         }
     }
@@ -619,12 +622,14 @@ mod tests {
         assert_eq!(v["summaries"], 6);
         assert_eq!(v["summaries_pruned"], 3);
         assert_eq!(v["audit_bytes"], 3 << 20);
+        assert_eq!(v["claims_in_tree"], 0);
         let old = metrics(&bare());
         for k in [
             "compacted_by_status",
             "summaries",
             "summaries_pruned",
             "audit_bytes",
+            "claims_in_tree",
         ] {
             assert!(old.get(k).is_some_and(Value::is_null), "{k}: {old}");
         }

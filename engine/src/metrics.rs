@@ -99,5 +99,12 @@ pub fn encode_prometheus(m: &Metrics) -> std::io::Result<Vec<u8>> {
             "Stable memory held by the append-only audit log (not compacted).",
         )?;
     }
+    if let Some(n) = m.claims_in_tree {
+        w.encode_gauge(
+            "icjournal_claims_in_tree",
+            n as f64,
+            "Block claims in the claims B-tree: an upgraded journal's older claims until the recovery tick has moved them into the claims table, and full buckets' spills.",
+        )?;
+    }
     Ok(w.into_inner())
 }

@@ -151,6 +151,7 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
             summaries: Some(store.summaries_len()),
             summaries_pruned: Some(store.counter(counter::SUMMARIES_PRUNED)),
             audit_bytes: Some(audit_bytes(&store.memory_bytes())),
+            claims_in_tree: Some(store.claims_in_tree()),
         }
     }
 

@@ -1076,6 +1076,11 @@ impl<M: Memory> Store<M> {
         }
     }
 
+    /// Claims the B-tree holds: a migrated journal's older claims not moved yet, and spills.
+    pub fn claims_in_tree(&self) -> u64 {
+        self.claims.len()
+    }
+
     /// Whether block claims of a journal migrated from layouts 1 to 5 are still to be moved.
     pub fn older_claims_left(&self) -> bool {
         self.claim_table.as_ref().is_some_and(|(_, t)| t.legacy())

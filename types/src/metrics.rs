@@ -88,4 +88,9 @@ pub struct Metrics {
     pub summaries_pruned: Option<u64>,
     /// Bytes of stable memory held by the audit log (append-only: retention does not shrink it).
     pub audit_bytes: Option<u64>,
+    /// Block claims in the claims B-tree (storage layout 6 keeps claims in a hash table): a
+    /// journal upgraded from an older layout has its older claims there until the recovery
+    /// tick has moved them (this falls towards 0 as it does), plus the rare claims of a full
+    /// bucket. None: a build before layout 6.
+    pub claims_in_tree: Option<u64>,
 }

@@ -603,11 +603,15 @@ fn should_open_a_layout_5_journal_and_refuse_its_claimed_blocks_to_other_entries
     );
     assert_eq!(claims_tree(&h), vec![((ledger, block), a.entry_id)]);
     assert!(h.journal.inner.store.borrow().older_claims_left());
+    assert_eq!(h.journal.metrics().claims_in_tree, Some(1));
 
     // The recovery tick moves the older claims into the table.
     h.tick();
     assert_eq!(claims_tree(&h), vec![], "moved by the tick");
     assert!(!h.journal.inner.store.borrow().older_claims_left());
+    assert_eq!(h.journal.metrics().claims_in_tree, Some(0));
+    let text = String::from_utf8(crate::encode_prometheus(&h.journal.metrics()).unwrap()).unwrap();
+    assert!(text.contains("icjournal_claims_in_tree 0"), "{text}");
     h.reopen();
     assert_eq!(
         h.journal.inner.store.borrow().claimant(ledger, block),
