@@ -45,11 +45,12 @@
 //! twice per status change).
 //! Layout 6 cuts the meta memory's tail into a region of growable streams (`segments.rs`: all
 //! 16 `MemoryId`s are taken, so new structures get a stream instead) and claims blocks in a
-//! linear-hashing table in stream 0 (`claims.rs`, which documents it): one bucket read and three small writes, where the B-tree took
-//! ~180 reads at 1M entries. The B-tree of memory 12 stays as the spill tree: the claims of a
-//! journal migrated from layouts 1 to 5 stay there until the recovery tick has moved them
-//! (asked meanwhile: the region's legacy byte), and so do the rare claims of a full bucket (marked in the bucket) and those
-//! of ledgers past the 1,024th. New owner rows go to a B-tree in stream 1 keyed (owner key, id),
+//! linear-hashing table in stream 0 (`claims.rs`, which documents it): one bucket read and
+//! three small writes, where the B-tree took ~180 reads at 1M entries. The B-tree of memory 12
+//! stays as the spill tree: the claims of a journal migrated from layouts 1 to 5 stay there
+//! until the recovery tick has moved them (asked meanwhile: the table's legacy byte), and so
+//! do the rare claims of a full bucket (marked in the bucket) and those of ledgers past the
+//! 1,024th. New owner rows go to a B-tree in stream 1 keyed (owner key, id),
 //! the owner key a 64-bit hash of the principal (`owner_key`): a fixed-size key compares with
 //! one stable read where a principal took two, and takes 16 bytes. Owners whose principals
 //! hash alike share a range; listings filter by owner. The rows of entries made before layout
