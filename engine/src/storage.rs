@@ -604,7 +604,7 @@ fn write_u64<M: Memory>(meta: &M, off: u64, v: u64) {
     meta.write(off, &v.to_le_bytes());
 }
 
-/// Grows `meta` to hold `end` bytes.
+/// Grows `meta` (or any memory) to hold `end` bytes; traps when stable memory is exhausted.
 fn reserve<M: Memory>(meta: &M, end: u64) {
     let pages = end.div_ceil(65536);
     if meta.size() < pages {

@@ -53,6 +53,7 @@
 //! tree is not empty (its length is in the heap). A journal created as layout 6 reads the
 //! tree only for the few buckets that ever filled.
 
+use super::reserve;
 use candid::Principal;
 use ic_stable_structures::{Memory, StableBTreeMap};
 use std::collections::BTreeMap;
@@ -119,17 +120,6 @@ impl Bucket {
         self.rows
             .iter()
             .position(|r| r.ledger == ledger && r.block == block)
-    }
-}
-
-/// Grows `mem` to hold `end` bytes.
-fn reserve<M: Memory>(mem: &M, end: u64) {
-    let pages = end.div_ceil(65_536);
-    if mem.size() < pages {
-        assert!(
-            mem.grow(pages - mem.size()) >= 0,
-            "icjournal: out of stable memory"
-        );
     }
 }
 

@@ -340,3 +340,33 @@ impl FakeRuntime {
         self.now()
     }
 }
+
+/// Asserts that the store refuses to record `entry` as succeeded at `block` of its ledger,
+/// because that block proves entry `by`, and that the refused write leaves every byte of stable
+/// memory as it was.
+pub fn assert_block_refused(h: &Harness, entry: EntryId, block: u64, by: EntryId) {
+    let old = h.journal.get(entry).unwrap();
+    let mut new = old.clone();
+    new.status = Status::Succeeded;
+    new.outcome = Some(Outcome::Succeeded {
+        block_index: Some(block),
+        reply: vec![],
+        source: EvidenceSource::MemoLookup,
+    });
+    let before = h.raw.borrow().clone();
+    let r = h.journal.inner.store.borrow_mut().write(Some(&old), &new);
+    assert_eq!(r, Err(crate::storage::BlockClaimed { block, by }));
+    assert!(*h.raw.borrow() == before, "a refused write changes nothing");
+}
+
+/// Two ICRC-1 transfers of the same amount: one that succeeded at the returned block, one whose
+/// response was lost (`Unknown`): the other entry a block must never prove.
+pub fn succeeded_and_unknown(h: &mut Harness) -> (EntryId, u64, EntryId) {
+    let a = h.transfer(user(1), h.icrc1(5), None).unwrap().unwrap();
+    assert_eq!(a.status, Status::Succeeded);
+    let block = h.ledger.blocks_for_entry(a.entry_id)[0];
+    h.faults.push_back(Fault::LoseResponse);
+    let b = h.transfer(user(2), h.icrc1(5), None).unwrap().unwrap();
+    assert_eq!(b.status, Status::Unknown);
+    (a.entry_id, block, b.entry_id)
+}

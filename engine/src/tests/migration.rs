@@ -539,14 +539,9 @@ fn claims_tree(h: &Harness) -> Vec<((candid::Principal, u64), u64)> {
 fn should_open_a_layout_5_journal_and_refuse_its_claimed_blocks_to_other_entries() {
     legacy::set_layout(Some(5));
     let mut h = Harness::new(Config::default());
-    let a = h.transfer(user(1), h.icrc1(5), None).unwrap().unwrap();
-    assert_eq!(a.status, Status::Succeeded);
-    let block = h.ledger.blocks_for_entry(a.entry_id)[0];
-    h.faults.push_back(Fault::LoseResponse);
-    let b = h.transfer(user(2), h.icrc1(5), None).unwrap().unwrap();
-    assert_eq!(b.status, Status::Unknown);
+    let (a, block, b) = succeeded_and_unknown(&mut h);
     let ledger = h.ledger.id;
-    assert_eq!(claims_tree(&h), vec![((ledger, block), a.entry_id)]);
+    assert_eq!(claims_tree(&h), vec![((ledger, block), a)]);
 
     // The upgrade to this build.
     legacy::set_layout(None);
@@ -556,19 +551,16 @@ fn should_open_a_layout_5_journal_and_refuse_its_claimed_blocks_to_other_entries
     let d = h.transfer(user(1), h.icrc1(5), None).unwrap().unwrap();
     assert_eq!(
         owner_rows(&h),
-        vec![
-            (user(1), u8::MAX, a.entry_id),
-            (user(2), u8::MAX, b.entry_id),
-        ]
+        vec![(user(1), u8::MAX, a), (user(2), u8::MAX, b),]
     );
     for limit in [1, 2, 10] {
-        assert_eq!(by_owner(&h, 1, None, limit), vec![a.entry_id, d.entry_id]);
+        assert_eq!(by_owner(&h, 1, None, limit), vec![a, d.entry_id]);
         assert_eq!(
             by_owner(&h, 1, Some(Status::Succeeded), limit),
-            vec![a.entry_id, d.entry_id]
+            vec![a, d.entry_id]
         );
     }
-    assert_eq!(by_owner(&h, 2, None, 1), vec![b.entry_id]);
+    assert_eq!(by_owner(&h, 2, None, 1), vec![b]);
     // A new claim goes to the table (and numbers the ledger there), not the tree.
     let c = h.transfer(user(3), h.icrc1(5), None).unwrap().unwrap();
     assert_eq!(c.status, Status::Succeeded);
@@ -576,32 +568,15 @@ fn should_open_a_layout_5_journal_and_refuse_its_claimed_blocks_to_other_entries
     h.reopen();
     assert_eq!(
         h.journal.inner.store.borrow().claimant(ledger, block),
-        Some(a.entry_id)
+        Some(a)
     );
-    let old = h.journal.get(b.entry_id).unwrap();
-    let mut new = old.clone();
-    new.status = Status::Succeeded;
-    new.outcome = Some(Outcome::Succeeded {
-        block_index: Some(block),
-        reply: vec![],
-        source: EvidenceSource::MemoLookup,
-    });
-    let before = h.raw.borrow().clone();
-    let r = h.journal.inner.store.borrow_mut().write(Some(&old), &new);
-    assert_eq!(
-        r,
-        Err(crate::storage::BlockClaimed {
-            block,
-            by: a.entry_id
-        })
-    );
-    assert!(*h.raw.borrow() == before, "a refused write changes nothing");
+    assert_block_refused(&h, b, block, a);
 
     assert_eq!(
         h.journal.inner.store.borrow().claimant(ledger, c_block),
         Some(c.entry_id)
     );
-    assert_eq!(claims_tree(&h), vec![((ledger, block), a.entry_id)]);
+    assert_eq!(claims_tree(&h), vec![((ledger, block), a)]);
     assert!(h.journal.inner.store.borrow().older_claims_left());
     assert_eq!(h.journal.metrics().claims_in_tree, Some(1));
 
@@ -615,18 +590,9 @@ fn should_open_a_layout_5_journal_and_refuse_its_claimed_blocks_to_other_entries
     h.reopen();
     assert_eq!(
         h.journal.inner.store.borrow().claimant(ledger, block),
-        Some(a.entry_id)
+        Some(a)
     );
-    let before = h.raw.borrow().clone();
-    let r = h.journal.inner.store.borrow_mut().write(Some(&old), &new);
-    assert_eq!(
-        r,
-        Err(crate::storage::BlockClaimed {
-            block,
-            by: a.entry_id
-        })
-    );
-    assert!(*h.raw.borrow() == before, "a refused write changes nothing");
+    assert_block_refused(&h, b, block, a);
     h.settle();
     let violations = h.journal.inner.store.borrow().index_violations();
     assert!(violations.is_empty(), "{violations:?}");

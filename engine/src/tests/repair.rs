@@ -365,44 +365,23 @@ fn should_refuse_resolve_succeeded_when_another_entry_claims_the_block_during_th
 #[test]
 fn should_send_a_transfer_to_manual_review_when_its_block_already_proves_another_entry() {
     let mut h = Harness::new(cfg());
-    let a = h.transfer(user(1), h.icrc1(5), None).unwrap().unwrap();
-    assert_eq!(a.status, Status::Succeeded);
-    let block = h.ledger.blocks_for_entry(a.entry_id)[0];
-    h.faults.push_back(Fault::LoseResponse);
-    let b = h.transfer(user(2), h.icrc1(5), None).unwrap().unwrap();
-    assert_eq!(b.status, Status::Unknown);
+    let (a, block, b) = succeeded_and_unknown(&mut h);
     let ledger = h.ledger.id;
 
     // The store refuses the write and leaves every byte as it was.
-    let old = h.journal.get(b.entry_id).unwrap();
-    let mut new = old.clone();
-    new.status = Status::Succeeded;
-    new.outcome = Some(Outcome::Succeeded {
-        block_index: Some(block),
-        reply: vec![],
-        source: EvidenceSource::MemoLookup,
-    });
-    let before = h.raw.borrow().clone();
-    let r = h.journal.inner.store.borrow_mut().write(Some(&old), &new);
-    assert_eq!(
-        r,
-        Err(crate::storage::BlockClaimed {
-            block,
-            by: a.entry_id
-        })
-    );
-    assert!(*h.raw.borrow() == before, "a refused write changes nothing");
+    assert_block_refused(&h, b, block, a);
 
     // The engine's decision goes to manual review instead.
     let audit_before = h.journal.audit(0, 1000).len();
     h.journal
-        .apply_success(b.entry_id, block, EvidenceSource::MemoLookup, None);
-    let e = h.journal.get(b.entry_id).unwrap();
+        .apply_success(b, block, EvidenceSource::MemoLookup, None);
+    let e = h.journal.get(b).unwrap();
     assert_eq!(e.status, Status::ManualReview);
     assert!(
-        e.manual_reason.as_deref().is_some_and(|r| r
-            .contains(&format!("already proves entry {}", a.entry_id))
-            && r.contains("one block cannot prove two entries")),
+        e.manual_reason
+            .as_deref()
+            .is_some_and(|r| r.contains(&format!("already proves entry {}", a))
+                && r.contains("one block cannot prove two entries")),
         "{:?}",
         e.manual_reason
     );
@@ -421,7 +400,7 @@ fn should_send_a_transfer_to_manual_review_when_its_block_already_proves_another
     ));
     assert_eq!(
         h.journal.inner.store.borrow().claimant(ledger, block),
-        Some(a.entry_id)
+        Some(a)
     );
     let violations = h.journal.inner.store.borrow().index_violations();
     assert!(violations.is_empty(), "{violations:?}");
