@@ -801,6 +801,7 @@ impl<M: Memory + Clone> Store<M> {
             None if writes >= 6 => Some(Segments::create(&mem.meta, region_at)),
             _ => None,
         };
+        let claims: StableBTreeMap<(Principal, u64), u64, M> = StableBTreeMap::init(mem.claims);
         let claim_table = match &region {
             Some(region) => {
                 let stream = region.stream(CLAIMS_STREAM);
@@ -810,9 +811,7 @@ impl<M: Memory + Clone> Store<M> {
                     // A journal of layouts 1 to 5 keeps its claims in the B-tree, which stays
                     // as the spill tree: new claims go to the table, lookups ask the tree
                     // while it holds older claims (until the recovery tick has moved them).
-                    let older: StableBTreeMap<(Principal, u64), u64, M> =
-                        StableBTreeMap::init(mem.claims.clone());
-                    ClaimTable::create(&stream, 0, !older.is_empty())
+                    ClaimTable::create(&stream, 0, !claims.is_empty())
                 };
                 Some((stream, table))
             }
@@ -851,7 +850,7 @@ impl<M: Memory + Clone> Store<M> {
             legacy_counters: (writes < 5).then(|| StableBTreeMap::init(mem.counters)),
             audit: StableLog::init(mem.audit_index, mem.audit_data),
             approvals: StableBTreeMap::init(mem.approvals),
-            claims: StableBTreeMap::init(mem.claims),
+            claims,
             claim_table,
             keys: StableBTreeMap::init(mem.keys),
             owner_totals: StableBTreeMap::init(mem.owner_totals),
@@ -1083,6 +1082,7 @@ impl<M: Memory> Store<M> {
     }
 
     /// Whether block claims of a journal migrated from layouts 1 to 5 are still to be moved.
+    #[cfg(test)]
     pub fn older_claims_left(&self) -> bool {
         self.claim_table.as_ref().is_some_and(|(_, t)| t.legacy())
     }

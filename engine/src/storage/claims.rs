@@ -322,6 +322,31 @@ impl ClaimTable {
         }
     }
 
+    /// Where block `block` of `ledger` stands: `Err(claimant)` when it is claimed, in the
+    /// table or the tree; else the bucket it belongs to, as read, if its ledger has a number.
+    fn lookup<S: Memory, M: Memory>(
+        &self,
+        mem: &S,
+        spill: &SpillTree<M>,
+        ledger: Principal,
+        block: u64,
+    ) -> Result<Option<(u64, Bucket)>, u64> {
+        let mut located = None;
+        if let Some(&n) = self.numbers.get(&ledger) {
+            let (b, bucket) = self.locate(mem, n, block);
+            if let Some(i) = bucket.find(n, block) {
+                return Err(bucket.rows[i].id);
+            }
+            located = Some((b, bucket));
+        }
+        if self.ask_tree(spill, located.as_ref().map(|(_, b)| b)) {
+            if let Some(by) = spill.get(&(ledger, block)) {
+                return Err(by);
+            }
+        }
+        Ok(located)
+    }
+
     /// The entry that block `block` of `ledger` proves, if any.
     pub fn get<S: Memory, M: Memory>(
         &self,
@@ -330,19 +355,7 @@ impl ClaimTable {
         ledger: Principal,
         block: u64,
     ) -> Option<u64> {
-        let bucket = self.numbers.get(&ledger).map(|&n| {
-            let (_, bucket) = self.locate(mem, n, block);
-            (n, bucket)
-        });
-        if let Some((n, bucket)) = &bucket {
-            if let Some(i) = bucket.find(*n, block) {
-                return Some(bucket.rows[i].id);
-            }
-        }
-        if self.ask_tree(spill, bucket.as_ref().map(|(_, b)| b)) {
-            return spill.get(&(ledger, block));
-        }
-        None
+        self.lookup(mem, spill, ledger, block).err()
     }
 
     /// Claims block `block` of `ledger` for entry `id` unless it is claimed already: then
@@ -357,46 +370,49 @@ impl ClaimTable {
     ) -> Option<u64> {
         // Nothing is written before the block is known to be free: a refused claim leaves
         // the memory as it was (not even a new ledger number).
-        let known = self.numbers.get(&ledger).copied();
-        let mut located = None;
-        if let Some(n) = known {
-            let (b, bucket) = self.locate(mem, n, block);
-            if let Some(i) = bucket.find(n, block) {
-                return Some(bucket.rows[i].id);
-            }
-            located = Some((b, bucket));
-        }
-        if self.ask_tree(spill, located.as_ref().map(|(_, b)| b)) {
-            if let Some(by) = spill.get(&(ledger, block)) {
-                return Some(by);
-            }
-        }
-        let Some(n) = known.or_else(|| self.number(mem, ledger)) else {
+        let located = match self.lookup(mem, spill, ledger, block) {
+            Err(by) => return Some(by),
+            Ok(located) => located,
+        };
+        let Some(n) = self.number(mem, ledger) else {
             spill.insert((ledger, block), id);
             return None;
         };
         // A ledger numbered just now shares its bucket with other ledgers' rows.
         let (b, bucket) = located.unwrap_or_else(|| self.locate(mem, n, block));
+        if !self.place(
+            mem,
+            b,
+            &bucket,
+            Row {
+                ledger: n,
+                block,
+                id,
+            },
+        ) {
+            spill.insert((ledger, block), id);
+        }
+        None
+    }
+
+    /// Adds `row` to bucket `b` (as read: `bucket`) and splits the next bucket if the table
+    /// is now over its average. A full bucket takes nothing and is marked instead (its claims
+    /// go to the tree): returns whether the row was placed.
+    fn place<M: Memory>(&mut self, mem: &M, b: u64, bucket: &Bucket, row: Row) -> bool {
         let count = bucket.rows.len();
         if count >= BUCKET_ROWS {
-            spill.insert((ledger, block), id);
             if !bucket.spilled {
                 mem.write(self.bucket_at(b) + 1, &[1]);
             }
-            return None;
+            return false;
         }
-        let row = Row {
-            ledger: n,
-            block,
-            id,
-        };
         self.write_row(mem, b, count, &row);
         mem.write(self.bucket_at(b), &[count as u8 + 1]);
         self.set_rows(mem, self.rows + 1);
         if self.rows > SPLIT_AT * self.buckets {
             self.split(mem);
         }
-        None
+        true
     }
 
     /// Splits the next bucket in line into itself and a new last bucket; both keep its
@@ -473,6 +489,7 @@ impl ClaimTable {
     }
 
     /// Whether the spill tree still holds claims of the layout this journal was migrated from.
+    #[cfg(test)]
     pub fn legacy(&self) -> bool {
         self.legacy
     }
@@ -522,28 +539,17 @@ impl ClaimTable {
                 // leave both for the checks to report.
                 continue;
             }
-            if bucket.rows.len() >= BUCKET_ROWS {
-                if !bucket.spilled {
-                    mem.write(self.bucket_at(b) + 1, &[1]);
-                }
-                continue;
-            }
-            let count = bucket.rows.len();
-            self.write_row(
+            if self.place(
                 mem,
                 b,
-                count,
-                &Row {
+                &bucket,
+                Row {
                     ledger: n,
                     block,
                     id,
                 },
-            );
-            mem.write(self.bucket_at(b), &[count as u8 + 1]);
-            self.set_rows(mem, self.rows + 1);
-            spill.remove(&(ledger, block));
-            if self.rows > SPLIT_AT * self.buckets {
-                self.split(mem);
+            ) {
+                spill.remove(&(ledger, block));
             }
         }
         if rows.len() < max {
