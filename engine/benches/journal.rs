@@ -191,7 +191,7 @@ fn answer<T>(rt: &FakeRuntime, fut: &mut Fut<'_, T>, reply: CallResult) -> std::
 
 /// The journal's memories by layout offset (engine/src/storage.rs).
 const MEMORY_NAMES: [&str; 16] = [
-    "meta (header, counters, streams: claims table, owner rows)",
+    "meta (header, counters; streams: claims, entries, owner rows)",
     "entries",
     "by_owner",
     "by_status",

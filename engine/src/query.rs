@@ -18,6 +18,11 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         self.inner.store.borrow().memory_bytes()
     }
 
+    /// Bytes in use of each stream of the meta memory (`storage/segments.rs`), by stream id.
+    pub fn stream_bytes(&self) -> Vec<u64> {
+        self.inner.store.borrow().stream_bytes()
+    }
+
     /// The entry `owner`'s key points to: the entry created with that idempotency key, or the
     /// latest entry that took that lock key (also once it is final). Keys are the engine's
     /// (a host that namespaces lock keys passes the namespaced key).

@@ -1,6 +1,6 @@
 //! Stable storage of the journal (I5: everything lives here; nothing serialized in `pre_upgrade`).
 //!
-//! # Layout (version 6)
+//! # Layout (version 7)
 //!
 //! The host reserves `RESERVED_MEMORY_IDS` (16) `MemoryId`s for the engine, `first .. first + 16`
 //! (`Memories::from_manager`); this layout uses the first `MEMORY_COUNT` (16) of them, and later
@@ -9,8 +9,8 @@
 //!
 //! | off | name         | structure                                        | purpose                               |
 //! |-----|--------------|--------------------------------------------------|---------------------------------------|
-//! | 0   | meta         | raw: magic `b"ICJR"`, u32 LE version, u64 LE next id, schema table (layout 1), u64 LE first fixed owner row (layout 4), counters (layout 5: 4,096 × u64 LE); from the next 64 KiB boundary, the streams region (layout 6, `storage/segments.rs`: 1 MiB segments for up to 16 growable streams; stream 0 the claims table, `storage/claims.rs`; stream 1 the owner rows, `BTreeMap<(u64 owner key, u64 id), ()>`) | header; ids never reused; metrics counters; block claims |
-//! | 1   | entries      | `BTreeMap<u64, Entry>` (raw value bytes, see Encoding) | by id                          |
+//! | 0   | meta         | raw: magic `b"ICJR"`, u32 LE version, u64 LE next id, schema table (layout 1), u64 LE first fixed owner row (layout 4), counters (layout 5: 4,096 × u64 LE); from the next 64 KiB boundary, the streams region (layout 6, `storage/segments.rs`: 1 MiB segments for up to 16 growable streams; stream 0 the claims table, `storage/claims.rs`; stream 1 the owner rows, `BTreeMap<(u64 owner key, u64 id), ()>`; streams 2 to 4 the entries' table, `storage/entries.rs`; streams 5 and 6 the owner chains, `storage/owners.rs`) | header; ids never reused; metrics counters; block claims; entries and owner rows (layout 7) |
+//! | 1   | entries      | `BTreeMap<u64, Entry>` (raw value bytes, see Encoding) | by id (layouts 1 to 6; layout 7 keeps the entries made before it) |
 //! | 2   | by_owner     | `BTreeMap<(Principal, u8 255, u64 id), ()>`      | owner's entries, one row each (layouts 4 and 5; layout 6 keeps the rows of entries made before it, new rows go to stream 1) |
 //! | 3   | by_status    | `BTreeMap<(u8 status, u64 id), ()>`              | unresolved entries by status (layout 3) |
 //! | 4   | due          | `BTreeMap<(u64 next_attempt_at, u64 id), ()>`    | recovery work queue                   |
@@ -56,6 +56,21 @@
 //! hash alike share a range; listings filter by owner. The rows of entries made before layout
 //! 6 stay in `by_owner` (all older than the new ones, so a listing reads that tree's range
 //! first, then stream 1's), and retention removes each where it is.
+//! Layout 7 moves the entries out of the B-tree of memory 1 into a table in streams 2 to 4
+//! (`entries.rs`, which documents it): a slot per id found through a directory (ids are
+//! dense, so no search), and each entry in two parts in a heap of size-classed chunks: its
+//! intent, written when the entry is made (and again only when it changes: a saga's
+//! progress), and its state (the entry with an empty record for an intent, `STATE_INTENT`),
+//! rewritten in place on a status change while its size class stays. A rewrite is a few
+//! reads where the B-tree took ~160 at 1M entries. Entries made before a journal was opened
+//! as layout 7 stay in the B-tree (ids below the table's `first`) and are read, rewritten and
+//! removed there. The owner rows of the table's entries go to chains of blocks, one chain per
+//! owner key (`owners.rs`): an owner's new entry has the largest id it ever had, so its row is
+//! appended to the chain's last block (a header read and two small writes, plus a directory
+//! lookup in a B-tree with a row per owner key) where stream 1's B-tree took ~120 to 150
+//! reads. Stream 1 keeps the rows a layout-6 journal made (and is never allocated by a
+//! journal that never was layout 6); listings read `by_owner`, then stream 1, then the chains,
+//! each holding newer ids than the one before.
 //! Retired offsets: 8 (the counters' B-tree, layouts 1 to 4; a migrated journal keeps its
 //! pages, never written again; a journal created as layout 5 never allocates it). All 16
 //! reserved ids are now in use or retired: a later layout that needs more growable memory
@@ -85,7 +100,13 @@
 //! - format 1 (`Approvals`; layout 1's rare values): `[1] ++ candid::encode_one(v)`,
 //!   self-describing.
 //!
-//! # Migration from layouts 1 to 5
+//! # Migration from layouts 1 to 6
+//!
+//! Layout 6 differs from layout 7 only in where new entries and their owner rows go. Opening a
+//! layout-6 (or older) journal writes the table's header with `first` = the next id (past
+//! every id the B-tree holds), empty owner chains and the version: O(1). The older entries
+//! and their rows stay where they are for good (a listing reads them first, then the newer
+//! ones of the table and the chains), and retention removes them there.
 //!
 //! Layout 5 differs from layout 6 in where new block claims and new owner rows go. Opening a
 //! layout-5 (or older) journal writes the streams region, an empty owner-rows tree (the older
@@ -136,9 +157,16 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 mod claims;
+mod entries;
+mod owners;
 mod segments;
 use claims::ClaimTable;
-use segments::{Segments, Stream, CLAIMS_STREAM, OWNER_ROWS_STREAM};
+use entries::EntryTable;
+use owners::OwnerChains;
+use segments::{
+    Segments, Stream, CLAIMS_STREAM, ENTRY_DIR_STREAM, ENTRY_HEAP_STREAM, ENTRY_PAGES_STREAM,
+    OWNER_BLOCKS_STREAM, OWNER_DIR_STREAM, OWNER_ROWS_STREAM,
+};
 
 pub const MAGIC: &[u8; 4] = b"ICJR";
 /// Layout 6: new block claims in a linear-hashing table in the meta memory (`claims`); the
@@ -149,7 +177,7 @@ pub const MAGIC: &[u8; 4] = b"ICJR";
 /// moved it on every status change); `by_status` holds unresolved entries only (layouts 1 and
 /// 2 also held the resolved ones); values in format 3 (layout 1 wrote formats 1 and 2). See
 /// the module docs.
-pub const LAYOUT_VERSION: u32 = 6;
+pub const LAYOUT_VERSION: u32 = 7;
 /// First byte of every stored value: its format. Never reuse a format byte.
 /// Format 1: self-describing Candid (`Approvals`; `encode_value`).
 const FORMAT_VERSION: u8 = 1;
@@ -361,6 +389,13 @@ fn encode_stored<T: CandidType + minicbor::Encode<()> + 'static>(v: &T) -> Vec<u
     }
     encode_cbor_value(v)
 }
+
+/// What the state part of an entry in the table of layout 7 holds in place of its intent (the
+/// intent is the other part): the smallest intent there is, 4 bytes of CBOR.
+const STATE_INTENT: Intent = Intent::Record {
+    label: String::new(),
+    payload: Vec::new(),
+};
 
 /// A stored value kept as its bytes: decoded only when asked for. The entries map holds these
 /// so that replacing an entry does not decode the value it replaces (`StableBTreeMap::insert`
@@ -663,7 +698,12 @@ fn sample_audit() -> AuditRecord {
 pub struct Store<M: Memory> {
     meta: M,
     next_id: u64,
+    /// Layouts 1 to 6: every entry. Layout 7: the entries made before the journal was
+    /// migrated to it (ids below `EntryTable::first`).
     entries: StableBTreeMap<u64, Encoded, M>,
+    /// Layout 7: the entries' table, its slots and its heap (`entries.rs`; `None` only for a
+    /// build of an older layout: tests).
+    entry_table: Option<EntryTable<Stream<M>>>,
     /// Write-through cache of decoded entries, at most `ENTRY_CACHE_CAP`: a message reads the
     /// same entry several times (the update, the callback, the status machine, the index
     /// maintenance) and decodes it once. It cannot go stale: every write of an entry goes
@@ -680,9 +720,12 @@ pub struct Store<M: Memory> {
     owner_rows_fixed_from: EntryId,
     by_owner: StableBTreeMap<(Principal, u8, u64), (), M>,
     /// Layout 6: an owner's entries as (`owner_key(owner)`, id), in stream 1; `by_owner`
-    /// keeps the rows of entries made before (`None` only for a build of an older layout:
-    /// tests).
+    /// keeps the rows of entries made before. Layout 7 keeps the rows a layout-6 journal made
+    /// here (`None` for a journal that never was layout 6).
     owner_rows: Option<StableBTreeMap<(u64, u64), (), Stream<M>>>,
+    /// Layout 7: the rows of the entries in the entries' table (ids from its `first`), in
+    /// chains by owner key (`owners.rs`; `None` only for a build of an older layout: tests).
+    owner_chains: Option<OwnerChains<Stream<M>>>,
     by_status: StableBTreeMap<(u8, u64), (), M>,
     due: StableBTreeMap<(u64, u64), (), M>,
     locks: StableBTreeMap<String, u64, M>,
@@ -705,6 +748,8 @@ pub struct Store<M: Memory> {
     owner_totals: StableBTreeMap<Principal, OwnerTotals, M>,
     summaries: StableBTreeMap<u64, Stored<CompactedEntry>, M>,
     sizes: Vec<M>,
+    /// The streams region of layout 6 (`None` only for a build of an older layout: tests).
+    region: Option<Segments<M>>,
 }
 
 impl<M: Memory + Clone> Store<M> {
@@ -819,9 +864,51 @@ impl<M: Memory + Clone> Store<M> {
         };
         // Entries made before layout 6 keep their rows in `by_owner`; later ones get theirs
         // here.
+        // (A journal that never was layout 6 has none: its stream stays unallocated.)
         let owner_rows = region
             .as_ref()
-            .map(|r| StableBTreeMap::init(r.stream(OWNER_ROWS_STREAM)));
+            .map(|r| r.stream(OWNER_ROWS_STREAM))
+            .filter(|stream| writes < 7 || stream.size() > 0)
+            .map(StableBTreeMap::init);
+        let entries: StableBTreeMap<u64, Encoded, M> = StableBTreeMap::init(mem.entries);
+        // Layout 7's entries: a journal of an older layout keeps its entries in the B-tree
+        // (ids below the table's first), so opening it stays O(1).
+        let entry_table = match &region {
+            Some(region) if found.is_some_and(|v| v >= 7) || writes >= 7 => {
+                let (dir, heap, pages) = (
+                    region.stream(ENTRY_DIR_STREAM),
+                    region.stream(ENTRY_HEAP_STREAM),
+                    region.stream(ENTRY_PAGES_STREAM),
+                );
+                Some(match found {
+                    Some(v) if v >= 7 => {
+                        EntryTable::load(dir, heap, pages).map_err(|_| OpenError::BadMagic)?
+                    }
+                    // Past every id handed out and every id the B-tree holds.
+                    Some(_) => {
+                        let stored = entries.last_key_value().map_or(0, |(id, _)| id + 1);
+                        EntryTable::create(dir, heap, pages, next_id.max(stored))
+                    }
+                    None => EntryTable::create(dir, heap, pages, 0),
+                })
+            }
+            _ => None,
+        };
+        // Layout 7's owner rows, for the entries of the table.
+        let owner_chains = match (&region, &entry_table) {
+            (Some(region), Some(_)) => {
+                let (blocks, dir) = (
+                    region.stream(OWNER_BLOCKS_STREAM),
+                    region.stream(OWNER_DIR_STREAM),
+                );
+                Some(if found.is_some_and(|v| v >= 7) {
+                    OwnerChains::load(blocks, dir).map_err(|_| OpenError::BadMagic)?
+                } else {
+                    OwnerChains::create(blocks, dir)
+                })
+            }
+            _ => None,
+        };
         if migrate {
             // The version in the header changes last, so an older build refuses the journal
             // from now on instead of misreading it.
@@ -835,7 +922,9 @@ impl<M: Memory + Clone> Store<M> {
             meta: mem.meta,
             next_id,
             owner_rows_fixed_from,
-            entries: StableBTreeMap::init(mem.entries),
+            entries,
+            entry_table,
+            owner_chains,
             cache: RefCell::new(BTreeMap::new()),
             counter_cache: RefCell::new(BTreeMap::new()),
             by_owner: StableBTreeMap::init(mem.by_owner),
@@ -856,6 +945,7 @@ impl<M: Memory + Clone> Store<M> {
             owner_totals: StableBTreeMap::init(mem.owner_totals),
             summaries: StableBTreeMap::init(mem.summaries),
             sizes,
+            region,
         })
     }
 }
@@ -878,9 +968,62 @@ impl<M: Memory> Store<M> {
         if let Some(e) = self.cache.borrow().get(&id) {
             return Some(e.clone());
         }
-        let e: Entry = decode_stored(&self.entries.get(&id)?.0);
+        let e = self.read_entry(id)?;
         self.remember(e.clone());
         Some(e)
+    }
+
+    /// The table of layout 7 when it holds `id`'s place (not the B-tree of an older layout).
+    fn table_for(&self, id: EntryId) -> Option<&EntryTable<Stream<M>>> {
+        self.entry_table.as_ref().filter(|t| id >= t.first())
+    }
+
+    /// The owner chains when they hold `id`'s row (layout 7: the entries of the table).
+    fn chains_for(&mut self, id: EntryId) -> Option<&mut OwnerChains<Stream<M>>> {
+        let first = self.entry_table.as_ref()?.first();
+        self.owner_chains.as_mut().filter(|_| id >= first)
+    }
+
+    /// Entry `id` as stable memory holds it (not through the cache), wherever it lives.
+    fn read_entry(&self, id: EntryId) -> Option<Entry> {
+        match self.table_for(id) {
+            Some(t) => {
+                let (intent, state) = t.get(id)?;
+                let mut e: Entry = decode_stored(&state);
+                e.intent = decode_stored(&intent);
+                Some(e)
+            }
+            None => self.entries.get(&id).map(|v| decode_stored(&v.0)),
+        }
+    }
+
+    /// Writes `new` where it lives: in the table, its state and (when it changed) its intent;
+    /// in the B-tree of an older layout, whole.
+    fn write_entry(&mut self, old: Option<&Entry>, new: &Entry) {
+        match self.entry_table.as_mut().filter(|t| new.id >= t.first()) {
+            Some(t) => {
+                let intent = old
+                    .is_none_or(|o| o.intent != new.intent)
+                    .then(|| encode_cbor_value(&new.intent));
+                let mut state = new.clone();
+                state.intent = STATE_INTENT;
+                t.put(new.id, intent.as_deref(), &encode_cbor_value(&state));
+            }
+            None => {
+                self.entries.insert(new.id, Encoded(encode_stored(new)));
+            }
+        }
+    }
+
+    fn remove_stored(&mut self, id: EntryId) {
+        match self.entry_table.as_mut().filter(|t| id >= t.first()) {
+            Some(t) => {
+                t.remove(id);
+            }
+            None => {
+                self.entries.remove(&id);
+            }
+        }
     }
 
     fn remember(&self, e: Entry) {
@@ -892,11 +1035,11 @@ impl<M: Memory> Store<M> {
     }
 
     pub fn len(&self) -> u64 {
-        self.entries.len()
+        self.entries.len() + self.entry_table.as_ref().map_or(0, |t| t.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     pub fn lock_holder(&self, key: &str) -> Option<EntryId> {
@@ -941,13 +1084,12 @@ impl<M: Memory> Store<M> {
                 self.release(new);
             }
         } else {
-            match &mut self.owner_rows {
-                Some(rows) => {
-                    rows.insert((owner_key(&new.owner), new.id), ());
-                }
-                None => {
-                    self.by_owner.insert(self.owner_row(new), ());
-                }
+            if let Some(chains) = self.chains_for(new.id) {
+                chains.append(owner_key(&new.owner), new.id);
+            } else if let Some(rows) = &mut self.owner_rows {
+                rows.insert((owner_key(&new.owner), new.id), ());
+            } else {
+                self.by_owner.insert(self.owner_row(new), ());
             }
             self.index_status(new);
             if let Some(at) = new.next_attempt_at {
@@ -970,7 +1112,7 @@ impl<M: Memory> Store<M> {
                 self.owners.insert(new.owner, u);
             }
         }
-        self.entries.insert(new.id, Encoded(encode_stored(new)));
+        self.write_entry(old, new);
         self.remember(new.clone());
         Ok(())
     }
@@ -1235,6 +1377,10 @@ impl<M: Memory> Store<M> {
                     .take(max - ids.len()),
             );
         }
+        // Rows of layout 7 (the owner chains) name the newest entries of all.
+        if let Some(chains) = self.owner_chains.as_ref().filter(|_| ids.len() < max) {
+            ids.extend(chains.ids(owner_key(&owner), start, max - ids.len()));
+        }
         ids
     }
 
@@ -1259,20 +1405,24 @@ impl<M: Memory> Store<M> {
     }
 
     /// Ids of all entries, ascending, after `after` (keys only: no value is decoded).
+    /// The B-tree's (layouts 1 to 6) first, then the table's (layout 7), which are all newer.
     pub fn ids_after(&self, after: Option<EntryId>) -> impl Iterator<Item = EntryId> + '_ {
         let start = after.map_or(0, |a| a.saturating_add(1));
         let done = after == Some(u64::MAX);
-        self.entries.keys_range(start..).filter(move |_| !done)
+        let newer = self
+            .entry_table
+            .as_ref()
+            .map(|t| t.ids(start).filter(move |_| !done));
+        self.entries
+            .keys_range(start..)
+            .filter(move |_| !done)
+            .chain(newer.into_iter().flatten())
     }
 
     /// All entries ascending by id after `after`.
     pub fn entries_after(&self, after: Option<EntryId>) -> impl Iterator<Item = Entry> + '_ {
-        let start = after.map_or(0, |a| a.saturating_add(1));
-        let done = after == Some(u64::MAX);
-        self.entries
-            .values_range(start..)
-            .filter(move |_| !done)
-            .map(|v| decode_stored(&v.0))
+        self.ids_after(after)
+            .map(|id| self.read_entry(id).expect("icjournal: listed entry"))
     }
 
     pub fn approvals(&self, id: EntryId) -> Option<Approvals> {
@@ -1298,10 +1448,20 @@ impl<M: Memory> Store<M> {
         use std::collections::BTreeSet;
         let mut out = vec![];
         let entries: Vec<Entry> = self
-            .entries
-            .iter()
-            .map(|v| decode_stored(&v.value().0))
+            .ids_after(None)
+            .map(|id| self.read_entry(id).expect("listed"))
             .collect();
+        if let Some(t) = &self.entry_table {
+            out.extend(t.violations());
+            out.extend(self.owner_chains.iter().flat_map(|c| c.violations()));
+            if let Some((id, _)) = self.entries.last_key_value() {
+                if id >= t.first() {
+                    out.push(format!(
+                        "entry {id} in the B-tree past the table's first id"
+                    ));
+                }
+            }
+        }
         for (id, cached) in self.cache.borrow().iter() {
             if entries.iter().find(|e| e.id == *id) != Some(cached) {
                 out.push(format!("cache: entry {id} differs from stable memory"));
@@ -1329,19 +1489,33 @@ impl<M: Memory> Store<M> {
         let set = |it: &mut dyn Iterator<Item = String>| it.collect::<BTreeSet<_>>();
         check(
             "by_owner",
-            set(&mut entries.iter().map(|e| match &self.owner_rows {
-                // An entry's row is in stream 1, or in `by_owner` if it was made before.
-                Some(rows) if rows.contains_key(&(owner_key(&e.owner), e.id)) => {
-                    format!("{:?}", (owner_key(&e.owner), e.id))
+            set(&mut entries.iter().map(|e| {
+                let key = (owner_key(&e.owner), e.id);
+                let first = self.entry_table.as_ref().map_or(u64::MAX, |t| t.first());
+                match &self.owner_rows {
+                    // An entry's row is in a chain for an entry of the table, else in stream
+                    // 1, or in `by_owner` if it was made before.
+                    _ if e.id >= first => format!("chain {key:?}"),
+                    Some(rows) if rows.contains_key(&key) => format!("{key:?}"),
+                    _ => format!("{:?}", self.owner_row(e)),
                 }
-                _ => format!("{:?}", self.owner_row(e)),
             })),
-            set(&mut self.by_owner.keys().map(|k| format!("{k:?}")).chain(
-                self.owner_rows
-                    .iter()
-                    .flat_map(|r| r.keys().map(|k| format!("{k:?}"))),
-            )),
+            set(&mut self
+                .by_owner
+                .keys()
+                .map(|k| format!("{k:?}"))
+                .chain(
+                    self.owner_rows
+                        .iter()
+                        .flat_map(|r| r.keys().map(|k| format!("{k:?}"))),
+                )
+                .chain(
+                    self.owner_chains
+                        .iter()
+                        .flat_map(|c| c.rows().into_iter().map(|k| format!("chain {k:?}"))),
+                )),
         );
+
         // Unresolved entries exactly; a resolved row only as a layout-2 journal left it (the
         // entry still there, with that status).
         check(
@@ -1479,15 +1653,23 @@ impl<M: Memory> Store<M> {
             "icjournal: retention removing unresolved entry {id}"
         );
         debug_assert!(!self.unresolved.contains_key(&id));
-        self.entries.remove(&id);
+        self.remove_stored(id);
         self.cache.get_mut().remove(&id);
-        // The row is in stream 1 unless the entry was made before layout 6.
-        let in_stream = self
-            .owner_rows
-            .as_mut()
-            .is_some_and(|rows| rows.remove(&(owner_key(&e.owner), id)).is_some());
-        if !in_stream {
-            self.by_owner.remove(&self.owner_row(&e));
+        // The row is in a chain for an entry of the table (layout 7), else in stream 1 unless
+        // the entry was made before layout 6.
+        if let Some(chains) = self.chains_for(id) {
+            assert!(
+                chains.remove(owner_key(&e.owner), id),
+                "icjournal: entry {id} had no owner row"
+            );
+        } else {
+            let in_stream = self
+                .owner_rows
+                .as_mut()
+                .is_some_and(|rows| rows.remove(&(owner_key(&e.owner), id)).is_some());
+            if !in_stream {
+                self.by_owner.remove(&self.owner_row(&e));
+            }
         }
         self.by_status.remove(&(e.status.tag(), id));
         if let Some(at) = e.next_attempt_at {
@@ -1548,21 +1730,45 @@ impl<M: Memory> Store<M> {
         self.summaries.len()
     }
 
-    /// The owner rows of layout 6 (stream 1), in key order (tests).
+    /// The ids of the entries in layout 7's table, ascending (tests).
+    #[cfg(test)]
+    pub fn table_entry_ids(&self) -> Vec<EntryId> {
+        self.entry_table
+            .iter()
+            .flat_map(|t| t.ids(t.first()))
+            .collect()
+    }
+
+    /// The owner rows keyed by owner key: layout 6's (stream 1), then layout 7's (the owner
+    /// chains), each in key order (tests).
     #[cfg(test)]
     pub fn stream_owner_rows(&self) -> Vec<(u64, u64)> {
         self.owner_rows
             .iter()
             .flat_map(|rows| rows.keys())
+            .chain(self.owner_chains.iter().flat_map(|c| c.rows()))
             .collect()
     }
 
-    /// Bytes held by each memory, by offset (see the layout table).
+    /// Bytes each memory holds, by layout offset; for the meta memory, the bytes in use (its
+    /// streams' pages, not the rest of their last 1 MiB segments: `stable_bytes` counts those).
     pub fn memory_bytes(&self) -> Vec<u64> {
-        self.sizes
+        let mut bytes: Vec<u64> = self
+            .sizes
             .iter()
             .map(|m| m.size().saturating_mul(65536))
-            .collect()
+            .collect();
+        if let Some(region) = &self.region {
+            bytes[0] = region.in_use();
+        }
+        bytes
+    }
+
+    /// Bytes in use of each stream of the meta memory's region (`segments.rs`), by stream id.
+    pub fn stream_bytes(&self) -> Vec<u64> {
+        self.region
+            .as_ref()
+            .map_or_else(Vec::new, |r| r.stream_bytes())
     }
 
     pub fn stable_bytes(&self) -> u64 {
@@ -1599,7 +1805,8 @@ pub(crate) mod legacy {
     /// Layout 1 writes values in format 2 with their schemas in the schema table; layouts 1
     /// and 2 keep resolved entries in `by_status`; layouts 1 to 3 move an entry's `by_owner`
     /// row with its status; layouts 1 to 4 keep the counters in a B-tree (memory 8); layouts
-    /// 1 to 5 keep every block claim in a B-tree (memory 12).
+    /// 1 to 5 keep every block claim in a B-tree (memory 12); layouts 1 to 6 keep every
+    /// entry in a B-tree (memory 1).
     pub fn set_layout(v: Option<u32>) {
         LAYOUT.set(v);
     }

@@ -23,7 +23,8 @@
 //!
 //! Stream `s`'s byte `off` lives in its `off / 1 MiB`-th segment (in allocation order) at
 //! `off % 1 MiB`. Streams in use: 0, the block claims table (`claims.rs`); 1, the owner rows (a
-//! B-tree, `storage.rs`). A stream id is never reused for another structure, like a
+//! B-tree, `storage.rs`); 2, 3 and 4, the entries' directory, heap and slot pages (layout 7,
+//! `entries.rs`); 5 and 6, the owner chains' blocks and directory (layout 7, `owners.rs`). A stream id is never reused for another structure, like a
 //! `MemoryId`.
 
 use ic_stable_structures::Memory;
@@ -48,6 +49,16 @@ const SEGMENT: u64 = SEGMENT_PAGES * PAGE;
 pub const CLAIMS_STREAM: u8 = 0;
 /// Stream 1: the owner rows of layout 6, a `BTreeMap<(u64 owner key, u64 id), ()>`.
 pub const OWNER_ROWS_STREAM: u8 = 1;
+/// Stream 2: the header and directory of layout 7's entries (`entries.rs`).
+pub const ENTRY_DIR_STREAM: u8 = 2;
+/// Stream 3: the heap of layout 7's entries (`entries.rs`).
+pub const ENTRY_HEAP_STREAM: u8 = 3;
+/// Stream 4: the slot pages of layout 7's entries (`entries.rs`).
+pub const ENTRY_PAGES_STREAM: u8 = 4;
+/// Stream 5: the blocks of layout 7's owner chains (`owners.rs`).
+pub const OWNER_BLOCKS_STREAM: u8 = 5;
+/// Stream 6: the directory of layout 7's owner chains (`owners.rs`).
+pub const OWNER_DIR_STREAM: u8 = 6;
 
 /// Why a region cannot be opened.
 #[derive(Debug, PartialEq, Eq)]
@@ -146,6 +157,20 @@ impl<M: Memory + Clone> Segments<M> {
             region: self.clone(),
             id: id as usize,
         }
+    }
+}
+
+impl<M: Memory> Segments<M> {
+    /// Bytes of the meta memory the region's header and its streams' pages take, from the
+    /// memory's start: what the journal uses of it (the last segment of each stream is
+    /// reserved whole, 1 MiB, but only its pages in use count).
+    pub fn in_use(&self) -> u64 {
+        self.base + SEGMENTS_AT + self.dir.borrow().pages.iter().sum::<u64>() * PAGE
+    }
+
+    /// Bytes in use of each stream (its pages).
+    pub fn stream_bytes(&self) -> Vec<u64> {
+        self.dir.borrow().pages.iter().map(|p| p * PAGE).collect()
     }
 }
 

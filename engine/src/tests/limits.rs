@@ -67,7 +67,8 @@ fn should_refuse_new_work_near_the_storage_limit_and_keep_recovering() {
     let r = h.transfer(user(1), h.icrc1(5), None).unwrap().unwrap();
     assert_eq!(r.status, Status::Unknown);
     let used = h.journal.metrics().stable_memory_bytes;
-    let headroom = 1 << 20;
+    // More than a segment: a stream of the meta memory grows 1 MiB at a time.
+    let headroom = 4 << 20;
     let mut cfg = h.journal.config();
     cfg.stable_memory_limit_bytes = Some(used + headroom + (2 << 20));
     cfg.new_work_headroom_bytes = headroom;

@@ -620,3 +620,97 @@ fn should_claim_blocks_in_the_table_and_leave_the_tree_empty() {
     let violations = h.journal.inner.store.borrow().index_violations();
     assert!(violations.is_empty(), "{violations:?}");
 }
+
+/// The entries' ids in layout 7's table.
+fn table_ids(h: &Harness) -> Vec<EntryId> {
+    h.journal.inner.store.borrow().table_entry_ids()
+}
+
+/// Every page of all entries, `limit` a page (the id-ordered scan of both places entries live).
+fn all_entries(h: &Harness, limit: u32) -> Vec<EntryId> {
+    let mut ids = vec![];
+    let mut start_after = None;
+    for _ in 0..100 {
+        let page = h.journal.list(
+            &crate::ListFilter::default(),
+            &crate::PageRequest { start_after, limit },
+        );
+        ids.extend(page.items.iter().map(|e| e.id));
+        match page.next {
+            Some(n) => start_after = Some(n),
+            None => return ids,
+        }
+    }
+    panic!("listing did not end")
+}
+
+/// Upgrading a layout-6 journal: its entries stay in the B-tree (opening is O(1)), are read,
+/// rewritten (recovery) and removed (retention) there; new entries go to the table only;
+/// listings run across both in id order.
+#[test]
+fn should_open_a_layout_6_journal_and_keep_its_entries_where_they_are() {
+    legacy::set_layout(Some(6));
+    let day = 24 * HOUR;
+    let mut h = Harness::new(Config {
+        retention_ns: Some(2 * day),
+        ..Config::default()
+    });
+    let (old_ok, _, old_lost) = succeeded_and_unknown(&mut h);
+    let old = vec![old_ok, old_lost];
+    assert_eq!(
+        formats(&h).iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        old
+    );
+    assert_eq!(table_ids(&h), Vec::<EntryId>::new());
+
+    // The upgrade to this build.
+    legacy::set_layout(None);
+    h.reopen();
+    assert_eq!(layout_version(&h), crate::storage::LAYOUT_VERSION);
+    let new_ok = h.transfer(user(1), h.icrc1(40), None).unwrap().unwrap();
+    h.faults.push_back(Fault::LoseResponse);
+    let new_lost = h.transfer(user(2), h.icrc1(50), None).unwrap().unwrap();
+    assert_eq!(new_lost.status, Status::Unknown);
+    let new = vec![new_ok.entry_id, new_lost.entry_id];
+    assert_eq!(table_ids(&h), new, "new entries in the table");
+    assert_eq!(
+        formats(&h).iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        old
+    );
+    h.settle();
+    h.reopen();
+    for id in [old_lost, new_lost.entry_id] {
+        assert_eq!(h.journal.get(id).unwrap().status, Status::Succeeded);
+    }
+    assert_eq!(formats(&h).len(), 2, "the old entry rewritten where it was");
+    let all: Vec<EntryId> = old.iter().chain(&new).copied().collect();
+    for limit in [1, 2, 3, 10] {
+        assert_eq!(all_entries(&h, limit), all);
+    }
+    assert_eq!(h.journal.inner.store.borrow().len(), 4);
+    let violations = h.journal.inner.store.borrow().index_violations();
+    assert!(violations.is_empty(), "{violations:?}");
+
+    // Retention removes both kinds.
+    for _ in 0..(3 * 24) {
+        h.rt.advance(HOUR);
+        h.tick().expect("a tick does not trap");
+    }
+    assert!(formats(&h).is_empty());
+    assert_eq!(table_ids(&h), Vec::<EntryId>::new());
+    assert!(h.journal.inner.store.borrow().is_empty());
+    let violations = h.journal.inner.store.borrow().index_violations();
+    assert!(violations.is_empty(), "{violations:?}");
+}
+
+/// A journal created as layout 7 keeps no entry in the B-tree of memory 1.
+#[test]
+fn should_keep_new_entries_in_the_table_only() {
+    let mut h = Harness::new(Config::default());
+    let (a, _, b) = succeeded_and_unknown(&mut h);
+    h.settle();
+    h.reopen();
+    assert_eq!(formats(&h), vec![]);
+    assert_eq!(table_ids(&h), vec![a, b]);
+    assert_eq!(all_entries(&h, 1), vec![a, b]);
+}
