@@ -570,7 +570,7 @@ mod tests {
         let mut last = 0;
         for c in 0..CLASSES {
             assert!(
-                class_size(c) > last && class_size(c) % UNIT == 0,
+                class_size(c) > last && class_size(c).is_multiple_of(UNIT),
                 "class {c}"
             );
             last = class_size(c);

@@ -9,9 +9,10 @@
 //! block's header and two small writes, plus the directory lookup (a B-tree with a row per
 //! owner, not per entry). The directory row changes only when a chain gains or loses a block.
 //!
-//! A listing walks the owner's chain from its head, one block read (1 KiB, 126 ids) at a
-//! time, and a removal (retention, oldest first) finds its id the same way, usually in the
-//! head block. A block whose ids are all removed leaves the chain and goes to the free list.
+//! A listing walks the owner's chain from its head, skipping the blocks wholly before where it
+//! starts on two small reads each (the header and the block's last id) and reading the others
+//! whole (1 KiB, 126 ids); a removal (retention, oldest first) finds its id the same way,
+//! usually in the head block. A block whose ids are all removed leaves the chain and goes to the free list.
 //! Owner keys are 64-bit hashes of principals (`storage::owner_key`): two owners that hash
 //! alike share a chain, and listings filter by owner.
 //!
@@ -173,6 +174,18 @@ impl<M: Memory> OwnerChains<M> {
         }
     }
 
+    /// The largest id block `k` ever held (removed or not), from its header: what a walk
+    /// compares to skip a block without reading its ids.
+    fn last_id(&self, k: u64) -> (Block, u64) {
+        let b = self.read_header(k);
+        let mut id = [0u8; 8];
+        self.blocks.read(
+            block_at(k) + (BLOCK_HEADER + 8 * (b.appended.max(1) - 1)) as u64,
+            &mut id,
+        );
+        (b, u64::from_le_bytes(id) & !REMOVED)
+    }
+
     fn write_header(&self, k: u64, b: &Block) {
         let mut h = [0u8; 8];
         let next = b.next.map_or(0, |n| {
@@ -266,6 +279,11 @@ impl<M: Memory> OwnerChains<M> {
         };
         let (mut prev, mut at) = (None, Some(chain.head));
         while let Some(k) = at {
+            let (head, last) = self.last_id(k);
+            if last < id {
+                (prev, at) = (Some(k), head.next);
+                continue;
+            }
             let mut b = self.read_block(k);
             match b.ids.binary_search_by_key(&id, |v| v & !REMOVED) {
                 Ok(i) if b.ids[i] & REMOVED == 0 => {
@@ -311,6 +329,12 @@ impl<M: Memory> OwnerChains<M> {
         while let Some(k) = at {
             if out.len() >= max {
                 break;
+            }
+            // Blocks wholly before `start` are skipped on two small reads.
+            let (head, last) = self.last_id(k);
+            if last < start {
+                at = head.next;
+                continue;
             }
             let b = self.read_block(k);
             out.extend(

@@ -247,12 +247,17 @@ fn by_owner(h: &Harness, owner: u8, status: Option<Status>, limit: u32) -> Vec<E
         status,
         ..Default::default()
     };
+    every_page(h, &filter, limit)
+}
+
+/// The ids of every page of the listing `filter`, `limit` a page.
+fn every_page(h: &Harness, filter: &crate::ListFilter, limit: u32) -> Vec<EntryId> {
     let mut ids = vec![];
     let mut start_after = None;
     for _ in 0..100 {
         let page = h
             .journal
-            .list(&filter, &crate::PageRequest { start_after, limit });
+            .list(filter, &crate::PageRequest { start_after, limit });
         ids.extend(page.items.iter().map(|e| e.id));
         match page.next {
             Some(n) => start_after = Some(n),
@@ -628,20 +633,7 @@ fn table_ids(h: &Harness) -> Vec<EntryId> {
 
 /// Every page of all entries, `limit` a page (the id-ordered scan of both places entries live).
 fn all_entries(h: &Harness, limit: u32) -> Vec<EntryId> {
-    let mut ids = vec![];
-    let mut start_after = None;
-    for _ in 0..100 {
-        let page = h.journal.list(
-            &crate::ListFilter::default(),
-            &crate::PageRequest { start_after, limit },
-        );
-        ids.extend(page.items.iter().map(|e| e.id));
-        match page.next {
-            Some(n) => start_after = Some(n),
-            None => return ids,
-        }
-    }
-    panic!("listing did not end")
+    every_page(h, &crate::ListFilter::default(), limit)
 }
 
 /// Upgrading a layout-6 journal: its entries stay in the B-tree (opening is O(1)), are read,
