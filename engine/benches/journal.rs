@@ -263,6 +263,15 @@ fn main() {
             .len();
         let value_only = pair - one;
         let stored = 1 + minicbor::to_vec(&sample_entry).unwrap().len();
+        // Layout 7 stores it in two parts: the intent, and the entry with an empty record for
+        // an intent (each with its format byte).
+        let intent_part = 1 + minicbor::to_vec(&sample_entry.intent).unwrap().len();
+        let mut state = sample_entry.clone();
+        state.intent = icjournal::Intent::Record {
+            label: String::new(),
+            payload: vec![],
+        };
+        let state_part = 1 + minicbor::to_vec(&state).unwrap().len();
 
         let (mut intent, mut result, mut claim, mut decision) = (
             Sample::default(),
@@ -330,7 +339,7 @@ fn main() {
             fill.as_secs_f64()
         );
         println!(
-            "stable bytes per resolved transfer entry: {per_entry:.0} B (stored entry value: {stored} B = format byte + minicbor; layout 1 stored {} B = format byte + schema hash + {value_only} B candid value; self-describing candid would be {self_describing} B; total stable: {:.1} MiB)",
+            "stable bytes per resolved transfer entry: {per_entry:.0} B (stored entry value: {stored} B = format byte + minicbor, stored by layout 7 as intent {intent_part} B + state {state_part} B; layout 1 stored {} B = format byte + schema hash + {value_only} B candid value; self-describing candid would be {self_describing} B; total stable: {:.1} MiB)",
             1 + 8 + value_only,
             m.stable_memory_bytes as f64 / 1048576.0
         );
