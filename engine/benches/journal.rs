@@ -56,6 +56,28 @@ fn memory_of(raw: &VectorMemory, offset: u64) -> Option<u8> {
     Some(id[0])
 }
 
+/// A raw offset of memory `id` as an offset in that memory: its buckets are laid end to end
+/// in the order of their indices.
+fn virtual_offset(table: &[u8], id: u8, offset: u64) -> u64 {
+    let bucket = (offset - MM_BUCKETS_START) / MM_BUCKET_BYTES;
+    let before = table[..bucket as usize]
+        .iter()
+        .filter(|m| **m == id)
+        .count() as u64;
+    before * MM_BUCKET_BYTES + (offset - MM_BUCKETS_START) % MM_BUCKET_BYTES
+}
+
+/// The meta memory's streams (engine/src/storage/segments.rs), by stream id.
+const STREAM_NAMES: [&str; 7] = [
+    "claims table",
+    "owner rows of layout 6",
+    "entries' directory",
+    "entries' heap",
+    "entries' slot pages",
+    "owner chains' blocks",
+    "owner chains' directory",
+];
+
 /// Counts every read/write reaching the underlying memory (below the MemoryManager).
 #[derive(Clone)]
 struct CountingMemory {
@@ -191,7 +213,7 @@ fn answer<T>(rt: &FakeRuntime, fut: &mut Fut<'_, T>, reply: CallResult) -> std::
 
 /// The journal's memories by layout offset (engine/src/storage.rs).
 const MEMORY_NAMES: [&str; 16] = [
-    "meta (header, counters; streams: claims, entries, owner rows)",
+    "meta (header, counters, streams)",
     "entries",
     "by_owner",
     "by_status",
@@ -238,7 +260,7 @@ fn main() {
     let mut populated = 0u64;
     let samples = 200u64;
     // Where P2's bytes go: each memory's growth per resolved entry between two sizes.
-    let mut previous: Option<(u64, Vec<u64>)> = None;
+    let mut previous: Option<(u64, Vec<u64>, Vec<u64>)> = None;
     println!("icjournal storage benchmark (release, VectorMemory behind a counting Memory; MemoryManager bucket overhead included)");
     for &n in &sizes {
         // Populate to n resolved transfers through the real flow (intent → reply → commit).
@@ -344,7 +366,8 @@ fn main() {
             m.stable_memory_bytes as f64 / 1048576.0
         );
         let bytes = journal.memory_bytes();
-        if let Some((n0, b0)) = &previous {
+        let streams = journal.stream_bytes();
+        if let Some((n0, b0, s0)) = &previous {
             let d = (populated - n0) as f64;
             let parts: Vec<String> = MEMORY_NAMES
                 .iter()
@@ -357,21 +380,40 @@ fn main() {
                 "bytes per resolved entry by memory ({n0} -> {populated} entries): {total:.0} B = {}",
                 parts.join(", ")
             );
+            let in_streams: Vec<String> = STREAM_NAMES
+                .iter()
+                .zip(streams.iter().zip(s0))
+                .filter(|(_, (b, b0))| b > b0)
+                .map(|(name, (b, b0))| format!("{name} {:.0}", (b - b0) as f64 / d))
+                .collect();
+            println!("  the meta memory's by stream: {}", in_streams.join(", "));
         }
-        previous = Some((populated, bytes));
+        previous = Some((populated, bytes, streams));
         // Where a step's reads go: each read attributed to its memory by its offset.
+        // The meta memory's reads go on to its streams (slots 16 to 31 here) or its header.
         let by_memory = |offsets: Vec<u64>, steps: u64| {
+            let mut table = vec![0u8; 32_768];
+            raw.inner.read(MM_BUCKET_TABLE, &mut table);
             let mut by_memory = [0u64; 256];
             for off in offsets {
-                let m = memory_of(&raw.inner, off).map_or(255, |m| m as usize);
+                let m = match memory_of(&raw.inner, off) {
+                    None => 255,
+                    Some(0) => journal
+                        .meta_stream_at(virtual_offset(&table, 0, off))
+                        .map_or(0, |s| 16 + s as usize),
+                    Some(m) => m as usize,
+                };
                 by_memory[m] += 1;
             }
             let per = |k: usize| by_memory[k] as f64 / steps as f64;
-            MEMORY_NAMES
-                .iter()
-                .enumerate()
-                .filter(|(k, _)| by_memory[*k] > 0)
-                .map(|(k, name)| format!("{name} {:.1}", per(k)))
+            let name = |k: usize| match k {
+                0 => "meta (header, counters)".to_string(),
+                1..=15 => MEMORY_NAMES[k].to_string(),
+                _ => format!("meta: {}", STREAM_NAMES.get(k - 16).unwrap_or(&"a stream")),
+            };
+            (0..32)
+                .filter(|k| by_memory[*k] > 0)
+                .map(|k| format!("{} {:.1}", name(k), per(k)))
                 .chain((by_memory[255] > 0).then(|| format!("memory manager {:.1}", per(255))))
                 .collect::<Vec<String>>()
                 .join(", ")

@@ -18,6 +18,12 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
         self.inner.store.borrow().memory_bytes()
     }
 
+    /// The stream of the meta memory (`storage/segments.rs`) that holds byte `off` of it, if
+    /// any: benchmarks attribute stable reads to structures with it.
+    pub fn meta_stream_at(&self, off: u64) -> Option<u8> {
+        self.inner.store.borrow().meta_stream_at(off)
+    }
+
     /// Bytes in use of each stream of the meta memory (`storage/segments.rs`), by stream id.
     pub fn stream_bytes(&self) -> Vec<u64> {
         self.inner.store.borrow().stream_bytes()

@@ -1764,6 +1764,12 @@ impl<M: Memory> Store<M> {
         bytes
     }
 
+    /// The stream of the meta memory's region that holds byte `off` of the meta memory, if any
+    /// (benchmarks attribute reads with it).
+    pub fn meta_stream_at(&self, off: u64) -> Option<u8> {
+        self.region.as_ref()?.stream_at(off)
+    }
+
     /// Bytes in use of each stream of the meta memory's region (`segments.rs`), by stream id.
     pub fn stream_bytes(&self) -> Vec<u64> {
         self.region

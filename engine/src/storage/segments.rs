@@ -168,6 +168,17 @@ impl<M: Memory> Segments<M> {
         self.base + SEGMENTS_AT + self.dir.borrow().pages.iter().sum::<u64>() * PAGE
     }
 
+    /// The stream whose segment holds byte `off` of the region's memory (`None`: outside
+    /// every allocated segment). For benchmarks that attribute reads to structures.
+    pub fn stream_at(&self, off: u64) -> Option<u8> {
+        let seg = off.checked_sub(self.base + SEGMENTS_AT)? / SEGMENT;
+        let dir = self.dir.borrow();
+        dir.segments
+            .iter()
+            .position(|segs| segs.contains(&seg))
+            .map(|s| s as u8)
+    }
+
     /// Bytes in use of each stream (its pages).
     pub fn stream_bytes(&self) -> Vec<u64> {
         self.dir.borrow().pages.iter().map(|p| p * PAGE).collect()
@@ -303,6 +314,26 @@ mod tests {
         mem.read(0, &mut head);
         assert_eq!(&head, b"header before the region");
         assert_eq!(region.stream(1).size(), 0);
+    }
+
+    #[test]
+    fn should_name_the_stream_of_every_allocated_byte() {
+        let mem = VectorMemory::default();
+        let region = Segments::create(&mem, 3 * PAGE);
+        let (a, b) = (region.stream(0), region.stream(5));
+        for _ in 0..3 {
+            a.grow(SEGMENT_PAGES);
+            b.grow(SEGMENT_PAGES);
+        }
+        for (id, s) in [(0u8, &a), (5, &b)] {
+            for off in [0, SEGMENT - 1, SEGMENT, 2 * SEGMENT + 12_345] {
+                let mut at = 0;
+                s.pieces(off, 1, |addr, _| at = addr);
+                assert_eq!(region.stream_at(at), Some(id), "stream {id} byte {off}");
+            }
+        }
+        assert_eq!(region.stream_at(3 * PAGE + 100), None, "the header");
+        assert_eq!(region.stream_at(3 * PAGE + SEGMENTS_AT + 6 * SEGMENT), None);
     }
 
     #[test]
