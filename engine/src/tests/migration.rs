@@ -228,8 +228,8 @@ fn owner_rows(h: &Harness) -> Vec<(candid::Principal, u8, u64)> {
     raw.keys().collect()
 }
 
-/// The owner rows of layout 6 (stream 1 of the meta memory's tail), as (owner, id) of the
-/// entries they name, sorted.
+/// The owner rows keyed by owner key (layout 6's in stream 1, layout 7's in the owner chains),
+/// as (owner, id) of the entries they name, sorted.
 fn stream_owner_rows(h: &Harness) -> Vec<(candid::Principal, EntryId)> {
     let rows = h.journal.inner.store.borrow().stream_owner_rows();
     let mut named: Vec<_> = rows
@@ -398,7 +398,7 @@ fn should_open_a_layout_3_journal_and_list_its_owner_rows_with_the_new_ones() {
     assert_eq!(
         stream_owner_rows(&h),
         vec![(user(1), new_ok.entry_id), (user(1), new_lost.entry_id)],
-        "a new one's is in layout 6's owner rows"
+        "a new one's is keyed by owner key (layout 7: in the owner chains)"
     );
     for limit in [1, 2, 10] {
         assert_eq!(by_owner(&h, 1, Some(Status::Succeeded), limit), all_1);
@@ -678,6 +678,11 @@ fn should_open_a_layout_6_journal_and_keep_its_entries_where_they_are() {
     let all: Vec<EntryId> = old.iter().chain(&new).copied().collect();
     for limit in [1, 2, 3, 10] {
         assert_eq!(all_entries(&h, limit), all);
+    }
+    // Each owner's rows: layout 6's (stream 1) first, then the owner chains'.
+    for limit in [1, 2, 10] {
+        assert_eq!(by_owner(&h, 1, None, limit), vec![old_ok, new_ok.entry_id]);
+        assert_eq!(by_owner(&h, 2, None, limit), vec![old_lost, new_lost.entry_id]);
     }
     assert_eq!(h.journal.inner.store.borrow().len(), 4);
     let violations = h.journal.inner.store.borrow().index_violations();
