@@ -682,7 +682,10 @@ fn should_open_a_layout_6_journal_and_keep_its_entries_where_they_are() {
     // Each owner's rows: layout 6's (stream 1) first, then the owner chains'.
     for limit in [1, 2, 10] {
         assert_eq!(by_owner(&h, 1, None, limit), vec![old_ok, new_ok.entry_id]);
-        assert_eq!(by_owner(&h, 2, None, limit), vec![old_lost, new_lost.entry_id]);
+        assert_eq!(
+            by_owner(&h, 2, None, limit),
+            vec![old_lost, new_lost.entry_id]
+        );
     }
     assert_eq!(h.journal.inner.store.borrow().len(), 4);
     let violations = h.journal.inner.store.borrow().index_violations();
