@@ -75,9 +75,8 @@ impl<R: Runtime, M: Memory + 'static> Journal<R, M> {
                     .into_iter(),
             ),
             // Resolved entries have no status index (storage layout 3): scan by id, filtered
-            // below, `max_scan` ids a page.
-            (None, Some(_)) => Box::new(store.ids_after(page.start_after)),
-            (None, None) => Box::new(store.entries_after(page.start_after).map(|e| e.id)),
+            // below, `max_scan` ids a page. Ids only: each entry is read once, below.
+            (None, _) => Box::new(store.ids_after(page.start_after)),
         };
         let mut items = Vec::new();
         let mut last = None;

@@ -1419,12 +1419,6 @@ impl<M: Memory> Store<M> {
             .chain(newer.into_iter().flatten())
     }
 
-    /// All entries ascending by id after `after`.
-    pub fn entries_after(&self, after: Option<EntryId>) -> impl Iterator<Item = Entry> + '_ {
-        self.ids_after(after)
-            .map(|id| self.read_entry(id).expect("icjournal: listed entry"))
-    }
-
     pub fn approvals(&self, id: EntryId) -> Option<Approvals> {
         self.approvals.get(&id)
     }
