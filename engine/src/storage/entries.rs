@@ -33,8 +33,8 @@
 //! | 24    | 8       | u64 end of the heap (bytes of stream 3 handed out so far)             |
 //! | 32    | 8       | u64 slot pages handed out so far (stream 4)                          |
 //! | 40    | 8       | u64 head of the free slot pages: a page number + 1, 0 when empty      |
-//! | 64    | 120 × 8 | u64 head of class `c`'s free list: a chunk's offset + 1, 0 when empty |
-//! | 1,024 | 8 each  | directory entry `p` (ids `first + 4,096 p` on): u32 slot page + 1 (0: |
+//! | 64    | 152 × 8 | u64 head of class `c`'s free list: a chunk's offset + 1, 0 when empty |
+//! | 2,048 | 8 each  | directory entry `p` (ids `first + 4,096 p` on): u32 slot page + 1 (0: |
 //! |       |         | none), u32 entries in it                                             |
 //!
 //! # Stream 4: slot pages
@@ -45,10 +45,10 @@
 //!
 //! # Stream 3: the heap
 //!
-//! Chunks of 120 size classes: class `c < 32` holds up to `32 (c + 1)` bytes (32 to 1,024);
-//! above, four classes per doubling: with `k = c - 32`, `d = k / 4`, `q = k % 4`, class `c`
+//! Chunks of 152 size classes: class `c < 64` holds up to `16 (c + 1)` bytes (16 to 1,024);
+//! above, four classes per doubling: with `k = c - 64`, `d = k / 4`, `q = k % 4`, class `c`
 //! holds up to `1,024 × 2^d + (q + 1) × 256 × 2^d` bytes (1,280 to 4 GiB), so a chunk wastes
-//! at most a fifth of itself. Every class size is a multiple of 32, so is every chunk's
+//! at most a fifth of itself. Every class size is a multiple of 16, so is every chunk's
 //! offset. A part is rewritten in place while its class stays the same; otherwise it moves to
 //! a chunk of its new class and the old chunk goes to its class's free list (its first 8
 //! bytes: the next chunk's offset + 1). Chunks are taken from a free list first, then from
@@ -70,15 +70,15 @@ const HEADER_PAGES: u64 = 32;
 const HEADER_FREE_PAGE: u64 = 40;
 const FREE_HEADS: u64 = 64;
 /// Size classes (see the module doc).
-pub const CLASSES: usize = 120;
-const DIR_AT: u64 = 1024;
+pub const CLASSES: usize = 152;
+const DIR_AT: u64 = 2048;
 const DIR_ENTRY: u64 = 8;
 const SLOT: u64 = 16;
 /// Slots in a slot page (64 KiB).
 const PAGE_SLOTS: u64 = 4096;
 const SLOT_PAGE: u64 = PAGE_SLOTS * SLOT;
 /// Chunk offsets are stored divided by this.
-const UNIT: u64 = 32;
+const UNIT: u64 = 16;
 /// Slots read at once by a scan.
 const SCAN_BATCH: u64 = 512;
 
@@ -129,16 +129,16 @@ pub fn class_of(len: u64) -> usize {
         // 1,025..=2,048 is doubling 0.
         let d = 63 - ((len - 1) >> 10).leading_zeros() as u64;
         let q = (len - (1024 << d)).div_ceil(256 << d) - 1;
-        32 + 4 * d as usize + q as usize
+        64 + 4 * d as usize + q as usize
     }
 }
 
 /// The bytes a chunk of class `c` holds.
 pub fn class_size(c: usize) -> u64 {
-    if c < 32 {
+    if c < 64 {
         (c as u64 + 1) * UNIT
     } else {
-        let (d, q) = ((c - 32) / 4, ((c - 32) % 4) as u64);
+        let (d, q) = ((c - 64) / 4, ((c - 64) % 4) as u64);
         (1024 << d) + (q + 1) * (256 << d)
     }
 }
@@ -164,7 +164,7 @@ fn encode_slot(slot: Option<Slot>) -> [u8; SLOT as usize] {
     let mut b = [0u8; SLOT as usize];
     if let Some(s) = slot {
         for (i, p) in [s.intent, s.state].into_iter().enumerate() {
-            let unit = u32::try_from(p.at / UNIT).expect("icjournal: entry heap past 128 GiB");
+            let unit = u32::try_from(p.at / UNIT).expect("icjournal: entry heap past 64 GiB");
             let len = u32::try_from(p.len).expect("icjournal: entry part past 4 GiB");
             b[8 * i..8 * i + 4].copy_from_slice(&unit.to_le_bytes());
             b[8 * i + 4..8 * i + 8].copy_from_slice(&len.to_le_bytes());
@@ -697,8 +697,8 @@ mod tests {
             table.put(0, None, &value(len, len as usize));
         }
         assert_eq!(table.get(0), Some((intent, value(90, 90))));
-        // The state took three more chunks (of 96, 224 and 416 bytes); the intent none.
-        assert_eq!(table.end, end + 96 + 224 + 416);
+        // The state took three more chunks (of 96, 208 and 400 bytes); the intent none.
+        assert_eq!(table.end, end + 96 + 208 + 400);
     }
 
     #[test]
