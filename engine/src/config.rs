@@ -32,7 +32,8 @@ pub struct Config {
     /// really grow to (its memory allocation, or what the subnet allows).
     pub stable_memory_limit_bytes: Option<u64>,
     /// New entries are refused once stable memory is within this many bytes of the limit; the
-    /// rest is kept for recovery, operator verbs and their audit records.
+    /// rest is kept for recovery, operator verbs and their audit records. Keep it above a few
+    /// MiB: the journal's streams grow 1 MiB at a time (`storage/segments.rs`).
     pub new_work_headroom_bytes: u64,
     /// History items kept inside an entry (older ones only in the audit log).
     pub max_history: u32,
