@@ -639,6 +639,29 @@ fn write_u64<M: Memory>(meta: &M, off: u64, v: u64) {
     meta.write(off, &v.to_le_bytes());
 }
 
+/// The free lists of layout 7's fixed-size items (the entries' heap chunks of one class and
+/// slot pages, the owner chains' blocks): a list's head is its first item + 1 (0: empty), and
+/// a free item's first 8 bytes (little-endian) hold the next one + 1; `addr` gives an item's
+/// offset in `mem`. The caller persists the head.
+fn pop_free<M: Memory>(mem: &M, head: &mut u64, addr: impl Fn(u64) -> u64) -> Option<u64> {
+    let item = head.checked_sub(1)?;
+    *head = next_free(mem, addr(item));
+    Some(item)
+}
+
+/// Puts `item` at the head of a free list (see `pop_free`).
+fn push_free<M: Memory>(mem: &M, head: &mut u64, item: u64, addr: impl Fn(u64) -> u64) {
+    mem.write(addr(item), &head.to_le_bytes());
+    *head = item + 1;
+}
+
+/// What the free item at `at` holds: the next free item + 1 (see `pop_free`).
+fn next_free<M: Memory>(mem: &M, at: u64) -> u64 {
+    let mut next = [0u8; 8];
+    mem.read(at, &mut next);
+    u64::from_le_bytes(next)
+}
+
 /// Grows `meta` (or any memory) to hold `end` bytes; traps when stable memory is exhausted.
 fn reserve<M: Memory>(meta: &M, end: u64) {
     let pages = end.div_ceil(65536);
@@ -978,6 +1001,10 @@ impl<M: Memory> Store<M> {
         self.entry_table.as_ref().filter(|t| id >= t.first())
     }
 
+    fn table_for_mut(&mut self, id: EntryId) -> Option<&mut EntryTable<Stream<M>>> {
+        self.entry_table.as_mut().filter(|t| id >= t.first())
+    }
+
     /// The owner chains when they hold `id`'s row (layout 7: the entries of the table).
     fn chains_for(&mut self, id: EntryId) -> Option<&mut OwnerChains<Stream<M>>> {
         let first = self.entry_table.as_ref()?.first();
@@ -998,16 +1025,18 @@ impl<M: Memory> Store<M> {
     }
 
     /// Writes `new` where it lives: in the table, its state and (when it changed) its intent;
-    /// in the B-tree of an older layout, whole.
-    fn write_entry(&mut self, old: Option<&Entry>, new: &Entry) {
-        match self.entry_table.as_mut().filter(|t| new.id >= t.first()) {
+    /// in the B-tree of an older layout, whole. `new` comes back as it went in (its intent is
+    /// lent to `STATE_INTENT` while the state is encoded, so the entry is not copied again).
+    fn write_entry(&mut self, old: Option<&Entry>, new: &mut Entry) {
+        match self.table_for_mut(new.id) {
             Some(t) => {
                 let intent = old
                     .is_none_or(|o| o.intent != new.intent)
                     .then(|| encode_cbor_value(&new.intent));
-                let mut state = new.clone();
-                state.intent = STATE_INTENT;
-                t.put(new.id, intent.as_deref(), &encode_cbor_value(&state));
+                let kept = std::mem::replace(&mut new.intent, STATE_INTENT);
+                let state = encode_cbor_value(new);
+                new.intent = kept;
+                t.put(new.id, intent.as_deref(), &state);
             }
             None => {
                 self.entries.insert(new.id, Encoded(encode_stored(new)));
@@ -1016,7 +1045,7 @@ impl<M: Memory> Store<M> {
     }
 
     fn remove_stored(&mut self, id: EntryId) {
-        match self.entry_table.as_mut().filter(|t| id >= t.first()) {
+        match self.table_for_mut(id) {
             Some(t) => {
                 t.remove(id);
             }
@@ -1112,8 +1141,10 @@ impl<M: Memory> Store<M> {
                 self.owners.insert(new.owner, u);
             }
         }
-        self.write_entry(old, new);
-        self.remember(new.clone());
+        // One copy of the entry, written and then kept in the cache.
+        let mut kept = new.clone();
+        self.write_entry(old, &mut kept);
+        self.remember(kept);
         Ok(())
     }
 
@@ -1481,11 +1512,12 @@ impl<M: Memory> Store<M> {
             }
         };
         let set = |it: &mut dyn Iterator<Item = String>| it.collect::<BTreeSet<_>>();
+        // Entries from the table's first id on have their rows in the owner chains.
+        let first = self.entry_table.as_ref().map_or(u64::MAX, |t| t.first());
         check(
             "by_owner",
             set(&mut entries.iter().map(|e| {
                 let key = (owner_key(&e.owner), e.id);
-                let first = self.entry_table.as_ref().map_or(u64::MAX, |t| t.first());
                 match &self.owner_rows {
                     // An entry's row is in a chain for an entry of the table, else in stream
                     // 1, or in `by_owner` if it was made before.

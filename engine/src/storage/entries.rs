@@ -58,7 +58,9 @@
 //! The class table, the page size and the header are format 1: never change any of them; a
 //! new format gets a new format number.
 
-use super::reserve;
+#[cfg(test)]
+use super::next_free;
+use super::{pop_free, push_free, reserve};
 use ic_stable_structures::Memory;
 
 const MAGIC: &[u8; 4] = b"ICJE";
@@ -304,11 +306,7 @@ impl<M: Memory> EntryTable<M> {
 
     /// A zeroed slot page: the head of the free pages, or a new one.
     fn new_page(&mut self) -> u64 {
-        let k = if self.free_page > 0 {
-            let k = self.free_page - 1;
-            let mut next = [0u8; 8];
-            self.pages.read(k * SLOT_PAGE, &mut next);
-            self.free_page = u64::from_le_bytes(next);
+        let k = if let Some(k) = pop_free(&self.pages, &mut self.free_page, |k| k * SLOT_PAGE) {
             self.set_header(HEADER_FREE_PAGE, self.free_page);
             k
         } else {
@@ -323,9 +321,7 @@ impl<M: Memory> EntryTable<M> {
     }
 
     fn free_page(&mut self, k: u64) {
-        self.pages
-            .write(k * SLOT_PAGE, &self.free_page.to_le_bytes());
-        self.free_page = k + 1;
+        push_free(&self.pages, &mut self.free_page, k, |k| k * SLOT_PAGE);
         self.set_header(HEADER_FREE_PAGE, self.free_page);
     }
 
@@ -342,11 +338,7 @@ impl<M: Memory> EntryTable<M> {
 
     /// A chunk of class `c`: the head of its free list, or the end of the heap.
     fn allocate(&mut self, c: usize) -> u64 {
-        if self.free[c] > 0 {
-            let at = self.free[c] - 1;
-            let mut next = [0u8; 8];
-            self.heap.read(at, &mut next);
-            self.free[c] = u64::from_le_bytes(next);
+        if let Some(at) = pop_free(&self.heap, &mut self.free[c], |at| at) {
             self.set_header(FREE_HEADS + 8 * c as u64, self.free[c]);
             return at;
         }
@@ -359,8 +351,7 @@ impl<M: Memory> EntryTable<M> {
 
     fn release(&mut self, p: Part) {
         let c = class_of(p.len);
-        self.heap.write(p.at, &self.free[c].to_le_bytes());
-        self.free[c] = p.at + 1;
+        push_free(&self.heap, &mut self.free[c], p.at, |at| at);
         self.set_header(FREE_HEADS + 8 * c as u64, self.free[c]);
     }
 
@@ -520,9 +511,7 @@ impl<M: Memory> EntryTable<M> {
                 out.push(format!("free page {k} also used by {who}"));
                 break;
             }
-            let mut next = [0u8; 8];
-            self.pages.read(k * SLOT_PAGE, &mut next);
-            at = u64::from_le_bytes(next);
+            at = next_free(&self.pages, k * SLOT_PAGE);
         }
         for (c, head) in self.free.iter().enumerate() {
             let mut at = *head;
@@ -536,9 +525,7 @@ impl<M: Memory> EntryTable<M> {
                     out.push(format!("class {c}: free chunk {chunk} also used by {who}"));
                     break;
                 }
-                let mut next = [0u8; 8];
-                self.heap.read(chunk, &mut next);
-                at = u64::from_le_bytes(next);
+                at = next_free(&self.heap, chunk);
             }
         }
         let mut last_end = 0;

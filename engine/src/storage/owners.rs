@@ -28,7 +28,7 @@
 //! |                |         | ids appended, u16 ids not removed, 8 reserved, then 126 u64 |
 //! |                |         | ids in increasing order (bit 63 set: removed)            |
 //!
-//! A free block's first 4 bytes hold the next free block + 1.
+//! A free block's first 8 bytes hold the next free block + 1.
 //!
 //! # Stream 6: the directory
 //!
@@ -37,7 +37,9 @@
 //!
 //! The header, the block size and the row formats are format 1: never change them.
 
-use super::reserve;
+#[cfg(test)]
+use super::next_free;
+use super::{pop_free, push_free, reserve};
 use ic_stable_structures::storable::Bound;
 use ic_stable_structures::{Memory, StableBTreeMap, Storable};
 use std::borrow::Cow;
@@ -210,11 +212,7 @@ impl<M: Memory> OwnerChains<M> {
 
     /// A block holding `id` alone: the head of the free blocks, or a new one.
     fn new_block(&mut self, id: u64) -> u64 {
-        let k = if self.free > 0 {
-            let k = self.free - 1;
-            let mut next = [0u8; 4];
-            self.blocks.read(block_at(k), &mut next);
-            self.free = u64::from(u32::from_le_bytes(next));
+        let k = if let Some(k) = pop_free(&self.blocks, &mut self.free, block_at) {
             self.set_header(HEADER_FREE, self.free);
             k
         } else {
@@ -236,9 +234,7 @@ impl<M: Memory> OwnerChains<M> {
     }
 
     fn free_block(&mut self, k: u64) {
-        let next = u32::try_from(self.free).expect("icjournal: owner blocks past 2^32");
-        self.blocks.write(block_at(k), &next.to_le_bytes());
-        self.free = k + 1;
+        push_free(&self.blocks, &mut self.free, k, block_at);
         self.set_header(HEADER_FREE, self.free);
     }
 
@@ -410,9 +406,7 @@ impl<M: Memory> OwnerChains<M> {
                 out.push(format!("free block {k} also in {who}"));
                 break;
             }
-            let mut next = [0u8; 4];
-            self.blocks.read(block_at(k), &mut next);
-            at = u64::from(u32::from_le_bytes(next));
+            at = next_free(&self.blocks, block_at(k));
         }
         out
     }
